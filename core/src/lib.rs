@@ -1,0 +1,8 @@
+//! uml-core: the Universal Model Loader engine.
+//!
+//! One flow for every host: detect the format of a path, inspect it (headers only), estimate
+//! memory, select a backend for the hardware, load, then generate / stream / chat / embed.
+
+pub mod error;
+
+pub use error::{Error, ErrorKind, Result};

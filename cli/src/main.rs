@@ -1,1 +1,414 @@
-fn main() {}
+//! `uml`: inspect, estimate and run local models from the command line.
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use uml_core::bench::BenchOptions;
+use uml_core::chat::ChatMessage;
+use uml_core::estimate::{estimate, EstimateOptions};
+use uml_core::options::{GpuLayers, KvCacheType, LoadOptions};
+use uml_core::sampling::GenerateParams;
+use uml_core::{Error, LoadStage, Model};
+
+#[derive(Parser)]
+#[command(name = "uml", version, about = "Universal Model Loader: inspect and run local AI models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a model file or folder is (reads headers only).
+    Inspect {
+        path: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Estimate the memory a model needs at a context size.
+    Estimate {
+        path: PathBuf,
+        /// Context size in tokens (default: the model's).
+        #[arg(long)]
+        ctx: Option<u32>,
+        /// KV cache type: f16, q8_0 or q4_0.
+        #[arg(long, default_value = "f16")]
+        kv_cache_type: String,
+        /// Layers to offload to a GPU.
+        #[arg(long, default_value_t = 0)]
+        gpu_layers: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the CPU, memory and GPUs uml sees.
+    Hw {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a continuation of a prompt.
+    Run {
+        path: PathBuf,
+        prompt: String,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Print text as it is generated.
+        #[arg(long)]
+        stream: bool,
+        /// Print the result (text, finish reason, usage) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Chat interactively using the model's chat template (an empty line or EOF ends it).
+    Chat {
+        path: PathBuf,
+        /// A system prompt.
+        #[arg(long)]
+        system: Option<String>,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+    },
+    /// Embed texts (one vector per text).
+    Embed {
+        path: PathBuf,
+        #[arg(required = true)]
+        texts: Vec<String>,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Keep raw (not L2-normalised) vectors.
+        #[arg(long)]
+        no_normalize: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure prompt (pp) and generation (tg) tokens/s, as llama-bench does.
+    Bench {
+        path: PathBuf,
+        #[arg(short = 'p', long, default_value_t = 512)]
+        n_prompt: u32,
+        #[arg(short = 'n', long, default_value_t = 128)]
+        n_gen: u32,
+        #[arg(short = 'r', long, default_value_t = 5)]
+        repetitions: u32,
+        #[command(flatten)]
+        load: LoadArgs,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// Context size in tokens (default: the model's, capped by memory).
+    #[arg(long)]
+    ctx: Option<u32>,
+    /// CPU threads (default: physical cores).
+    #[arg(short = 't', long)]
+    threads: Option<u32>,
+    /// Prompt batch size.
+    #[arg(long, default_value_t = 512)]
+    batch: u32,
+    /// Layers on the GPU: a number or "auto".
+    #[arg(long, default_value = "auto")]
+    gpu_layers: String,
+    /// KV cache type: f16, q8_0 or q4_0.
+    #[arg(long, default_value = "f16")]
+    kv_cache_type: String,
+    /// Hide the loading progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct SamplingArgs {
+    #[arg(long, default_value_t = 256)]
+    max_tokens: u32,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: i32,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long)]
+    seed: Option<u32>,
+    /// Stop when this text is generated (repeatable); it is not printed.
+    #[arg(long)]
+    stop: Vec<String>,
+    /// A GBNF grammar file constraining the output.
+    #[arg(long)]
+    grammar_file: Option<PathBuf>,
+    /// A JSON schema file constraining the output.
+    #[arg(long)]
+    json_schema: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> Result<T, Error> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| Error::invalid_argument(format!("--{flag}: invalid value '{value}'")))
+}
+
+fn read_file(flag: &str, path: &PathBuf) -> Result<String, Error> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::invalid_argument(format!("--{flag}: cannot read {}: {e}", path.display())))
+}
+
+impl LoadArgs {
+    fn options(&self, embeddings: bool) -> Result<LoadOptions, Error> {
+        let gpu_layers = match self.gpu_layers.as_str() {
+            "auto" => GpuLayers::Auto,
+            n => GpuLayers::Count(n.parse().map_err(|_| {
+                Error::invalid_argument(format!("--gpu-layers: expected a number or \"auto\", got '{n}'"))
+            })?),
+        };
+        Ok(LoadOptions {
+            n_ctx: self.ctx,
+            n_threads: self.threads,
+            n_batch: self.batch,
+            n_ubatch: self.batch,
+            gpu_layers,
+            kv_cache_type: parse_enum::<KvCacheType>("kv-cache-type", &self.kv_cache_type)?,
+            embeddings,
+            ..LoadOptions::default()
+        })
+    }
+
+    fn load(&self, path: &PathBuf, options: &LoadOptions) -> Result<Model, Error> {
+        if self.quiet {
+            return Model::load(path, options, None);
+        }
+        let bar = ProgressBar::new(100).with_style(
+            ProgressStyle::with_template("{msg:>8} [{bar:30}] {percent:>3}%")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message("loading");
+        let mut on_progress = |stage: LoadStage, fraction: f32| {
+            if stage == LoadStage::Weights {
+                bar.set_position((fraction * 100.0) as u64);
+            }
+            true
+        };
+        let model = Model::load(path, options, Some(&mut on_progress));
+        bar.finish_and_clear();
+        model
+    }
+}
+
+impl SamplingArgs {
+    fn params(&self) -> Result<GenerateParams, Error> {
+        let params = GenerateParams {
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed: self.seed,
+            stop: self.stop.clone(),
+            grammar: self.grammar_file.as_ref().map(|p| read_file("grammar-file", p)).transpose()?,
+            json_schema: match &self.json_schema {
+                Some(p) => Some(serde_json::from_str(&read_file("json-schema", p)?)?),
+                None => None,
+            },
+            ..GenerateParams::default()
+        };
+        params.validate()?;
+        Ok(params)
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::internal(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn gib(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0))
+    } else {
+        format!("{:.1} MiB", b / (1024.0 * 1024.0))
+    }
+}
+
+fn run(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Inspect { path, json } => {
+            let info = uml_core::inspect::inspect(&path)?;
+            if json {
+                return print_json(&info);
+            }
+            println!("path           {}", info.path.display());
+            println!("format         {:?}", info.format);
+            let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            let num = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
+            println!("architecture   {}", opt(&info.architecture));
+            println!("name           {}", opt(&info.name));
+            println!("parameters     {}", info.parameter_count);
+            println!("quantization   {}", opt(&info.quantization));
+            println!("file size      {}", gib(info.file_size));
+            println!("context        {}", num(info.context_length));
+            println!("layers         {}", num(info.block_count));
+            println!("embedding      {}", num(info.embedding_length));
+            println!("heads (kv)     {} ({})", num(info.head_count), num(info.head_count_kv));
+            println!("vocab          {}", num(info.vocab_size));
+            println!("tokenizer      {}", opt(&info.tokenizer_model));
+            println!("bos / eos      {} / {}", opt(&info.bos_token), opt(&info.eos_token));
+            println!("chat template  {}", if info.chat_template.is_some() { "yes" } else { "no" });
+            let types: Vec<String> = info.tensor_types.iter().map(|(t, n)| format!("{t}:{n}")).collect();
+            println!("tensor types   {}", types.join(" "));
+            Ok(())
+        }
+        Command::Estimate { path, ctx, kv_cache_type, gpu_layers, json } => {
+            let info = uml_core::inspect::inspect(&path)?;
+            let opts = EstimateOptions {
+                n_ctx: ctx,
+                cache_type: parse_enum("kv-cache-type", &kv_cache_type)?,
+                gpu_layers,
+                ..EstimateOptions::default()
+            };
+            let est = estimate(&info, &opts)?;
+            if json {
+                return print_json(&est);
+            }
+            let hw = uml_core::hardware::detect();
+            println!("context        {} tokens", est.n_ctx);
+            println!("weights        {}", gib(est.weights_bytes));
+            println!("kv cache       {}", gib(est.kv_cache_bytes));
+            println!("compute        {}", gib(est.compute_bytes));
+            println!("overhead       {}", gib(est.overhead_bytes));
+            println!("host total     {}", gib(est.host_bytes));
+            println!("device total   {}", gib(est.device_bytes));
+            println!(
+                "fits           {} ({} available)",
+                if est.fits(&hw) { "yes" } else { "no" },
+                gib(hw.available_memory_bytes)
+            );
+            Ok(())
+        }
+        Command::Hw { json } => {
+            let hw = uml_core::hardware::detect();
+            if json {
+                return print_json(&hw);
+            }
+            println!("cpu            {}", hw.cpu_model);
+            println!("cores          {} physical, {} logical", hw.physical_cores, hw.logical_cores);
+            println!("simd           {}", hw.simd.join(" "));
+            println!("memory         {} total, {} available", gib(hw.total_memory_bytes), gib(hw.available_memory_bytes));
+            if hw.gpus.is_empty() {
+                println!("gpus           none");
+            }
+            for g in &hw.gpus {
+                println!("gpu {}          {} ({}, {} free of {})", g.index, g.name, g.backend, gib(g.free_memory_bytes), gib(g.total_memory_bytes));
+            }
+            Ok(())
+        }
+        Command::Run { path, prompt, load, sampling, stream, json } => {
+            let params = sampling.params()?;
+            let model = load.load(&path, &load.options(false)?)?;
+            let mut out = std::io::stdout().lock();
+            let streaming = stream && !json;
+            let completion = model.generate(&prompt, &params, None, &mut |piece| {
+                if streaming {
+                    // A closed stdout (e.g. `| head`) stops generation instead of erroring.
+                    return write!(out, "{piece}").and_then(|()| out.flush()).is_ok();
+                }
+                true
+            })?;
+            if json {
+                return print_json(&completion);
+            }
+            if !streaming {
+                write!(out, "{}", completion.text).ok();
+            }
+            writeln!(out).ok();
+            if !load.quiet {
+                let u = &completion.usage;
+                eprintln!(
+                    "[{:?}: {} prompt tokens at {:.1} t/s, {} generated at {:.1} t/s]",
+                    completion.finish_reason, u.prompt_tokens, u.prompt_tokens_per_second, u.completion_tokens, u.generation_tokens_per_second
+                );
+            }
+            Ok(())
+        }
+        Command::Chat { path, system, load, sampling } => {
+            let params = sampling.params()?;
+            let model = load.load(&path, &load.options(false)?)?;
+            let mut history = Vec::new();
+            if let Some(system) = system {
+                history.push(ChatMessage::new("system", system));
+            }
+            let stdin = std::io::stdin();
+            let mut out = std::io::stdout();
+            loop {
+                write!(out, "> ").and_then(|()| out.flush()).ok();
+                let mut line = String::new();
+                if stdin.lock().read_line(&mut line).map_err(|e| Error::internal(e.to_string()))? == 0 {
+                    break;
+                }
+                let line = line.trim_end_matches(['\r', '\n']);
+                if line.is_empty() {
+                    break;
+                }
+                history.push(ChatMessage::new("user", line));
+                let reply = model.chat(&history, &params, None, &mut |piece| {
+                    write!(out, "{piece}").and_then(|()| out.flush()).is_ok()
+                })?;
+                writeln!(out).ok();
+                history.push(ChatMessage::new("assistant", reply.text));
+            }
+            Ok(())
+        }
+        Command::Embed { path, texts, load, no_normalize, json } => {
+            let mut options = load.options(true)?;
+            options.normalize_embeddings = !no_normalize;
+            let model = load.load(&path, &options)?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = model.embed(&refs, None)?;
+            if json {
+                return print_json(&vectors);
+            }
+            for (text, v) in texts.iter().zip(&vectors) {
+                let head: Vec<String> = v.iter().take(8).map(|x| format!("{x:.4}")).collect();
+                println!("{text:?}: [{} ...] ({} dims)", head.join(", "), v.len());
+            }
+            Ok(())
+        }
+        Command::Bench { path, n_prompt, n_gen, repetitions, load, json } => {
+            let model = load.load(&path, &load.options(false)?)?;
+            let report = model.bench(&BenchOptions { n_prompt, n_gen, repetitions })?;
+            if json {
+                return print_json(&report);
+            }
+            println!("model: {}  threads: {}  n_batch: {}", path.display(), report.threads, report.n_batch);
+            println!("{:>8} {:>12} {:>30}", "test", "t/s (median)", "samples");
+            for t in &report.tests {
+                let samples: Vec<String> = t.samples.iter().map(|s| format!("{s:.1}")).collect();
+                println!("{:>8} {:>12.2} {:>30}", t.test, t.median, samples.join(" "));
+            }
+            Ok(())
+        }
+    }
+}

@@ -35,11 +35,13 @@ pub enum ErrorKind {
     ModelClosed = 11,
     /// A bug in uml (a caught panic, a broken invariant). Please report it.
     Internal = 12,
+    /// A caller-provided output buffer is too small; the needed size is reported beside it.
+    BufferTooSmall = 13,
 }
 
 impl ErrorKind {
     /// Every kind, in code order (bindings use it to check their mapping is complete).
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::InvalidArgument,
         ErrorKind::NotFound,
         ErrorKind::UnsupportedFormat,
@@ -52,6 +54,7 @@ impl ErrorKind {
         ErrorKind::Unsupported,
         ErrorKind::ModelClosed,
         ErrorKind::Internal,
+        ErrorKind::BufferTooSmall,
     ];
 
     /// The stable numeric code (equal to the C `uml_status`).
@@ -74,6 +77,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "UNSUPPORTED",
             ErrorKind::ModelClosed => "MODEL_CLOSED",
             ErrorKind::Internal => "INTERNAL",
+            ErrorKind::BufferTooSmall => "BUFFER_TOO_SMALL",
         }
     }
 }
@@ -188,7 +192,7 @@ mod tests {
     #[test]
     fn codes_are_stable_and_unique() {
         let codes: Vec<i32> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=12).collect::<Vec<_>>());
+        assert_eq!(codes, (1..=13).collect::<Vec<_>>());
     }
 
     #[test]

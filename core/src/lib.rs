@@ -2,7 +2,30 @@
 //!
 //! One flow for every host: detect the format of a path, inspect it (headers only), estimate
 //! memory, select a backend for the hardware, load, then generate / stream / chat / embed.
+//!
+//! ```no_run
+//! use uml_core::{GenerateParams, LoadOptions, Model};
+//! let model = Model::load("model.gguf", &LoadOptions::default(), None)?;
+//! let out = model.generate("Once upon a time", &GenerateParams::greedy(), None, &mut |piece| {
+//!     print!("{piece}");
+//!     true
+//! })?;
+//! println!("\n[{:?}, {} tokens]", out.finish_reason, out.usage.completion_tokens);
+//! # Ok::<(), uml_core::Error>(())
+//! ```
 
+pub mod backend;
+pub mod bench;
+pub mod cancel;
+pub mod embed;
 pub mod error;
+mod generate;
+pub mod model;
 
+pub use cancel::CancelToken;
 pub use error::{Error, ErrorKind, Result};
+pub use generate::Sink;
+pub use model::{LoadStage, Model};
+
+/// The version of uml (all crates share it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

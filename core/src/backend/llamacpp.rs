@@ -1,0 +1,465 @@
+//! The llama.cpp backend (GGUF), through the `llama-cpp-2` crate.
+//!
+//! Weights live in one `LlamaModel` shared by every thread (mmap by default). Each generation
+//! borrows a context (KV cache + compute buffers) from a small pool, so concurrent generations
+//! never share state and a finished one hands its context to the next instead of reallocating.
+
+use super::{Backend, LoadPlan, LoadedModel, Session, Token};
+use crate::format::Format;
+use crate::inspect::ModelInfo;
+use crate::options::KvCacheType;
+use crate::sampling::GenerateParams;
+use crate::{CancelToken, Error, ErrorKind, Result};
+use llama_cpp_2::context::params::{KvCacheType as LlamaKvType, LlamaContextParams, LlamaPoolingType};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
+use llama_cpp_2::token::LlamaToken;
+use once_cell::sync::OnceCell;
+use parking_lot::Mutex;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+/// Idle contexts kept per model. One covers the common case (sequential calls) without
+/// holding several KV caches' worth of memory after a burst of concurrent generations.
+const IDLE_CONTEXTS: usize = 1;
+
+/// Texts longer than this many tokens are refused by `embed` (the embedding context processes a
+/// whole text in one micro-batch, and its compute buffer grows with the square of this).
+const MAX_EMBED_TOKENS: u32 = 2048;
+
+static BACKEND: LlamaCppBackend = LlamaCppBackend;
+
+pub(super) fn backend() -> &'static dyn Backend {
+    &BACKEND
+}
+
+/// llama.cpp may be initialised once per process; keep it for the process's lifetime.
+fn llama() -> Result<&'static LlamaBackend> {
+    static INSTANCE: OnceCell<LlamaBackend> = OnceCell::new();
+    INSTANCE.get_or_try_init(|| {
+        // llama.cpp's own log goes to `tracing` (silent unless the host installs a subscriber).
+        llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+        LlamaBackend::init().map_err(|e| Error::backend(format!("cannot initialise llama.cpp: {e}")))
+    })
+}
+
+/// llama.cpp's context creation mutates shared model state: never run two at once.
+static NEW_CONTEXT_LOCK: Mutex<()> = Mutex::new(());
+
+struct LlamaCppBackend;
+
+impl Backend for LlamaCppBackend {
+    fn name(&self) -> &'static str {
+        "llama.cpp"
+    }
+
+    fn check(&self, info: &ModelInfo) -> Result<()> {
+        match info.format {
+            Format::Gguf => Ok(()),
+            other => Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{} is a {other:?} model; the llama.cpp backend loads GGUF files only \
+                     (convert it with llama.cpp's convert_hf_to_gguf.py, or use a build with the candle backend)",
+                    info.path.display()
+                ),
+            )),
+        }
+    }
+
+    fn load(
+        &self,
+        info: &ModelInfo,
+        plan: &LoadPlan,
+        progress: &mut dyn FnMut(f32) -> bool,
+    ) -> Result<Box<dyn LoadedModel>> {
+        let backend = llama()?;
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let progress_ptr = ProgressPtr(progress as *mut dyn FnMut(f32) -> bool);
+        let flag = cancelled.clone();
+        let params = LlamaModelParams::default()
+            .with_n_gpu_layers(plan.gpu_layers)
+            .with_use_mmap(plan.use_mmap)
+            .with_use_mlock(plan.use_mlock)
+            .with_progress_callback(move |fraction| {
+                // SAFETY: the closure lives in `params`, which is dropped before `load` returns,
+                // and llama.cpp calls it only inside `load_from_file` below, on this thread;
+                // so the caller's `progress` borrow outlives every call.
+                let keep_going = unsafe { (*progress_ptr.get())(fraction) };
+                if !keep_going {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                keep_going
+            });
+        let model = LlamaModel::load_from_file(backend, &info.path, &params);
+        drop(params);
+        let model = match model {
+            Ok(model) => model,
+            Err(_) if cancelled.load(std::sync::atomic::Ordering::Relaxed) => {
+                return Err(Error::new(ErrorKind::Cancelled, "model load cancelled by the progress callback"))
+            }
+            Err(e) => {
+                return Err(Error::backend(format!(
+                    "llama.cpp could not load {}: {e} (the file may be truncated, or use an architecture this llama.cpp does not know; set RUST_LOG=llama_cpp_2=info for llama.cpp's log)",
+                    info.path.display()
+                )))
+            }
+        };
+        let model = Arc::new(model);
+        let pooling = pooling_type(&model, info);
+        let loaded = LlamaLoaded {
+            generation_pool: Mutex::new(Vec::new()),
+            embedding_pool: Mutex::new(Vec::new()),
+            plan: plan.clone(),
+            pooling,
+            model,
+        };
+        // Create one context now so a model too big for its context fails at load, not at the
+        // first generate, and the first generate does not pay for the allocation.
+        let ctx = loaded.new_context(false)?;
+        loaded.generation_pool.lock().push(ctx);
+        Ok(Box::new(loaded))
+    }
+}
+
+/// A raw pointer to the caller's progress callback, movable into llama-cpp-2's 'static closure.
+struct ProgressPtr(*mut dyn FnMut(f32) -> bool);
+impl ProgressPtr {
+    fn get(&self) -> *mut dyn FnMut(f32) -> bool {
+        self.0
+    }
+}
+
+/// The model's own pooling (from `{arch}.pooling_type`); decoder-only models have none, and get
+/// mean pooling so `embed` still returns one vector per text.
+fn pooling_type(model: &LlamaModel, info: &ModelInfo) -> LlamaPoolingType {
+    let arch = info.architecture.clone().unwrap_or_default();
+    let value = model
+        .meta_val_str(&format!("{arch}.pooling_type"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    match value {
+        Some(2) => LlamaPoolingType::Cls,
+        Some(3) => LlamaPoolingType::Last,
+        _ => LlamaPoolingType::Mean,
+    }
+}
+
+fn llama_kv_type(t: KvCacheType) -> LlamaKvType {
+    match t {
+        KvCacheType::F16 => LlamaKvType::F16,
+        KvCacheType::Q8_0 => LlamaKvType::Q8_0,
+        KvCacheType::Q4_0 => LlamaKvType::Q4_0,
+    }
+}
+
+/// A context bound to its model. Field order matters: `ctx` is dropped before `_model`.
+struct PooledContext {
+    ctx: LlamaContext<'static>,
+    _model: Arc<LlamaModel>,
+}
+
+// SAFETY: a llama.cpp context may be used from any thread as long as only one thread uses it at
+// a time; a `PooledContext` is owned by exactly one session (or the pool's mutex) at a time.
+unsafe impl Send for PooledContext {}
+
+struct LlamaLoaded {
+    generation_pool: Mutex<Vec<PooledContext>>,
+    embedding_pool: Mutex<Vec<PooledContext>>,
+    plan: LoadPlan,
+    pooling: LlamaPoolingType,
+    model: Arc<LlamaModel>,
+}
+
+impl LlamaLoaded {
+    fn embedding_ctx_size(&self) -> u32 {
+        self.plan.n_ctx.min(MAX_EMBED_TOKENS)
+    }
+
+    fn new_context(&self, embeddings: bool) -> Result<PooledContext> {
+        let plan = &self.plan;
+        let n_threads = i32::try_from(plan.n_threads).unwrap_or(i32::MAX);
+        let n_threads_batch = i32::try_from(plan.n_threads_batch).unwrap_or(i32::MAX);
+        let (n_ctx, n_batch, n_ubatch) = if embeddings {
+            let n = self.embedding_ctx_size();
+            (n, n, n)
+        } else {
+            (plan.n_ctx, plan.n_batch, plan.n_ubatch)
+        };
+        let mut params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_ubatch)
+            .with_n_seq_max(1)
+            .with_n_threads(n_threads)
+            .with_n_threads_batch(n_threads_batch)
+            .with_type_k(llama_kv_type(plan.kv_cache_type))
+            .with_type_v(llama_kv_type(plan.kv_cache_type));
+        if embeddings {
+            params = params.with_embeddings(true).with_pooling_type(self.pooling);
+        }
+        let ctx = {
+            let _guard = NEW_CONTEXT_LOCK.lock();
+            self.model.new_context(llama()?, params)
+        }
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::OutOfMemory,
+                format!(
+                    "llama.cpp could not create a context of {n_ctx} tokens: {e} (try a smaller n_ctx or kv_cache_type \"q8_0\")"
+                ),
+            )
+        })?;
+        // SAFETY: the context borrows the model; we store an `Arc` of that same model beside it in
+        // `PooledContext`, whose field order drops the context first, so the borrow never
+        // outlives the model.
+        let ctx: LlamaContext<'static> = unsafe { std::mem::transmute(ctx) };
+        Ok(PooledContext {
+            ctx,
+            _model: self.model.clone(),
+        })
+    }
+
+    fn take_context(&self, embeddings: bool) -> Result<PooledContext> {
+        let pool = if embeddings { &self.embedding_pool } else { &self.generation_pool };
+        let idle = pool.lock().pop();
+        match idle {
+            Some(mut pooled) => {
+                pooled.ctx.clear_kv_cache();
+                Ok(pooled)
+            }
+            None => self.new_context(embeddings),
+        }
+    }
+
+    fn return_context(&self, pooled: PooledContext, embeddings: bool) {
+        let pool = if embeddings { &self.embedding_pool } else { &self.generation_pool };
+        let mut pool = pool.lock();
+        if pool.len() < IDLE_CONTEXTS {
+            pool.push(pooled);
+        }
+    }
+
+    fn build_sampler(&self, params: &GenerateParams) -> Result<LlamaSampler> {
+        let n_vocab = self.model.n_vocab();
+        let mut chain = Vec::new();
+        if !params.logit_bias.is_empty() {
+            let mut biases = Vec::with_capacity(params.logit_bias.len());
+            for (&token, &bias) in &params.logit_bias {
+                if token < 0 || token >= n_vocab {
+                    return Err(Error::invalid_argument(format!(
+                        "logit_bias: token id {token} is outside the vocabulary (0..{n_vocab})"
+                    )));
+                }
+                biases.push(LlamaLogitBias::new(LlamaToken(token), bias));
+            }
+            chain.push(LlamaSampler::logit_bias(n_vocab, &biases));
+        }
+        let penalties_on = params.repeat_penalty != 1.0
+            || params.frequency_penalty != 0.0
+            || params.presence_penalty != 0.0;
+        if penalties_on {
+            chain.push(LlamaSampler::penalties(
+                params.repeat_last_n,
+                params.repeat_penalty,
+                params.frequency_penalty,
+                params.presence_penalty,
+            ));
+        }
+        let grammar = match (&params.grammar, &params.json_schema) {
+            (Some(g), _) => Some(g.clone()),
+            (None, Some(schema)) => Some(
+                llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
+                    Error::invalid_argument(format!("json_schema: cannot convert it to a grammar: {e}"))
+                })?,
+            ),
+            (None, None) => None,
+        };
+        if let Some(grammar) = grammar {
+            let sampler = LlamaSampler::grammar(&self.model, &grammar, "root").map_err(|e| {
+                Error::invalid_argument(format!(
+                    "grammar: llama.cpp rejected the GBNF grammar ({e}); it needs a `root` rule"
+                ))
+            })?;
+            chain.push(sampler);
+        }
+        if params.is_greedy() {
+            chain.push(LlamaSampler::greedy());
+        } else {
+            if params.top_k > 0 {
+                chain.push(LlamaSampler::top_k(params.top_k));
+            }
+            if params.top_p < 1.0 {
+                chain.push(LlamaSampler::top_p(params.top_p, 1));
+            }
+            if params.min_p > 0.0 {
+                chain.push(LlamaSampler::min_p(params.min_p, 1));
+            }
+            chain.push(LlamaSampler::temp(params.temperature));
+            let seed = params.seed.unwrap_or_else(random_seed);
+            chain.push(LlamaSampler::dist(seed));
+        }
+        Ok(LlamaSampler::chain_simple(chain))
+    }
+}
+
+fn random_seed() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish() as u32
+}
+
+impl LoadedModel for LlamaLoaded {
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<Token>> {
+        let tokens = self.model.vocab().tokenize(text.as_bytes(), add_special, true);
+        Ok(tokens.into_iter().map(|t| t.0).collect())
+    }
+
+    fn token_bytes(&self, token: Token) -> Vec<u8> {
+        self.model.vocab().token_to_piece(LlamaToken(token), false, None)
+    }
+
+    fn is_end_of_generation(&self, token: Token) -> bool {
+        self.model.vocab().is_eog(LlamaToken(token))
+    }
+
+    fn vocab_size(&self) -> u32 {
+        u32::try_from(self.model.n_vocab()).unwrap_or(0)
+    }
+
+    fn new_session(&self, params: &GenerateParams) -> Result<Box<dyn Session + '_>> {
+        let sampler = self.build_sampler(params)?;
+        let ctx = self.take_context(false)?;
+        let n_batch = self.plan.n_batch;
+        Ok(Box::new(LlamaSession {
+            owner: self,
+            ctx: Some(ctx),
+            sampler,
+            batch: LlamaBatch::new(n_batch as usize, 1),
+            last_index: -1,
+        }))
+    }
+
+    fn embed(&self, text: &str, cancel: Option<&CancelToken>) -> Result<Vec<f32>> {
+        let tokens = self.tokenize(text, true)?;
+        let limit = self.embedding_ctx_size();
+        if tokens.is_empty() {
+            return Err(Error::invalid_argument("embed: the text is empty after tokenization"));
+        }
+        if tokens.len() > limit as usize {
+            return Err(Error::new(
+                ErrorKind::ContextOverflow,
+                format!(
+                    "embed: the text is {} tokens but the embedding context holds {limit}; split the text into smaller chunks",
+                    tokens.len()
+                ),
+            ));
+        }
+        if cancel.is_some_and(|c| c.is_cancelled()) {
+            return Err(Error::new(ErrorKind::Cancelled, "embed cancelled"));
+        }
+        let mut pooled = self.take_context(true)?;
+        let mut batch = LlamaBatch::new(tokens.len(), 1);
+        for (i, &t) in tokens.iter().enumerate() {
+            batch
+                .add(LlamaToken(t), i as i32, &[0], true)
+                .map_err(|e| Error::internal(format!("embed: batch add failed: {e}")))?;
+        }
+        let result = pooled
+            .ctx
+            .decode(&mut batch)
+            .map_err(|e| Error::backend(format!("embed: llama.cpp decode failed: {e}")))
+            .and_then(|()| {
+                pooled
+                    .ctx
+                    .embeddings_seq_ith(0)
+                    .map(|v| v.to_vec())
+                    .map_err(|e| Error::backend(format!("embed: no pooled embedding: {e}")))
+            });
+        self.return_context(pooled, true);
+        let mut vector = result?;
+        if self.plan.normalize_embeddings {
+            crate::embed::l2_normalize(&mut vector);
+        }
+        Ok(vector)
+    }
+
+    fn embedding_size(&self) -> usize {
+        usize::try_from(self.model.n_embd_out()).unwrap_or(0)
+    }
+}
+
+struct LlamaSession<'m> {
+    owner: &'m LlamaLoaded,
+    ctx: Option<PooledContext>,
+    sampler: LlamaSampler,
+    batch: LlamaBatch<'static>,
+    last_index: i32,
+}
+
+impl Session for LlamaSession<'_> {
+    fn n_ctx(&self) -> u32 {
+        self.owner.plan.n_ctx
+    }
+
+    fn n_batch(&self) -> u32 {
+        self.owner.plan.n_batch
+    }
+
+    fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()> {
+        if tokens.is_empty() || tokens.len() > self.owner.plan.n_batch as usize {
+            return Err(Error::internal(format!(
+                "decode: {} tokens for a batch of {}",
+                tokens.len(),
+                self.owner.plan.n_batch
+            )));
+        }
+        self.batch.clear();
+        let last = tokens.len() - 1;
+        for (i, &t) in tokens.iter().enumerate() {
+            self.batch
+                .add(LlamaToken(t), (first_pos as usize + i) as i32, &[0], i == last)
+                .map_err(|e| Error::internal(format!("decode: batch add failed: {e}")))?;
+        }
+        let pooled = self
+            .ctx
+            .as_mut()
+            .ok_or_else(|| Error::internal("session used after its context was returned"))?;
+        let result = pooled.ctx.decode(&mut self.batch);
+        result.map_err(|e| match e {
+            llama_cpp_2::DecodeError::NoKvCacheSlot => Error::new(
+                ErrorKind::ContextOverflow,
+                format!("the context of {} tokens is full", self.owner.plan.n_ctx),
+            ),
+            other => Error::backend(format!("llama.cpp decode failed: {other}")),
+        })?;
+        self.last_index = last as i32;
+        Ok(())
+    }
+
+    fn sample(&mut self) -> Result<Token> {
+        if self.last_index < 0 {
+            return Err(Error::internal("sample called before decode"));
+        }
+        let idx = self.last_index;
+        let ctx = self
+            .ctx
+            .as_ref()
+            .ok_or_else(|| Error::internal("session used after its context was returned"))?;
+        Ok(self.sampler.sample(&ctx.ctx, idx).0)
+    }
+}
+
+impl Drop for LlamaSession<'_> {
+    fn drop(&mut self) {
+        if let Some(ctx) = self.ctx.take() {
+            self.owner.return_context(ctx, false);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The generation loop, shared by every backend: prompt evaluation in cancellable chunks,
+//! sampling, UTF-8-safe streaming with stop strings, finish reasons and usage.
+
+use crate::backend::{LoadedModel, Token};
+use crate::sampling::GenerateParams;
+use crate::stream::{Completion, FinishReason, TextStream, Usage};
+use crate::{CancelToken, Error, ErrorKind, Result};
+use std::time::Instant;
+
+/// Where streamed text goes. Returning `false` stops generation (finish reason `Cancelled`).
+pub type Sink<'a> = &'a mut dyn FnMut(&str) -> bool;
+
+/// Run one generation from already-tokenized `prompt`.
+pub(crate) fn generate_tokens(
+    model: &dyn LoadedModel,
+    prompt: &[Token],
+    params: &GenerateParams,
+    cancel: Option<&CancelToken>,
+    sink: Sink<'_>,
+) -> Result<Completion> {
+    params.validate()?;
+    if prompt.is_empty() {
+        return Err(Error::invalid_argument(
+            "the prompt is empty: give at least one token of text",
+        ));
+    }
+    let mut session = model.new_session(params)?;
+    let n_ctx = session.n_ctx() as usize;
+    if prompt.len() >= n_ctx {
+        return Err(Error::new(
+            ErrorKind::ContextOverflow,
+            format!(
+                "the prompt is {} tokens but the context holds {n_ctx} (one more is needed to generate); \
+                 shorten the prompt or load the model with a larger n_ctx",
+                prompt.len()
+            ),
+        ));
+    }
+    let is_cancelled = || cancel.is_some_and(|c| c.is_cancelled());
+    let mut stream = TextStream::new(&params.stop);
+    let mut usage = Usage {
+        prompt_tokens: prompt.len() as u32,
+        ..Usage::default()
+    };
+
+    // Prompt: in n_batch chunks, checking for cancellation between them, so a cancel during a
+    // long prompt waits for at most one chunk.
+    let prompt_start = Instant::now();
+    let chunk = session.n_batch().max(1) as usize;
+    for (i, piece) in prompt.chunks(chunk).enumerate() {
+        if is_cancelled() {
+            return Ok(finished(stream, FinishReason::Cancelled, usage, Some(sink)));
+        }
+        session.decode(piece, (i * chunk) as u32)?;
+    }
+    usage.prompt_ms = ms(prompt_start);
+
+    let gen_start = Instant::now();
+    let mut pos = prompt.len();
+    let mut sink_open = true;
+    let reason = loop {
+        if is_cancelled() {
+            break FinishReason::Cancelled;
+        }
+        let token = session.sample()?;
+        if model.is_end_of_generation(token) {
+            break FinishReason::Stop;
+        }
+        usage.completion_tokens += 1;
+        let pushed = stream.push(&model.token_bytes(token));
+        if !pushed.text.is_empty() && !sink(&pushed.text) {
+            sink_open = false;
+            break FinishReason::Cancelled;
+        }
+        if pushed.stopped {
+            break FinishReason::Stop;
+        }
+        if usage.completion_tokens >= params.max_tokens || pos + 1 >= n_ctx {
+            // The context is full: report `length` rather than silently dropping old tokens.
+            break FinishReason::Length;
+        }
+        session.decode(&[token], pos as u32)?;
+        pos += 1;
+    };
+    usage.generation_ms = ms(gen_start);
+    Ok(finished(stream, reason, usage, sink_open.then_some(sink)))
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+fn per_second(tokens: u32, ms: f64) -> f64 {
+    if ms > 0.0 {
+        f64::from(tokens) * 1000.0 / ms
+    } else {
+        0.0
+    }
+}
+
+/// Release held-back text to the sink (unless the sink itself asked to stop: then it gets
+/// nothing more, and the result holds exactly what it received) and assemble the result.
+fn finished(
+    mut stream: TextStream,
+    reason: FinishReason,
+    mut usage: Usage,
+    sink: Option<Sink<'_>>,
+) -> Completion {
+    if let Some(sink) = sink {
+        let tail = stream.finish();
+        if !tail.is_empty() {
+            sink(&tail);
+        }
+    }
+    usage.prompt_tokens_per_second = per_second(usage.prompt_tokens, usage.prompt_ms);
+    usage.generation_tokens_per_second = per_second(usage.completion_tokens, usage.generation_ms);
+    Completion {
+        text: stream.text_so_far().to_string(),
+        finish_reason: reason,
+        usage,
+    }
+}

@@ -1,0 +1,309 @@
+//! `Model`: the one public entry point every host uses. It walks the flow of DESIGN.md:
+//! inspect → estimate → select backend → load (with progress) → generate / chat / embed.
+
+use crate::backend::{self, LoadPlan, LoadedModel, Token};
+use crate::chat::{ChatMessage, ChatTemplate};
+use crate::estimate::{self, EstimateOptions, MemoryEstimate};
+use crate::generate::{generate_tokens, Sink};
+use crate::hardware::{self, Hardware};
+use crate::inspect::{self, ModelInfo};
+use crate::options::{GpuLayers, LoadOptions};
+use crate::sampling::GenerateParams;
+use crate::stream::Completion;
+use crate::{CancelToken, Error, ErrorKind, Result};
+use serde::Serialize;
+use std::path::Path;
+
+/// Where a load is, for progress reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadStage {
+    /// Reading headers and estimating memory.
+    Inspect,
+    /// Reading / mapping weights (fraction advances).
+    Weights,
+    /// Creating the first context; the model is usable after this.
+    Ready,
+}
+
+impl LoadStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadStage::Inspect => "inspect",
+            LoadStage::Weights => "weights",
+            LoadStage::Ready => "ready",
+        }
+    }
+}
+
+/// Load progress callback: (stage, fraction of that stage in 0..=1). Return false to cancel.
+pub type ProgressFn<'a> = &'a mut dyn FnMut(LoadStage, f32) -> bool;
+
+/// A loaded model. `Send + Sync`: share it (e.g. in an `Arc`) and generate from several threads
+/// at once; each generation has its own context.
+pub struct Model {
+    inner: Box<dyn LoadedModel>,
+    info: ModelInfo,
+    plan: LoadPlan,
+    estimate: MemoryEstimate,
+    backend: &'static str,
+    chat_template: std::result::Result<ChatTemplate, Error>,
+    default_seed: Option<u32>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("path", &self.info.path)
+            .field("backend", &self.backend)
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `Model::describe` reports: the model, how it was loaded, and the memory it was given.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadedInfo<'a> {
+    pub backend: &'static str,
+    pub plan: &'a LoadPlan,
+    pub memory: &'a MemoryEstimate,
+    pub model: &'a ModelInfo,
+}
+
+impl Model {
+    /// Load a model with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Model> {
+        Model::load(path, &LoadOptions::default(), None)
+    }
+
+    /// Inspect, estimate, check memory, pick a backend and load. Refuses (with `OutOfMemory`)
+    /// before allocating anything when the estimate exceeds available RAM.
+    pub fn load(
+        path: impl AsRef<Path>,
+        options: &LoadOptions,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<Model> {
+        options.validate()?;
+        let mut noop = |_: LoadStage, _: f32| true;
+        let progress: ProgressFn<'_> = match progress {
+            Some(p) => p,
+            None => &mut noop,
+        };
+        if !progress(LoadStage::Inspect, 0.0) {
+            return Err(load_cancelled());
+        }
+        let info = inspect::inspect(path.as_ref())?;
+        let backend = backend::select(&info)?;
+        let hw = hardware::detect();
+        let (plan, estimate) = plan_load(&info, options, &hw)?;
+        if !progress(LoadStage::Inspect, 1.0) {
+            return Err(load_cancelled());
+        }
+        let inner = backend.load(&info, &plan, &mut |f| progress(LoadStage::Weights, f))?;
+        progress(LoadStage::Ready, 1.0);
+        let chat_template = chat_template_for(&info, options);
+        Ok(Model {
+            inner,
+            info,
+            plan,
+            estimate,
+            backend: backend.name(),
+            chat_template,
+            default_seed: options.seed,
+        })
+    }
+
+    /// What the file is (headers), as inspected before loading.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The resolved load settings (context size, threads, layers on GPU, ...).
+    pub fn plan(&self) -> &LoadPlan {
+        &self.plan
+    }
+
+    /// The memory estimate the load was checked against.
+    pub fn memory(&self) -> &MemoryEstimate {
+        &self.estimate
+    }
+
+    /// Name of the backend running this model.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Everything about this loaded model, ready to serialise (the JSON of `uml_model_info`).
+    pub fn describe(&self) -> LoadedInfo<'_> {
+        LoadedInfo {
+            backend: self.backend,
+            plan: &self.plan,
+            memory: &self.estimate,
+            model: &self.info,
+        }
+    }
+
+    /// Tokenize `text`; `add_special` adds BOS (etc.) as the model wants.
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<Token>> {
+        self.inner.tokenize(text, add_special)
+    }
+
+    /// Turn tokens back into text. Unknown ids are `InvalidArgument`.
+    pub fn detokenize(&self, tokens: &[Token]) -> Result<String> {
+        let n_vocab = self.inner.vocab_size();
+        let mut bytes = Vec::new();
+        for &t in tokens {
+            if t < 0 || t as u32 >= n_vocab {
+                return Err(Error::invalid_argument(format!(
+                    "detokenize: token id {t} is outside the vocabulary (0..{n_vocab})"
+                )));
+            }
+            bytes.extend(self.inner.token_bytes(t));
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Generate a continuation of `prompt`, streaming text pieces to `sink` (return false from it
+    /// to stop). Blocking; safe to call from several threads at once.
+    pub fn generate(
+        &self,
+        prompt: &str,
+        params: &GenerateParams,
+        cancel: Option<&CancelToken>,
+        sink: Sink<'_>,
+    ) -> Result<Completion> {
+        let params = self.with_default_seed(params);
+        let tokens = self.inner.tokenize(prompt, true)?;
+        generate_tokens(self.inner.as_ref(), &tokens, &params, cancel, sink)
+    }
+
+    /// `generate` without streaming.
+    pub fn complete(&self, prompt: &str, params: &GenerateParams) -> Result<Completion> {
+        self.generate(prompt, params, None, &mut |_| true)
+    }
+
+    /// Render `messages` with the model's chat template (or the one given at load).
+    pub fn render_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let template = self.chat_template.as_ref().map_err(clone_error)?;
+        template.render(messages, add_generation_prompt)
+    }
+
+    /// Chat: render with the template, then generate the assistant's reply.
+    pub fn chat(
+        &self,
+        messages: &[ChatMessage],
+        params: &GenerateParams,
+        cancel: Option<&CancelToken>,
+        sink: Sink<'_>,
+    ) -> Result<Completion> {
+        let prompt = self.render_chat(messages, true)?;
+        // Templates usually write the BOS token themselves; adding another would double it.
+        let add_special = !self
+            .info
+            .bos_token
+            .as_deref()
+            .is_some_and(|bos| !bos.is_empty() && prompt.starts_with(bos));
+        let tokens = self.inner.tokenize(&prompt, add_special)?;
+        let params = self.with_default_seed(params);
+        generate_tokens(self.inner.as_ref(), &tokens, &params, cancel, sink)
+    }
+
+    /// One embedding vector per text.
+    pub fn embed(&self, texts: &[&str], cancel: Option<&CancelToken>) -> Result<Vec<Vec<f32>>> {
+        texts.iter().map(|t| self.inner.embed(t, cancel)).collect()
+    }
+
+    /// Width of the vectors `embed` returns.
+    pub fn embedding_size(&self) -> usize {
+        self.inner.embedding_size()
+    }
+
+    pub(crate) fn loaded(&self) -> &dyn LoadedModel {
+        self.inner.as_ref()
+    }
+
+    fn with_default_seed(&self, params: &GenerateParams) -> GenerateParams {
+        let mut params = params.clone();
+        if params.seed.is_none() {
+            params.seed = self.default_seed;
+        }
+        params
+    }
+}
+
+fn load_cancelled() -> Error {
+    Error::new(ErrorKind::Cancelled, "model load cancelled by the progress callback")
+}
+
+fn clone_error(e: &Error) -> Error {
+    Error::new(e.kind(), e.message().to_string())
+}
+
+fn chat_template_for(info: &ModelInfo, options: &LoadOptions) -> std::result::Result<ChatTemplate, Error> {
+    let bos = info.bos_token.clone().unwrap_or_default();
+    let eos = info.eos_token.clone().unwrap_or_default();
+    match (&options.chat_template, &info.chat_template) {
+        (Some(source), _) => ChatTemplate::new(source, &bos, &eos),
+        (None, Some(source)) => ChatTemplate::new(source, &bos, &eos),
+        (None, None) => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{} has no chat template; pass one with the `chat_template` load option \
+                 (e.g. the ChatML template) or use generate with your own prompt format",
+                info.path.display()
+            ),
+        )),
+    }
+}
+
+/// Resolve `LoadOptions` into concrete numbers and check the estimate against free memory.
+pub fn plan_load(info: &ModelInfo, options: &LoadOptions, hw: &Hardware) -> Result<(LoadPlan, MemoryEstimate)> {
+    let threads = options
+        .n_threads
+        .unwrap_or_else(|| hw.recommended_threads() as u32)
+        .max(1);
+    let mut est_opts = EstimateOptions {
+        n_ctx: options.n_ctx,
+        cache_type: options.kv_cache_type,
+        gpu_layers: 0,
+        n_batch: options.n_batch,
+        n_ubatch: options.n_ubatch,
+    };
+    let trained_ctx = info.context_length.map(|c| c.min(u64::from(u32::MAX)) as u32);
+    let n_ctx = match options.n_ctx {
+        Some(n) => n,
+        None => {
+            // The model's own context, shrunk (not refused) when that would not fit in memory.
+            let wanted = trained_ctx.unwrap_or(4096);
+            let fits = estimate::largest_context_that_fits(info, &est_opts, hw.available_memory_bytes);
+            match fits {
+                Some(f) if f < wanted => {
+                    tracing::warn!(wanted, fits = f, "default context shrunk to fit available memory");
+                    f
+                }
+                _ => wanted,
+            }
+        }
+    };
+    est_opts.n_ctx = Some(n_ctx);
+    est_opts.gpu_layers = match options.gpu_layers {
+        GpuLayers::Count(n) => n,
+        GpuLayers::Auto => estimate::max_gpu_layers(info, &est_opts, hw),
+    };
+    let estimate = estimate::estimate(info, &est_opts)?;
+    estimate::check_fits(info, &estimate, hw)?;
+    let n_batch = options.n_batch.min(n_ctx).max(1);
+    let plan = LoadPlan {
+        n_ctx,
+        n_threads: threads,
+        n_threads_batch: options.n_threads_batch.unwrap_or(threads).max(1),
+        n_batch,
+        n_ubatch: options.n_ubatch.min(n_batch).max(1),
+        gpu_layers: est_opts.gpu_layers,
+        use_mmap: options.use_mmap,
+        use_mlock: options.use_mlock,
+        kv_cache_type: options.kv_cache_type,
+        normalize_embeddings: options.normalize_embeddings,
+    };
+    Ok((plan, estimate))
+}

@@ -1,0 +1,342 @@
+//! The engine on a real model: SmolLM2-135M-Instruct (Q4_1 GGUF, fetched by scripts/fetch-models).
+
+mod common;
+
+use common::{model_path, reference, smollm2, test_options, SMOLLM2};
+use std::sync::Arc;
+use uml_core::chat::ChatMessage;
+use uml_core::options::LoadOptions;
+use uml_core::sampling::GenerateParams;
+use uml_core::stream::FinishReason;
+use uml_core::{CancelToken, ErrorKind, LoadStage, Model};
+
+fn greedy(max_tokens: u32) -> GenerateParams {
+    GenerateParams {
+        max_tokens,
+        ..GenerateParams::greedy()
+    }
+}
+
+#[test]
+fn greedy_output_matches_llama_cpp_reference() {
+    let reference = reference("smollm2_capital_greedy.json");
+    let out = smollm2()
+        .complete(&reference.prompt, &greedy(reference.n_predict))
+        .unwrap();
+    assert_eq!(out.text, reference.text);
+    assert_eq!(out.usage.completion_tokens, reference.n_predict);
+    assert_eq!(out.finish_reason, FinishReason::Length);
+    assert!(out.text.contains("Paris"), "{:?}", out.text);
+}
+
+#[test]
+fn greedy_output_is_identical_run_to_run_and_streams_the_same_text() {
+    let model = smollm2();
+    let prompt = "Once upon a time, in a small village,";
+    let first = model.complete(prompt, &greedy(24)).unwrap();
+    let mut pieces = Vec::new();
+    let second = model
+        .generate(prompt, &greedy(24), None, &mut |p| {
+            pieces.push(p.to_string());
+            true
+        })
+        .unwrap();
+    assert_eq!(first.text, second.text);
+    assert!(pieces.len() > 1, "expected several streamed pieces");
+    assert_eq!(pieces.concat(), second.text);
+    assert_eq!(second.usage.prompt_tokens, model.tokenize(prompt, true).unwrap().len() as u32);
+}
+
+#[test]
+fn four_threads_generate_what_each_gets_alone() {
+    let model = smollm2();
+    let prompts = [
+        "The capital of France is",
+        "def fibonacci(n):",
+        "The three primary colors are",
+        "Water boils at",
+    ];
+    let alone: Vec<String> = prompts
+        .iter()
+        .map(|p| model.complete(p, &greedy(20)).unwrap().text)
+        .collect();
+    let together: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = prompts
+            .iter()
+            .map(|p| s.spawn(move || model.complete(p, &greedy(20)).unwrap().text))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(alone, together);
+}
+
+#[test]
+fn seeded_sampling_is_reproducible() {
+    let params = GenerateParams {
+        max_tokens: 16,
+        temperature: 0.9,
+        seed: Some(7),
+        ..GenerateParams::default()
+    };
+    let a = smollm2().complete("My favourite food is", &params).unwrap();
+    let b = smollm2().complete("My favourite food is", &params).unwrap();
+    assert_eq!(a.text, b.text);
+}
+
+#[test]
+fn stop_strings_end_generation_and_are_not_emitted() {
+    let model = smollm2();
+    let free = model.complete("The capital of France is", &greedy(16)).unwrap().text;
+    // Stop on a word the free-running text contains, spanning whatever tokens it arrives in.
+    let stop = "Paris";
+    let at = free.find(stop).expect("reference text mentions Paris");
+    let params = GenerateParams {
+        stop: vec![stop.to_string()],
+        ..greedy(16)
+    };
+    let mut streamed = String::new();
+    let out = model
+        .generate("The capital of France is", &params, None, &mut |p| {
+            streamed.push_str(p);
+            true
+        })
+        .unwrap();
+    assert_eq!(out.finish_reason, FinishReason::Stop);
+    assert_eq!(out.text, free[..at]);
+    assert_eq!(streamed, out.text);
+}
+
+#[test]
+fn max_tokens_bounds_the_completion() {
+    let out = smollm2().complete("List of fruits:", &greedy(5)).unwrap();
+    assert_eq!(out.usage.completion_tokens, 5);
+    assert_eq!(out.finish_reason, FinishReason::Length);
+}
+
+#[test]
+fn sink_returning_false_stops_with_cancelled() {
+    let mut seen = 0;
+    let out = smollm2()
+        .generate("Count: one, two, three,", &greedy(50), None, &mut |_| {
+            seen += 1;
+            seen < 3
+        })
+        .unwrap();
+    assert_eq!(out.finish_reason, FinishReason::Cancelled);
+    assert_eq!(seen, 3);
+    assert!(out.usage.completion_tokens < 50);
+}
+
+#[test]
+fn cancel_from_another_thread_stops_generation() {
+    let model = smollm2();
+    let token = CancelToken::new();
+    let canceller = token.clone();
+    let started = Arc::new(std::sync::Barrier::new(2));
+    let started2 = started.clone();
+    let mut first = true;
+    let out = std::thread::scope(|s| {
+        s.spawn(move || {
+            started2.wait();
+            canceller.cancel();
+        });
+        model
+            .generate("Write a long story about a dragon.", &greedy(900), Some(&token), &mut |_| {
+                if first {
+                    first = false;
+                    started.wait();
+                }
+                true
+            })
+            .unwrap()
+    });
+    assert_eq!(out.finish_reason, FinishReason::Cancelled);
+    assert!(out.usage.completion_tokens < 900);
+    // The model is usable again at once.
+    assert!(!model.complete("Hello", &greedy(2)).unwrap().text.is_empty());
+}
+
+#[test]
+fn prompt_longer_than_the_context_is_an_error_not_a_truncation() {
+    let model = Model::load(
+        model_path(SMOLLM2),
+        &LoadOptions {
+            n_ctx: Some(64),
+            ..LoadOptions::default()
+        },
+        None,
+    )
+    .unwrap();
+    let long = "word ".repeat(200);
+    let err = model.complete(&long, &greedy(4)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ContextOverflow);
+    assert!(err.message().contains("context holds 64"), "{err}");
+    // Generation that fills the context stops with `length`, never silently drops tokens.
+    let out = model.complete("Hello there", &greedy(500)).unwrap();
+    assert_eq!(out.finish_reason, FinishReason::Length);
+    assert!(out.usage.prompt_tokens + out.usage.completion_tokens <= 64);
+}
+
+#[test]
+fn invalid_parameters_are_refused_naming_the_field() {
+    let bad = GenerateParams {
+        temperature: -1.0,
+        ..GenerateParams::default()
+    };
+    let err = smollm2().complete("Hi", &bad).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("temperature"), "{err}");
+    let bias = GenerateParams {
+        logit_bias: [(999_999, 1.0)].into_iter().collect(),
+        ..greedy(2)
+    };
+    let err = smollm2().complete("Hi", &bias).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("999999"), "{err}");
+}
+
+#[test]
+fn logit_bias_and_grammar_shape_the_output() {
+    let model = smollm2();
+    let grammar = r#"root ::= ("yes" | "no")"#;
+    let params = GenerateParams {
+        grammar: Some(grammar.to_string()),
+        ..greedy(8)
+    };
+    let out = model.complete("Is the sky blue? Answer:", &params).unwrap();
+    assert!(out.text == "yes" || out.text == "no", "{:?}", out.text);
+
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"]
+    });
+    let params = GenerateParams {
+        json_schema: Some(schema),
+        ..greedy(64)
+    };
+    let out = model.complete("A person as JSON:", &params).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&out.text).expect("schema-constrained output is JSON");
+    assert!(value["name"].is_string() && value["age"].is_i64(), "{value}");
+
+    let bad = GenerateParams {
+        grammar: Some("this is not gbnf".into()),
+        ..greedy(4)
+    };
+    assert_eq!(model.complete("x", &bad).unwrap_err().kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn chat_uses_the_models_template() {
+    let model = smollm2();
+    let messages = vec![ChatMessage::new("user", "What is the capital of France?")];
+    let rendered = model.render_chat(&messages, true).unwrap();
+    assert!(rendered.starts_with("<|im_start|>system\n"), "{rendered:?}");
+    assert!(rendered.ends_with("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"));
+    let reply = model.chat(&messages, &greedy(24), None, &mut |_| true).unwrap();
+    assert!(reply.text.contains("Paris"), "{:?}", reply.text);
+    // <|im_end|> is an end-of-generation token: it ends the reply and is never in the text.
+    assert!(!reply.text.contains("<|im_end|>"));
+}
+
+#[test]
+fn tokenize_detokenize_round_trip() {
+    let model = smollm2();
+    let text = "Hello, world! Ünïcödé and emoji 🦀.";
+    let tokens = model.tokenize(text, false).unwrap();
+    assert!(!tokens.is_empty());
+    assert_eq!(model.detokenize(&tokens).unwrap(), text);
+    let err = model.detokenize(&[-1]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn embeddings_are_normalised_and_meaningful() {
+    let model = Model::load(
+        model_path(SMOLLM2),
+        &LoadOptions {
+            embeddings: true,
+            ..test_options()
+        },
+        None,
+    )
+    .unwrap();
+    let v = model
+        .embed(&["I love cats", "I adore kittens", "Quarterly tax filing deadline"], None)
+        .unwrap();
+    assert_eq!(v.len(), 3);
+    assert_eq!(v[0].len(), model.embedding_size());
+    assert_eq!(v[0].len(), 576);
+    for vec in &v {
+        let norm: f32 = vec.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "norm {norm}");
+    }
+    let sim = uml_core::embed::cosine_similarity;
+    assert!(sim(&v[0], &v[1]) > sim(&v[0], &v[2]));
+    // Same text, same vector.
+    let again = model.embed(&["I love cats"], None).unwrap();
+    assert!(sim(&v[0], &again[0]) > 0.9999);
+}
+
+#[test]
+fn load_reports_progress_and_can_be_cancelled() {
+    let mut fractions = Vec::new();
+    let model = Model::load(
+        model_path(SMOLLM2),
+        &test_options(),
+        Some(&mut |stage, f| {
+            if stage == LoadStage::Weights {
+                fractions.push(f);
+            }
+            true
+        }),
+    )
+    .unwrap();
+    drop(model);
+    assert!(!fractions.is_empty());
+    assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
+    assert_eq!(fractions.last().copied(), Some(1.0));
+
+    let err = Model::load(
+        model_path(SMOLLM2),
+        &test_options(),
+        Some(&mut |stage, _| stage != LoadStage::Weights),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled);
+}
+
+#[test]
+fn a_context_that_cannot_fit_in_memory_is_refused_before_loading() {
+    let err = Model::load(
+        model_path(SMOLLM2),
+        &LoadOptions {
+            n_ctx: Some(4_000_000),
+            ..LoadOptions::default()
+        },
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory);
+    assert!(err.message().contains("n_ctx"), "{err}");
+}
+
+#[test]
+fn bad_files_give_clear_errors() {
+    let err = Model::open("/definitely/not/here.gguf").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.message().contains("/definitely/not/here.gguf"));
+
+    let dir = tempfile::tempdir().unwrap();
+    // A real model cut short: headers say more data than the file holds.
+    let full = std::fs::read(model_path(SMOLLM2)).unwrap();
+    let truncated = dir.path().join("truncated.gguf");
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    let err = Model::open(&truncated).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidModel, "{err}");
+
+    let random = dir.path().join("random.gguf");
+    std::fs::write(&random, (0..4096u32).map(|i| (i * 2654435761u32 >> 24) as u8).collect::<Vec<_>>()).unwrap();
+    let err = Model::open(&random).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsupportedFormat, "{err}");
+}

@@ -4,5 +4,7 @@
 //! memory, select a backend for the hardware, load, then generate / stream / chat / embed.
 
 pub mod error;
+pub mod stream;
 
 pub use error::{Error, ErrorKind, Result};
+pub use stream::{Completion, FinishReason, Pushed, TextStream, Usage};

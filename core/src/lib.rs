@@ -3,8 +3,10 @@
 //! One flow for every host: detect the format of a path, inspect it (headers only), estimate
 //! memory, select a backend for the hardware, load, then generate / stream / chat / embed.
 
+pub mod chat;
 pub mod error;
 pub mod stream;
 
+pub use chat::{ChatMessage, ChatTemplate, TemplateOrigin};
 pub use error::{Error, ErrorKind, Result};
 pub use stream::{Completion, FinishReason, Pushed, TextStream, Usage};

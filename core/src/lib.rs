@@ -5,8 +5,12 @@
 
 pub mod chat;
 pub mod error;
+pub mod options;
+pub mod sampling;
 pub mod stream;
 
 pub use chat::{ChatMessage, ChatTemplate, TemplateOrigin};
 pub use error::{Error, ErrorKind, Result};
+pub use options::{GpuLayers, KvCacheType, LoadOptions};
+pub use sampling::GenerateParams;
 pub use stream::{Completion, FinishReason, Pushed, TextStream, Usage};

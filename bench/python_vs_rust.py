@@ -1,0 +1,98 @@
+"""Tokens/s through the Python package next to the Rust CLI on the same model.
+
+    python bench/python_vs_rust.py [MODEL] [--runs N] [--cli PATH]
+
+Two comparisons, each run alternately (Python, Rust, Python, ...) so machine noise hits both:
+  engine:   Model.bench() (llama-bench's pp512/tg128) vs `uml bench --json`
+  generate: Model.generate() greedy, 128 tokens, usage.generation_tokens_per_second and the
+            wall-clock rate seen by the Python caller, vs `uml run --json` usage.
+The target is Python >= 0.98 x Rust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import uml
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPT = "Once upon a time, in a small village by the sea,"
+
+
+def cli_path(given: str | None) -> str:
+    candidates = [given, os.environ.get("UML_CLI")]
+    target = os.environ.get("CARGO_TARGET_DIR")
+    if target:
+        candidates.append(str(Path(target) / "release" / "uml"))
+    candidates.append(str(REPO / "target" / "release" / "uml"))
+    for c in candidates:
+        if c and Path(c).is_file():
+            return c
+    sys.exit("uml CLI not found: build it with `cargo build --release -p uml-cli` or pass --cli PATH")
+
+
+def run_json(cmd: List[str]) -> Any:
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", nargs="?", default=str(REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--cli")
+    args = ap.parse_args()
+    cli = cli_path(args.cli)
+    threads = uml.hardware().physical_cores
+
+    py: Dict[str, List[float]] = {"pp512": [], "tg128": [], "gen": [], "gen_wall": []}
+    rs: Dict[str, List[float]] = {"pp512": [], "tg128": [], "gen": []}
+    with uml.Loader(args.model, n_threads=threads) as m:
+        for _ in range(args.runs):
+            report = m.bench(n_prompt=512, n_gen=128, repetitions=1)
+            for t in report.tests:
+                py[t.test].append(t.median)
+            cli_report = run_json([cli, "bench", args.model, "-p", "512", "-n", "128", "-r", "1", "-t", str(threads), "--quiet", "--json"])
+            for t in cli_report["tests"]:
+                rs[t["test"]].append(t["median"])
+
+            start = time.perf_counter()
+            out = m.generate(PROMPT, max_tokens=args.max_tokens, temperature=0)
+            wall = time.perf_counter() - start
+            py["gen"].append(out.usage.generation_tokens_per_second)
+            py["gen_wall"].append(out.usage.completion_tokens / wall)
+            cli_out = run_json(
+                [cli, "run", args.model, PROMPT, "--temperature", "0", "--max-tokens", str(args.max_tokens),
+                 "-t", str(threads), "--quiet", "--json"]
+            )
+            rs["gen"].append(cli_out["usage"]["generation_tokens_per_second"])
+            if cli_out["text"] != out.text:
+                print("warning: Python and Rust greedy outputs differ", file=sys.stderr)
+
+    def med(xs: List[float]) -> float:
+        return statistics.median(xs)
+
+    print(f"model: {args.model}")
+    print(f"threads: {threads}, runs: {args.runs} (medians), uml {uml.__version__}")
+    print(f"{'test':<34} {'python t/s':>11} {'rust t/s':>10} {'ratio':>7}")
+    rows = [
+        ("engine pp512 (Model.bench / uml bench)", med(py["pp512"]), med(rs["pp512"])),
+        ("engine tg128 (Model.bench / uml bench)", med(py["tg128"]), med(rs["tg128"])),
+        (f"generate {args.max_tokens} tok (usage)", med(py["gen"]), med(rs["gen"])),
+        (f"generate {args.max_tokens} tok (Python wall clock)", med(py["gen_wall"]), med(rs["gen"])),
+    ]
+    for name, p, r in rows:
+        print(f"{name:<34} {p:>11.1f} {r:>10.1f} {p / r:>7.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""uml: the Universal Model Loader for Python.
+
+Load local GGUF models and run them in-process (llama.cpp inside, through the uml Rust engine)::
+
+    import uml
+
+    info = uml.inspect("model.gguf")               # headers only, no weights read
+    with uml.Loader("model.gguf", n_ctx=4096) as m:
+        print(m.generate("Once upon a time", max_tokens=64, temperature=0.7))
+        for piece in m.stream("Tell me a joke"):
+            print(piece, end="", flush=True)
+        reply = m.chat([{"role": "user", "content": "Hi"}])
+
+The GIL is released while the engine works, Ctrl-C cancels a generation, and every error is a
+subclass of :class:`UmlError`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Union
+
+from . import _uml
+from ._errors import (
+    ERRORS_BY_CODE,
+    BackendError,
+    BufferTooSmallError,
+    CancelledError,
+    ContextOverflowError,
+    InternalError,
+    InvalidArgumentError,
+    InvalidModelError,
+    IoError,
+    ModelClosedError,
+    ModelNotFoundError,
+    OutOfMemoryError,
+    UmlError,
+    UnsupportedError,
+    UnsupportedFormatError,
+)
+from ._model import AsyncStream, CancelToken, Loader, Model, Stream, load
+from ._options import BenchOptions, EstimateOptions, GenerateOptions, LoadOptions, Message, ProgressCallback
+from ._types import BenchReport, BenchSeries, Completion, Gpu, Hardware, MemoryEstimate, ModelInfo, Record, Usage
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
+
+__version__: str = _uml.__version__
+
+__all__ = [
+    "AsyncStream",
+    "BackendError",
+    "BenchOptions",
+    "BenchReport",
+    "BenchSeries",
+    "BufferTooSmallError",
+    "CancelToken",
+    "CancelledError",
+    "Completion",
+    "ContextOverflowError",
+    "ERRORS_BY_CODE",
+    "EstimateOptions",
+    "GenerateOptions",
+    "Gpu",
+    "Hardware",
+    "InternalError",
+    "InvalidArgumentError",
+    "InvalidModelError",
+    "IoError",
+    "LoadOptions",
+    "Loader",
+    "MemoryEstimate",
+    "Message",
+    "Model",
+    "ModelClosedError",
+    "ModelInfo",
+    "ModelNotFoundError",
+    "OutOfMemoryError",
+    "ProgressCallback",
+    "Record",
+    "Stream",
+    "UmlError",
+    "UnsupportedError",
+    "UnsupportedFormatError",
+    "Usage",
+    "__version__",
+    "estimate",
+    "hardware",
+    "inspect",
+    "load",
+]
+
+
+def inspect(path: Union[str, "os.PathLike[str]"]) -> ModelInfo:
+    """What the model at ``path`` is: format, architecture, parameters, quantization, context
+    length, chat template... Reads headers only, so it takes milliseconds on any size."""
+    return ModelInfo(_uml.inspect(path))
+
+
+def estimate(path: Union[str, "os.PathLike[str]"], **options: Unpack[EstimateOptions]) -> MemoryEstimate:
+    """The memory the model at ``path`` needs (weights, KV cache at ``n_ctx``, compute)."""
+    return MemoryEstimate(_uml.estimate(path, dict(options)))
+
+
+def hardware() -> Hardware:
+    """The CPU, SIMD features, memory and GPUs uml sees."""
+    return Hardware(_uml.hardware())

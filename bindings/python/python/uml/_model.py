@@ -1,0 +1,375 @@
+"""The Python face of a loaded model: context management, typed results, numpy, asyncio.
+
+The engine work happens in the native module ``uml._uml`` with the GIL released; this file only
+adapts calling conventions (keyword arguments, ``with``, ``await``, iterators).
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import functools
+import os
+import sys
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Type, Union
+
+from . import _uml
+from ._options import BenchOptions, GenerateOptions, LoadOptions, Message, ProgressCallback
+from ._types import BenchReport, Completion, MemoryEstimate, ModelInfo
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:
+        from typing_extensions import Unpack
+
+StrPath = Union[str, "os.PathLike[str]"]
+
+CancelToken = _uml.CancelToken
+
+
+def load(path: StrPath, *, progress: Optional[ProgressCallback] = None, **options: Unpack[LoadOptions]) -> Model:
+    """Load the model at ``path`` (blocking; the GIL is released). Prefer ``with uml.Loader(...)``
+    or ``with uml.load(...) as m:`` so the memory is freed when you are done."""
+    return Model(_uml.Model(path, dict(options), progress))
+
+
+class Loader:
+    """``with uml.Loader(path, n_ctx=4096) as model:`` loads on entry and closes on exit, even
+    when the body raises."""
+
+    def __init__(
+        self, path: StrPath, *, progress: Optional[ProgressCallback] = None, **options: Unpack[LoadOptions]
+    ) -> None:
+        self.path = path
+        self.progress = progress
+        self.options: Dict[str, Any] = dict(options)
+        self._model: Optional[Model] = None
+
+    def __enter__(self) -> Model:
+        self._model = Model(_uml.Model(self.path, self.options, self.progress))
+        return self._model
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+
+
+class Model:
+    """A loaded model. Thread-safe: several threads may generate at once (each generation has
+    its own context). Use it as a context manager, or call :meth:`close`."""
+
+    def __init__(self, native: _uml.Model) -> None:
+        self._native = native
+        described = native.describe()
+        self._info = ModelInfo(described["model"])
+        self._memory = MemoryEstimate(described["memory"])
+        self._plan: Dict[str, Any] = described["plan"]
+        self._backend: str = described["backend"]
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel running generations, wait for them (one decode step), free the weights and
+        the KV caches. Idempotent; any later use raises :class:`uml.ModelClosedError`."""
+        self._native.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._native.closed
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"n_ctx={self._plan.get('n_ctx')}, backend={self._backend!r}"
+        return f"<uml.Model {os.fspath(self._native.path)!r} {state}>"
+
+    # -- what it is ---------------------------------------------------------------------------
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model's headers, as ``uml.inspect`` reports them."""
+        return self._info
+
+    @property
+    def memory(self) -> MemoryEstimate:
+        """The memory estimate the load was checked against."""
+        return self._memory
+
+    @property
+    def plan(self) -> Dict[str, Any]:
+        """The resolved load settings (n_ctx, threads, batch sizes, GPU layers, ...)."""
+        return dict(self._plan)
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @property
+    def path(self) -> str:
+        return os.fspath(self._native.path)
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def generate(
+        self, prompt: str, *, cancel: Optional[CancelToken] = None, **params: Unpack[GenerateOptions]
+    ) -> Completion:
+        """Continue ``prompt``. Blocks the calling thread only (the GIL is released); Ctrl-C
+        cancels and raises KeyboardInterrupt. ``str(result)`` is the text."""
+        return Completion(self._native.generate(prompt, dict(params), cancel))
+
+    def stream(self, prompt: str, *, cancel: Optional[CancelToken] = None, **params: Unpack[GenerateOptions]) -> Stream:
+        """Continue ``prompt``, yielding text pieces as they are generated. Leaving the loop
+        early (``break``), ``close()`` or Ctrl-C cancels the generation."""
+        return Stream(self._native.stream(prompt, dict(params), cancel))
+
+    def chat(
+        self, messages: Sequence[Message], *, cancel: Optional[CancelToken] = None, **params: Unpack[GenerateOptions]
+    ) -> Completion:
+        """Reply to OpenAI-style ``messages`` (``[{"role": "user", "content": "Hi"}]``), rendered
+        with the model's own chat template."""
+        return Completion(self._native.chat(list(messages), dict(params), cancel))
+
+    def chat_stream(
+        self, messages: Sequence[Message], *, cancel: Optional[CancelToken] = None, **params: Unpack[GenerateOptions]
+    ) -> Stream:
+        """:meth:`chat`, streamed like :meth:`stream`."""
+        return Stream(self._native.chat_stream(list(messages), dict(params), cancel))
+
+    def render_chat(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
+        """The prompt :meth:`chat` generates from."""
+        return self._native.render_chat(list(messages), add_generation_prompt)
+
+    # -- asyncio ------------------------------------------------------------------------------
+
+    async def agenerate(
+        self, prompt: str, *, cancel: Optional[CancelToken] = None, **params: Unpack[GenerateOptions]
+    ) -> Completion:
+        """:meth:`generate` without blocking the event loop; cancelling the task cancels the
+        generation."""
+        token = cancel if cancel is not None else CancelToken()
+        call = functools.partial(self._native.generate, prompt, dict(params), token)
+        return Completion(await _in_thread(call, token))
+
+    async def achat(
+        self, messages: Sequence[Message], *, cancel: Optional[CancelToken] = None, **params: Unpack[GenerateOptions]
+    ) -> Completion:
+        """:meth:`chat` without blocking the event loop."""
+        token = cancel if cancel is not None else CancelToken()
+        call = functools.partial(self._native.chat, list(messages), dict(params), token)
+        return Completion(await _in_thread(call, token))
+
+    def astream(
+        self, prompt: str, *, cancel: Optional[CancelToken] = None, **params: Unpack[GenerateOptions]
+    ) -> AsyncStream:
+        """``async for piece in model.astream(prompt)``: :meth:`stream` for asyncio."""
+        return AsyncStream(self.stream(prompt, cancel=cancel, **params))
+
+    def achat_stream(
+        self, messages: Sequence[Message], *, cancel: Optional[CancelToken] = None, **params: Unpack[GenerateOptions]
+    ) -> AsyncStream:
+        """``async for piece in model.achat_stream(messages)``."""
+        return AsyncStream(self.chat_stream(messages, cancel=cancel, **params))
+
+    # -- embeddings and tokens ----------------------------------------------------------------
+
+    def embed(self, texts: Union[str, Sequence[str]]) -> Any:
+        """One vector per text: a ``numpy.ndarray`` of shape (len(texts), width) and dtype
+        float32 when numpy is installed, else a list of lists of floats. A single ``str`` gives
+        a single vector. Load with ``embeddings=True`` for pooled sentence embeddings."""
+        single = isinstance(texts, str)
+        raw, width = self._native.embed([texts] if isinstance(texts, str) else list(texts))
+        try:
+            import numpy
+        except ImportError:
+            vectors = _to_lists(raw, width)
+            return vectors[0] if single else vectors
+        matrix = numpy.frombuffer(bytearray(raw), dtype="<f4").reshape(-1, width)
+        return matrix[0] if single else matrix
+
+    def embed_lists(self, texts: Sequence[str]) -> List[List[float]]:
+        """:meth:`embed` as plain lists whether or not numpy is installed."""
+        raw, width = self._native.embed(list(texts))
+        return _to_lists(raw, width)
+
+    def tokenize(self, text: str, add_special: bool = True) -> List[int]:
+        """Token ids of ``text``; ``add_special`` adds BOS etc. as the model wants."""
+        return self._native.tokenize(text, add_special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._native.detokenize(list(tokens))
+
+    def bench(self, **options: Unpack[BenchOptions]) -> BenchReport:
+        """Prompt (pp) and generation (tg) tokens/s, measured as llama-bench does."""
+        return BenchReport(self._native.bench(dict(options)))
+
+
+def _to_lists(raw: bytes, width: int) -> List[List[float]]:
+    values = array.array("f")
+    values.frombytes(raw)
+    if sys.byteorder == "big":  # pragma: no cover
+        values.byteswap()
+    if width == 0:
+        return []
+    return [values[i : i + width].tolist() for i in range(0, len(values), width)]
+
+
+async def _in_thread(call: functools.partial[Any], token: CancelToken) -> Any:
+    """Run a blocking native call on the default executor; cancel ``token`` if the awaiting
+    task is cancelled (the worker then ends within one decode step)."""
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(None, call)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        token.cancel()
+        raise
+
+
+class Stream(Iterator[str]):
+    """Text pieces of a running generation. After it ends, :attr:`completion` holds the finish
+    reason and usage. Use ``with model.stream(...) as s:`` to cancel on leaving the block."""
+
+    def __init__(self, native: _uml.Stream) -> None:
+        self._native = native
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> str:
+        return self._native.__next__()
+
+    def cancel(self) -> None:
+        """Ask the generation to stop; returns at once. Safe from any thread."""
+        self._native.cancel()
+
+    def close(self) -> None:
+        """Cancel and wait for the generation to end; unread pieces are dropped."""
+        self._native.close()
+
+    @property
+    def completion(self) -> Optional[Completion]:
+        """The result once the stream has ended or was closed (else None)."""
+        data = self._native.completion()
+        return None if data is None else Completion(data)
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+
+_END = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _pump(native: _uml.Stream, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object]) -> None:
+    # Holds no reference to the AsyncStream, so dropping that object cancels the generation.
+    def put(item: object) -> bool:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+            return True
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            native.cancel()
+            return False
+
+    try:
+        for piece in native:
+            if not put(piece):
+                return
+        put(_END)
+    except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+        put(_Failure(e))
+
+
+class AsyncStream:
+    """``async for piece in model.astream(prompt)``. Cancelling the task, ``break``-ing out of
+    the loop or :meth:`aclose` cancels the generation."""
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._done = False
+        native = stream._native
+        self._thread = threading.Thread(
+            target=_pump, args=(native, asyncio.get_running_loop(), self._queue), name="uml-astream", daemon=True
+        )
+        self._thread.start()
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            item = await self._queue.get()
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+        if item is _END:
+            self._done = True
+            raise StopAsyncIteration
+        if isinstance(item, _Failure):
+            self._done = True
+            raise item.error
+        assert isinstance(item, str)
+        return item
+
+    def cancel(self) -> None:
+        """Ask the generation to stop; returns at once."""
+        self._stream.cancel()
+
+    async def aclose(self) -> None:
+        """Cancel and wait (without blocking the loop) for the generation to end."""
+        self.cancel()
+        self._done = True
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+
+    @property
+    def completion(self) -> Optional[Completion]:
+        """The result once the stream has ended (else None)."""
+        return self._stream.completion
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        stream: Optional[Stream] = getattr(self, "_stream", None)
+        if stream is not None:
+            stream.cancel()

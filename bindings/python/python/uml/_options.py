@@ -1,0 +1,85 @@
+"""Keyword arguments as type checkers see them. Core owns the defaults and the validation: an
+unknown key or a bad value raises :class:`uml.InvalidArgumentError` naming it."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Literal, Mapping, Optional, Tuple, TypedDict, Union
+
+
+class LoadOptions(TypedDict, total=False):
+    """How to load a model (``uml.Loader(path, **options)``)."""
+
+    n_ctx: Optional[int]
+    """Context length in tokens (default: the model's, capped by available memory)."""
+    n_threads: Optional[int]
+    """Generation threads (default: the physical cores)."""
+    n_threads_batch: Optional[int]
+    """Prompt-processing threads (default: n_threads)."""
+    n_batch: int
+    """Tokens per decode call (default 512)."""
+    n_ubatch: int
+    """Physical batch, <= n_batch (default 512)."""
+    gpu_layers: Union[int, Literal["auto"]]
+    """Layers offloaded to a GPU: a count or "auto" (default)."""
+    use_mmap: bool
+    use_mlock: bool
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"]
+    seed: Optional[int]
+    """Seed for generations that give none (default: random)."""
+    embeddings: bool
+    """Load for sentence embeddings."""
+    normalize_embeddings: bool
+    """L2-normalise embeddings (default True)."""
+    chat_template: Optional[str]
+    """A Jinja chat template replacing the model's own."""
+
+
+class GenerateOptions(TypedDict, total=False):
+    """Sampling and stopping (``Model.generate(prompt, **params)``)."""
+
+    max_tokens: int
+    """Most tokens to generate (default 256)."""
+    temperature: float
+    """0 = greedy (default 0.8)."""
+    top_k: int
+    top_p: float
+    min_p: float
+    repeat_penalty: float
+    repeat_last_n: int
+    frequency_penalty: float
+    presence_penalty: float
+    seed: Optional[int]
+    stop: Union[List[str], Tuple[str, ...]]
+    """Stop when any of these strings appears (it is not part of the output)."""
+    logit_bias: Mapping[int, float]
+    """Token id -> bias added to its logit."""
+    grammar: Optional[str]
+    """A GBNF grammar constraining the output."""
+    json_schema: Optional[Mapping[str, Any]]
+    """A JSON schema constraining the output."""
+
+
+class EstimateOptions(TypedDict, total=False):
+    """What ``uml.estimate(path, **options)`` assumes."""
+
+    n_ctx: Optional[int]
+    cache_type: Literal["f16", "q8_0", "q4_0"]
+    gpu_layers: int
+    n_batch: int
+    n_ubatch: int
+
+
+class BenchOptions(TypedDict, total=False):
+    """llama-bench's parameters (``Model.bench(**options)``)."""
+
+    n_prompt: int
+    n_gen: int
+    repetitions: int
+
+
+ProgressCallback = Callable[[str, float], Optional[bool]]
+"""``progress(stage, fraction)``: stage is "inspect", "weights" or "ready"; return False to
+cancel the load (raises :class:`uml.CancelledError`)."""
+
+Message = Mapping[str, Any]
+"""An OpenAI-style chat message: ``{"role": "user", "content": "Hi"}``."""

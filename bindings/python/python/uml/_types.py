@@ -1,0 +1,222 @@
+"""Typed, read-only views of the results core returns (as JSON-like dicts).
+
+Every field core serialises becomes an attribute (new core fields appear without a change here);
+the annotations below are the ones a type checker knows about. ``to_dict()`` gives back the plain
+data, ``repr()`` a one-line summary.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Type
+
+
+def _size(n: object) -> str:
+    if not isinstance(n, int):
+        return repr(n)
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
+def _count(n: object) -> str:
+    if not isinstance(n, int):
+        return repr(n)
+    for unit, scale in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
+class Record:
+    """Base of the result types: attributes from a dict, ``to_dict()``, a short ``repr``."""
+
+    # Fields shown by repr, with an optional formatter for each.
+    _summary: ClassVar[Tuple[str, ...]] = ()
+    _sizes: ClassVar[Tuple[str, ...]] = ()
+    _counts: ClassVar[Tuple[str, ...]] = ()
+    # Fields holding another record (or a list of them).
+    _nested: ClassVar[Dict[str, Type[Record]]] = {}
+
+    _data: Dict[str, Any]
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "_data", dict(data))
+        for key, value in data.items():
+            kind = self._nested.get(key)
+            if kind is not None and isinstance(value, Mapping):
+                value = kind(value)
+            elif kind is not None and isinstance(value, list):
+                value = [kind(v) if isinstance(v, Mapping) else v for v in value]
+            object.__setattr__(self, key, value)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The data as plain dicts, lists and scalars (a deep copy)."""
+        return copy.deepcopy(self._data)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Record)
+        return self._data == other._data
+
+    def _show(self, key: str) -> str:
+        value = self._data.get(key)
+        if key in self._sizes:
+            return _size(value)
+        if key in self._counts:
+            return _count(value)
+        if isinstance(value, str) and len(value) > 60:
+            return repr(value[:57] + "...")
+        return repr(value)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={self._show(k)}" for k in self._summary if k in self._data)
+        return f"{type(self).__name__}({fields})"
+
+
+class ModelInfo(Record):
+    """What a model file is, read from its headers (``uml.inspect``)."""
+
+    path: str
+    format: str
+    architecture: Optional[str]
+    name: Optional[str]
+    parameter_count: int
+    quantization: Optional[str]
+    tensor_types: Dict[str, int]
+    tensor_count: int
+    context_length: Optional[int]
+    block_count: Optional[int]
+    embedding_length: Optional[int]
+    feed_forward_length: Optional[int]
+    head_count: Optional[int]
+    head_count_kv: Optional[int]
+    vocab_size: Optional[int]
+    tokenizer_model: Optional[str]
+    chat_template: Optional[str]
+    bos_token: Optional[str]
+    eos_token: Optional[str]
+    file_size: int
+    metadata: Dict[str, Any]
+
+    _summary = (
+        "path",
+        "format",
+        "architecture",
+        "parameter_count",
+        "quantization",
+        "context_length",
+        "file_size",
+    )
+    _sizes = ("file_size",)
+    _counts = ("parameter_count",)
+
+
+class MemoryEstimate(Record):
+    """Memory a model needs at a context size (``uml.estimate``); sizes in bytes."""
+
+    n_ctx: int
+    weights_bytes: int
+    kv_cache_bytes: int
+    compute_bytes: int
+    overhead_bytes: int
+    host_bytes: int
+    device_bytes: int
+
+    _summary = ("n_ctx", "weights_bytes", "kv_cache_bytes", "compute_bytes", "host_bytes", "device_bytes")
+    _sizes = ("weights_bytes", "kv_cache_bytes", "compute_bytes", "host_bytes", "device_bytes")
+
+
+class Gpu(Record):
+    """One GPU a driver reports."""
+
+    index: int
+    name: str
+    backend: str
+    total_memory_bytes: int
+    free_memory_bytes: int
+
+    _summary = ("index", "name", "backend", "free_memory_bytes", "total_memory_bytes")
+    _sizes = ("free_memory_bytes", "total_memory_bytes")
+
+
+class Hardware(Record):
+    """The machine as uml sees it (``uml.hardware``)."""
+
+    cpu_model: str
+    physical_cores: int
+    logical_cores: int
+    simd: List[str]
+    total_memory_bytes: int
+    available_memory_bytes: int
+    gpus: List[Gpu]
+
+    _summary = (
+        "cpu_model",
+        "physical_cores",
+        "logical_cores",
+        "total_memory_bytes",
+        "available_memory_bytes",
+        "gpus",
+    )
+    _sizes = ("total_memory_bytes", "available_memory_bytes")
+    _nested = {"gpus": Gpu}
+
+
+class Usage(Record):
+    """Token counts and timings of one generation."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    prompt_ms: float
+    generation_ms: float
+    prompt_tokens_per_second: float
+    generation_tokens_per_second: float
+
+    _summary = ("prompt_tokens", "completion_tokens", "generation_tokens_per_second")
+
+
+class Completion(Record):
+    """The result of ``generate`` / ``chat``. ``str(completion)`` is the generated text."""
+
+    text: str
+    finish_reason: str
+    """"stop" (end of text or a stop string), "length" (max_tokens or the context is full),
+    "cancelled" or "error"."""
+    usage: Usage
+
+    _summary = ("text", "finish_reason", "usage")
+    _nested = {"usage": Usage}
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Completion(text={self.text!r}, finish_reason={self.finish_reason!r}, usage={self.usage!r})"
+
+
+class BenchSeries(Record):
+    """One benchmark test ("pp512", "tg128"): samples and median in tokens per second."""
+
+    test: str
+    tokens: int
+    samples: List[float]
+    median: float
+
+    _summary = ("test", "median")
+
+
+class BenchReport(Record):
+    """Engine throughput as llama-bench measures it (``Model.bench``)."""
+
+    threads: int
+    n_batch: int
+    tests: List[BenchSeries]
+
+    _summary = ("threads", "n_batch", "tests")
+    _nested = {"tests": BenchSeries}

@@ -1,0 +1,28 @@
+//! `uml._uml`: the native half of the `uml` Python package. It converts arguments, calls
+//! `uml-core` with the GIL released, and converts results and errors; everything else (the
+//! context manager, asyncio, numpy, typed result objects) is plain Python in `python/uml/`.
+
+mod cancel;
+mod convert;
+mod error;
+mod inspect;
+mod model;
+mod stream;
+mod worker;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _uml(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", uml_core::VERSION)?;
+    m.add_class::<cancel::CancelToken>()?;
+    m.add_class::<model::Model>()?;
+    m.add_class::<stream::Stream>()?;
+    m.add_function(wrap_pyfunction!(inspect::inspect, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect::estimate, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect::hardware, m)?)?;
+    m.add_function(wrap_pyfunction!(error::error_kinds, m)?)?;
+    m.add_function(wrap_pyfunction!(error::raise_error, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect::write_tiny_llama_gguf, m)?)?;
+    Ok(())
+}

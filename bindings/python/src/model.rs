@@ -1,0 +1,297 @@
+//! `Model`: a loaded model. Arguments become owned core values before the GIL is released;
+//! generation runs on a Rust thread (see `worker`), everything else under `py.detach`.
+
+use crate::cancel::CancelToken;
+use crate::convert::{kwargs_json, to_json, to_py_value};
+use crate::error::to_py;
+use crate::stream::Stream;
+use crate::worker::{self, Active, Job};
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use std::path::PathBuf;
+use std::sync::Arc;
+use uml_core::bench::BenchOptions;
+use uml_core::chat::{ChatMessage, ChatTemplate};
+use uml_core::options::LoadOptions;
+use uml_core::sampling::GenerateParams;
+use uml_core::{Error, ErrorKind, LoadStage};
+
+#[pyclass(module = "uml._uml", name = "Model", frozen)]
+pub struct Model {
+    inner: Mutex<Option<Arc<uml_core::Model>>>,
+    active: Arc<Active>,
+    path: PathBuf,
+}
+
+impl Model {
+    fn open(&self) -> PyResult<Arc<uml_core::Model>> {
+        self.inner.lock().clone().ok_or_else(|| {
+            to_py(Error::new(
+                ErrorKind::ModelClosed,
+                format!(
+                    "the model {} is closed (by close() or the end of its `with` block); \
+                     load it again with uml.Loader(path)",
+                    self.path.display()
+                ),
+            ))
+        })
+    }
+}
+
+fn params(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<GenerateParams> {
+    GenerateParams::from_json(&kwargs_json(kwargs, "generate parameter")?).map_err(to_py)
+}
+
+fn token(cancel: Option<&CancelToken>) -> uml_core::CancelToken {
+    cancel.map(|c| c.0.clone()).unwrap_or_default()
+}
+
+fn messages(messages: &Bound<'_, PyAny>) -> PyResult<Vec<ChatMessage>> {
+    let json = to_json(messages, "chat messages")?.to_string();
+    ChatTemplate::messages_from_json(&json).map_err(to_py)
+}
+
+#[pymethods]
+impl Model {
+    /// Load the model at `path` with `options` (the keys of core's `LoadOptions`). `progress`,
+    /// if given, is called as `progress(stage, fraction)`; returning False cancels the load.
+    #[new]
+    #[pyo3(signature = (path, options=None, progress=None))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        options: Option<&Bound<'_, PyDict>>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let options =
+            LoadOptions::from_json(&kwargs_json(options, "load option")?).map_err(to_py)?;
+        // The callback also runs Python's signal handlers, so Ctrl-C interrupts a load; an
+        // exception from either is kept and raised instead of core's "load cancelled".
+        let mut failure: Option<PyErr> = None;
+        let mut on_progress = |stage: LoadStage, fraction: f32| -> bool {
+            Python::attach(|py| {
+                if let Err(e) = py.check_signals() {
+                    failure = Some(e);
+                    return false;
+                }
+                let Some(callback) = &progress else {
+                    return true;
+                };
+                match callback.call1(py, (stage.as_str(), fraction)) {
+                    // Only an explicit False cancels; None (no return statement) goes on.
+                    Ok(ret) => !ret.bind(py).is(&*pyo3::types::PyBool::new(py, false)),
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
+                }
+            })
+        };
+        let loaded = py.detach(|| uml_core::Model::load(&path, &options, Some(&mut on_progress)));
+        match (loaded, failure) {
+            (_, Some(e)) => Err(e),
+            (Ok(model), None) => Ok(Model {
+                inner: Mutex::new(Some(Arc::new(model))),
+                active: Arc::default(),
+                path,
+            }),
+            (Err(e), None) => Err(to_py(e)),
+        }
+    }
+
+    /// Cancel running generations, wait for them, and free the model. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        let model = self.inner.lock().take();
+        if let Some(model) = model {
+            let active = Arc::clone(&self.active);
+            py.detach(move || {
+                active.cancel_and_wait();
+                drop(model);
+            });
+        }
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.lock().is_none()
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    /// What the model is and how it was loaded: {"backend", "plan", "memory", "model"}.
+    fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py_value(py, &self.open()?.describe())
+    }
+
+    /// Generate a continuation of `prompt`; returns the completion as a dict.
+    #[pyo3(signature = (prompt, params=None, cancel=None))]
+    fn generate<'py>(
+        &self,
+        py: Python<'py>,
+        prompt: String,
+        params: Option<&Bound<'py, PyDict>>,
+        cancel: Option<PyRef<'py, CancelToken>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (model, params) = (self.open()?, self::params(params)?);
+        let cancel = token(cancel.as_deref());
+        let c = worker::run(
+            py,
+            model,
+            Job::Prompt(prompt),
+            params,
+            cancel,
+            Arc::clone(&self.active),
+        )?;
+        to_py_value(py, &c)
+    }
+
+    /// Start generating from `prompt`; iterate the returned `Stream` for text pieces.
+    #[pyo3(signature = (prompt, params=None, cancel=None))]
+    fn stream(
+        &self,
+        prompt: String,
+        params: Option<&Bound<'_, PyDict>>,
+        cancel: Option<PyRef<'_, CancelToken>>,
+    ) -> PyResult<Stream> {
+        let (model, params) = (self.open()?, self::params(params)?);
+        let cancel = token(cancel.as_deref());
+        let rx = worker::spawn(
+            model,
+            Job::Prompt(prompt),
+            params,
+            cancel.clone(),
+            Arc::clone(&self.active),
+            true,
+        )?;
+        Ok(Stream::new(rx, cancel))
+    }
+
+    /// Reply to OpenAI-style `messages` using the model's chat template.
+    #[pyo3(signature = (messages, params=None, cancel=None))]
+    fn chat<'py>(
+        &self,
+        py: Python<'py>,
+        messages: &Bound<'py, PyAny>,
+        params: Option<&Bound<'py, PyDict>>,
+        cancel: Option<PyRef<'py, CancelToken>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (model, messages, params) = (
+            self.open()?,
+            self::messages(messages)?,
+            self::params(params)?,
+        );
+        let cancel = token(cancel.as_deref());
+        let c = worker::run(
+            py,
+            model,
+            Job::Chat(messages),
+            params,
+            cancel,
+            Arc::clone(&self.active),
+        )?;
+        to_py_value(py, &c)
+    }
+
+    /// `chat`, streamed.
+    #[pyo3(signature = (messages, params=None, cancel=None))]
+    fn chat_stream(
+        &self,
+        messages: &Bound<'_, PyAny>,
+        params: Option<&Bound<'_, PyDict>>,
+        cancel: Option<PyRef<'_, CancelToken>>,
+    ) -> PyResult<Stream> {
+        let (model, messages, params) = (
+            self.open()?,
+            self::messages(messages)?,
+            self::params(params)?,
+        );
+        let cancel = token(cancel.as_deref());
+        let rx = worker::spawn(
+            model,
+            Job::Chat(messages),
+            params,
+            cancel.clone(),
+            Arc::clone(&self.active),
+            true,
+        )?;
+        Ok(Stream::new(rx, cancel))
+    }
+
+    /// The prompt `chat` would generate from.
+    #[pyo3(signature = (messages, add_generation_prompt=true))]
+    fn render_chat(
+        &self,
+        messages: &Bound<'_, PyAny>,
+        add_generation_prompt: bool,
+    ) -> PyResult<String> {
+        let (model, messages) = (self.open()?, self::messages(messages)?);
+        model
+            .render_chat(&messages, add_generation_prompt)
+            .map_err(to_py)
+    }
+
+    /// One vector per text, as (little-endian f32 bytes of all vectors, vector width).
+    fn embed<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+    ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+        let model = self.open()?;
+        let (bytes, width) = py
+            .detach(move || {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let vectors = model.embed(&refs, None)?;
+                let bytes: Vec<u8> = vectors
+                    .iter()
+                    .flatten()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect();
+                Ok::<_, Error>((bytes, model.embedding_size()))
+            })
+            .map_err(to_py)?;
+        Ok((PyBytes::new(py, &bytes), width))
+    }
+
+    #[pyo3(signature = (text, add_special=true))]
+    fn tokenize(&self, py: Python<'_>, text: String, add_special: bool) -> PyResult<Vec<i32>> {
+        let model = self.open()?;
+        py.detach(move || model.tokenize(&text, add_special))
+            .map_err(to_py)
+    }
+
+    fn detokenize(&self, py: Python<'_>, tokens: Vec<i32>) -> PyResult<String> {
+        let model = self.open()?;
+        py.detach(move || model.detokenize(&tokens)).map_err(to_py)
+    }
+
+    /// Engine throughput (llama-bench's pp/tg tests); `options` are core's `BenchOptions` keys.
+    #[pyo3(signature = (options=None))]
+    fn bench<'py>(
+        &self,
+        py: Python<'py>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let model = self.open()?;
+        let json = kwargs_json(options, "bench option")?;
+        let opts: BenchOptions = if json.is_empty() {
+            BenchOptions::default()
+        } else {
+            serde_json::from_str(&json).map_err(|e| {
+                to_py(Error::invalid_argument(format!(
+                    "invalid bench option: {e}"
+                )))
+            })?
+        };
+        let report = py.detach(move || model.bench(&opts)).map_err(to_py)?;
+        to_py_value(py, &report)
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { ", closed" } else { "" };
+        format!("<uml._uml.Model {}{state}>", self.path.display())
+    }
+}

@@ -1,0 +1,113 @@
+"""Generation against the real SmolLM2 model, compared with llama.cpp's own greedy output."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+import uml
+from conftest import fixture
+
+CAPITAL = fixture("smollm2_capital_greedy.json")
+FIBONACCI = fixture("smollm2_fibonacci_greedy.json")
+
+
+@pytest.mark.parametrize("ref", [CAPITAL, FIBONACCI], ids=["capital", "fibonacci"])
+def test_greedy_generate_equals_llama_cpp(smollm2: uml.Model, ref: Dict[str, Any]) -> None:
+    out = smollm2.generate(ref["prompt"], max_tokens=ref["n_predict"], temperature=0)
+    assert isinstance(out, uml.Completion)
+    assert out.text == ref["completion"]
+    assert str(out) == ref["completion"]
+    assert out.finish_reason == "length"
+    assert out.usage.completion_tokens == ref["n_predict"]
+    assert out.usage.prompt_tokens == len(smollm2.tokenize(ref["prompt"]))
+    assert out.usage.generation_tokens_per_second > 0
+
+
+def test_stream_pieces_join_to_the_same_text(smollm2: uml.Model) -> None:
+    stream = smollm2.stream(CAPITAL["prompt"], max_tokens=CAPITAL["n_predict"], temperature=0)
+    pieces = list(stream)
+    assert len(pieces) > 3 and all(isinstance(p, str) and p for p in pieces)
+    assert "".join(pieces) == CAPITAL["completion"]
+    done = stream.completion
+    assert done is not None and done.text == CAPITAL["completion"] and done.finish_reason == "length"
+
+
+def test_stop_strings(smollm2: uml.Model) -> None:
+    out = smollm2.generate(CAPITAL["prompt"], max_tokens=16, temperature=0, stop=["."])
+    assert out.text == CAPITAL["completion"].split(".")[0] == " Paris"
+    assert out.finish_reason == "stop"
+    pieces = list(smollm2.stream(CAPITAL["prompt"], max_tokens=16, temperature=0, stop=["United"]))
+    assert "".join(pieces) == CAPITAL["completion"].split("United")[0]
+
+
+def test_max_tokens(smollm2: uml.Model) -> None:
+    out = smollm2.generate(CAPITAL["prompt"], max_tokens=3, temperature=0)
+    assert out.usage.completion_tokens == 3 and out.finish_reason == "length"
+    assert CAPITAL["completion"].startswith(out.text)
+
+
+def test_chat_uses_the_model_template(smollm2: uml.Model) -> None:
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ]
+    prompt = smollm2.render_chat(messages)
+    assert prompt.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>")
+    assert "<|im_start|>user\nWhat is the capital of France?<|im_end|>" in prompt
+    assert prompt.endswith("<|im_start|>assistant\n")
+    reply = smollm2.chat(messages, max_tokens=24, temperature=0)
+    assert "Paris" in reply.text
+    assert "<|im_end|>" not in reply.text and "<|im_start|>" not in reply.text
+    streamed = "".join(smollm2.chat_stream(messages, max_tokens=24, temperature=0))
+    assert streamed == reply.text
+
+
+def test_invalid_parameters_raise_invalid_argument(smollm2: uml.Model) -> None:
+    cases: List[Tuple[Dict[str, Any], str]] = [
+        ({"max_token": 3}, "max_token"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"top_p": "high"}, "top_p"),
+        ({"stop": "."}, "stop"),
+        ({"temperature": math.nan}, "temperature"),
+        ({"seed": object()}, "seed"),
+    ]
+    for bad, needle in cases:
+        with pytest.raises(uml.InvalidArgumentError, match=needle):
+            smollm2.generate("Hi", **bad)
+        with pytest.raises(ValueError, match=needle):
+            smollm2.stream("Hi", **bad)
+    with pytest.raises(uml.InvalidArgumentError, match="role"):
+        smollm2.chat([{"role": "", "content": "hi"}])
+    with pytest.raises(uml.InvalidArgumentError):
+        smollm2.chat([])
+
+
+def test_context_overflow(smollm2: uml.Model) -> None:
+    with pytest.raises(uml.ContextOverflowError, match="n_ctx"):
+        smollm2.generate("word " * 3000, max_tokens=4)
+
+
+def test_tokenize_roundtrip(smollm2: uml.Model) -> None:
+    tokens = smollm2.tokenize("The capital of France is", add_special=False)
+    assert all(isinstance(t, int) for t in tokens) and len(tokens) >= 5
+    assert smollm2.detokenize(tokens) == "The capital of France is"
+    with pytest.raises(uml.InvalidArgumentError, match="vocabulary"):
+        smollm2.detokenize([10**8])
+
+
+def test_seeded_sampling_is_reproducible(smollm2: uml.Model) -> None:
+    a = smollm2.generate("Once upon a time", max_tokens=12, temperature=0.9, seed=42)
+    b = smollm2.generate("Once upon a time", max_tokens=12, temperature=0.9, seed=42)
+    assert a.text == b.text
+
+
+def test_info_and_repr(smollm2: uml.Model) -> None:
+    assert smollm2.info.architecture == "llama"
+    assert smollm2.plan["n_ctx"] == 1024
+    assert smollm2.backend
+    assert "SmolLM2" in repr(smollm2)
+    assert smollm2.memory.host_bytes > 0

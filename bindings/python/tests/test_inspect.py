@@ -1,0 +1,43 @@
+"""inspect / estimate / hardware: typed results with readable reprs and to_dict()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import uml
+
+
+def test_inspect_reads_headers(smollm2_path: Path) -> None:
+    info = uml.inspect(smollm2_path)
+    assert isinstance(info, uml.ModelInfo)
+    assert info.architecture == "llama"
+    assert info.context_length and info.context_length >= 2048
+    assert info.chat_template and "<|im_start|>" in info.chat_template
+    assert 100_000_000 < info.parameter_count < 200_000_000
+    text = repr(info)
+    assert text.startswith("ModelInfo(") and "llama" in text and "\n" not in text
+    d = info.to_dict()
+    assert d["architecture"] == "llama" and isinstance(d["tensor_types"], dict)
+    assert uml.inspect(str(smollm2_path)) == info
+
+
+def test_estimate_grows_with_context(smollm2_path: Path) -> None:
+    small = uml.estimate(smollm2_path, n_ctx=512)
+    large = uml.estimate(smollm2_path, n_ctx=8192)
+    assert isinstance(small, uml.MemoryEstimate)
+    assert small.n_ctx == 512 and large.n_ctx == 8192
+    assert large.kv_cache_bytes > small.kv_cache_bytes > 0
+    assert small.weights_bytes == large.weights_bytes > 0
+    assert "MiB" in repr(small)
+
+
+def test_hardware() -> None:
+    hw = uml.hardware()
+    assert hw.logical_cores >= 1 and hw.total_memory_bytes > 0
+    assert isinstance(hw.gpus, list)
+    assert "Hardware(" in repr(hw)
+    assert hw.to_dict()["logical_cores"] == hw.logical_cores
+
+
+def test_version() -> None:
+    assert uml.__version__.count(".") == 2

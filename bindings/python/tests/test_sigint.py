@@ -1,0 +1,55 @@
+"""Ctrl-C during generate or stream cancels the generation and raises KeyboardInterrupt
+promptly (the issue asks for under a second)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CHILD = r"""
+import sys, time, uml
+mode, path = sys.argv[1], sys.argv[2]
+m = uml.load(path, n_ctx=4096)
+print("generating", flush=True)
+try:
+    if mode == "generate":
+        m.generate("Once upon a time", max_tokens=4000, temperature=0.8, seed=1)
+    else:
+        for piece in m.stream("Once upon a time", max_tokens=4000, temperature=0.8, seed=1):
+            pass
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    raise
+print("finished without interruption", flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["generate", "stream"])
+def test_sigint_interrupts_generation(smollm2_path: Path, mode: str) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, mode, str(smollm2_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "generating"
+        time.sleep(0.5)  # well inside the generation (4000 tokens take many seconds)
+        sent = time.monotonic()
+        os.kill(child.pid, signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert "interrupted" in out, (out, err)
+    assert "KeyboardInterrupt" in err, err
+    assert child.returncode in (-signal.SIGINT, 130, 1), child.returncode
+    assert took < 1.0, f"exited {took:.2f}s after SIGINT"

@@ -1,0 +1,129 @@
+"""The GIL is released while the engine works; streams cancel when abandoned; close() is
+deterministic; several threads can generate from one model."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+
+import uml
+from conftest import fixture
+
+CAPITAL = fixture("smollm2_capital_greedy.json")
+
+
+def test_other_python_threads_run_during_generate(smollm2: uml.Model) -> None:
+    count = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        nonlocal count
+        while not stop.is_set():
+            count += 1
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        time.sleep(0.05)
+        before = count
+        out = smollm2.generate("Once upon a time", max_tokens=48, temperature=0)
+        during = count - before
+    finally:
+        stop.set()
+        spinner.join()
+    assert out.usage.completion_tokens > 0
+    # Holding the GIL for the whole call would freeze the counter; released, it races ahead.
+    assert during > 10_000, during
+
+
+def test_breaking_out_of_a_stream_cancels_it(smollm2: uml.Model) -> None:
+    token = uml.CancelToken()
+    pieces: List[str] = []
+    for piece in smollm2.stream("Once upon a time", max_tokens=400, temperature=0, cancel=token):
+        pieces.append(piece)
+        if len(pieces) == 3:
+            break
+    assert token.cancelled  # the abandoned iterator was dropped and cancelled its generation
+    # The model is usable at once.
+    out = smollm2.generate(CAPITAL["prompt"], max_tokens=CAPITAL["n_predict"], temperature=0)
+    assert out.text == CAPITAL["completion"]
+
+
+def test_closing_a_stream_reports_cancelled(smollm2: uml.Model) -> None:
+    with smollm2.stream("Once upon a time", max_tokens=400, temperature=0) as stream:
+        first = [next(stream) for _ in range(3)]
+    done = stream.completion
+    assert done is not None and done.finish_reason == "cancelled"
+    assert done.text.startswith("".join(first))
+    assert 3 <= done.usage.completion_tokens < 400
+
+
+def test_threads_generate_concurrently_from_one_model(smollm2: uml.Model) -> None:
+    results: List[str] = []
+
+    def work() -> None:
+        out = smollm2.generate(CAPITAL["prompt"], max_tokens=CAPITAL["n_predict"], temperature=0)
+        results.append(out.text)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [CAPITAL["completion"]] * 3
+
+
+def test_with_block_closes_even_when_the_body_raises(smollm2_path: Path) -> None:
+    loader = uml.Loader(smollm2_path, n_ctx=256)
+    with pytest.raises(RuntimeError, match="boom"):
+        with loader as m:
+            assert not m.closed
+            raise RuntimeError("boom")
+    assert m.closed
+    with pytest.raises(uml.ModelClosedError, match="closed"):
+        m.generate("Hi")
+    for call in (lambda: m.tokenize("x"), lambda: m.stream("x"), lambda: m.embed(["x"])):
+        with pytest.raises(uml.ModelClosedError):
+            call()
+    m.close()  # idempotent
+
+
+def test_close_cancels_running_streams(smollm2_path: Path) -> None:
+    m = uml.load(smollm2_path, n_ctx=512)
+    stream = m.stream("Once upon a time", max_tokens=500, temperature=0)
+    next(stream)
+    start = time.monotonic()
+    m.close()  # cancels the stream's generation and waits for it
+    took = time.monotonic() - start
+    assert m.closed
+    rest = list(stream)
+    done = stream.completion
+    assert done is not None and done.finish_reason == "cancelled"
+    assert done.usage.completion_tokens < 500
+    assert isinstance(rest, list)
+    assert took < 5, took
+
+
+def test_load_progress(smollm2_path: Path) -> None:
+    seen: List[str] = []
+
+    def progress(stage: str, fraction: float) -> None:
+        assert 0.0 <= fraction <= 1.0
+        seen.append(stage)
+
+    with uml.Loader(smollm2_path, n_ctx=256, progress=progress):
+        pass
+    assert seen[0] == "inspect" and seen[-1] == "ready" and "weights" in seen
+
+    with pytest.raises(uml.CancelledError):
+        uml.load(smollm2_path, n_ctx=256, progress=lambda stage, f: stage != "weights")
+
+    def boom(stage: str, fraction: float) -> None:
+        raise KeyError("from the callback")
+
+    with pytest.raises(KeyError, match="from the callback"):
+        uml.load(smollm2_path, n_ctx=256, progress=boom)

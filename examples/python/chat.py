@@ -8,7 +8,7 @@ import uml
 from _common import model_path
 
 messages: List[uml.Message] = [
-    {"role": "system", "content": "You are a concise assistant."},
+    {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "What is the capital of France?"},
 ]
 with uml.Loader(model_path(), n_ctx=2048) as model:

@@ -6,8 +6,15 @@ import uml
 from _common import model_path
 
 
+shown = ""
+
+
 def show_progress(stage: str, fraction: float) -> None:
-    print(f"\rloading: {stage} {fraction:4.0%}", end="", flush=True)
+    global shown
+    line = f"loading: {stage} {int(fraction * 10) * 10:3d}%"
+    if line != shown:  # llama.cpp reports every tensor; redraw only on 10% steps
+        shown = line
+        print("\r" + line, end="", flush=True)
 
 
 with uml.Loader(model_path(), n_ctx=2048, progress=show_progress) as model:

@@ -4,5 +4,8 @@
 //! memory, select a backend for the hardware, load, then generate / stream / chat / embed.
 
 pub mod error;
+pub mod gguf;
+#[doc(hidden)]
+pub mod testing;
 
 pub use error::{Error, ErrorKind, Result};

@@ -4,8 +4,12 @@
 //! memory, select a backend for the hardware, load, then generate / stream / chat / embed.
 
 pub mod error;
+pub mod format;
 pub mod gguf;
+pub mod inspect;
 #[doc(hidden)]
 pub mod testing;
 
 pub use error::{Error, ErrorKind, Result};
+pub use format::{detect, Format};
+pub use inspect::{inspect, ModelInfo};

@@ -6,10 +6,12 @@
 pub mod error;
 pub mod format;
 pub mod gguf;
+pub mod hardware;
 pub mod inspect;
 #[doc(hidden)]
 pub mod testing;
 
 pub use error::{Error, ErrorKind, Result};
 pub use format::{detect, Format};
+pub use hardware::{Gpu, Hardware};
 pub use inspect::{inspect, ModelInfo};

@@ -4,6 +4,7 @@
 //! memory, select a backend for the hardware, load, then generate / stream / chat / embed.
 
 pub mod error;
+pub mod estimate;
 pub mod format;
 pub mod gguf;
 pub mod hardware;
@@ -12,6 +13,10 @@ pub mod inspect;
 pub mod testing;
 
 pub use error::{Error, ErrorKind, Result};
+pub use estimate::{
+    check_fits, estimate, largest_context_that_fits, max_gpu_layers, CacheType, EstimateOptions,
+    MemoryEstimate,
+};
 pub use format::{detect, Format};
 pub use hardware::{Gpu, Hardware};
 pub use inspect::{inspect, ModelInfo};

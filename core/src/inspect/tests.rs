@@ -424,4 +424,12 @@ fn real_smollm2() {
     assert_eq!(info.vocab_size, Some(49152));
     assert_eq!(info.context_length, Some(8192));
     assert!(info.chat_template.is_some());
+    for n_ctx in [2048, 8192] {
+        let opts = crate::estimate::EstimateOptions {
+            n_ctx: Some(n_ctx),
+            ..Default::default()
+        };
+        let e = crate::estimate::estimate(&info, &opts).unwrap();
+        eprintln!("{}", serde_json::to_string(&e).unwrap());
+    }
 }

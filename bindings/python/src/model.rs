@@ -1,11 +1,12 @@
 //! `Model`: a loaded model. Arguments become owned core values before the GIL is released;
-//! generation runs on a Rust thread (see `worker`), everything else under `py.detach`.
+//! compute (generate, chat, embed, bench) runs on a worker thread (see `worker` for why),
+//! the rest under `py.detach`.
 
 use crate::cancel::CancelToken;
 use crate::convert::{kwargs_json, to_json, to_py_value};
 use crate::error::to_py;
 use crate::stream::Stream;
-use crate::worker::{self, Active, Job};
+use crate::worker::{self, Active, Event, Task};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -15,6 +16,7 @@ use uml_core::bench::BenchOptions;
 use uml_core::chat::{ChatMessage, ChatTemplate};
 use uml_core::options::LoadOptions;
 use uml_core::sampling::GenerateParams;
+use uml_core::stream::Completion;
 use uml_core::{Error, ErrorKind, LoadStage};
 
 #[pyclass(module = "uml._uml", name = "Model", frozen)]
@@ -39,12 +41,36 @@ impl Model {
     }
 }
 
-fn params(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<GenerateParams> {
-    GenerateParams::from_json(&kwargs_json(kwargs, "generate parameter")?).map_err(to_py)
+/// What to generate from.
+enum Job {
+    Prompt(String),
+    Chat(Vec<ChatMessage>),
 }
 
-fn token(cancel: Option<&CancelToken>) -> uml_core::CancelToken {
-    cancel.map(|c| c.0.clone()).unwrap_or_default()
+impl Model {
+    /// Start a generation on a worker thread; with `stream`, pieces are sent as they come.
+    fn start(
+        &self,
+        job: Job,
+        params: GenerateParams,
+        cancel: Option<&CancelToken>,
+        stream: bool,
+    ) -> PyResult<Task<Completion>> {
+        let model = self.open()?;
+        let cancel = cancel.map(|c| c.0.clone()).unwrap_or_default();
+        let token = cancel.clone();
+        worker::spawn(&self.active, cancel, move |tx| {
+            let mut sink = |piece: &str| !stream || tx.send(Event::Piece(piece.to_owned())).is_ok();
+            match &job {
+                Job::Prompt(prompt) => model.generate(prompt, &params, Some(&token), &mut sink),
+                Job::Chat(messages) => model.chat(messages, &params, Some(&token), &mut sink),
+            }
+        })
+    }
+}
+
+fn params(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<GenerateParams> {
+    GenerateParams::from_json(&kwargs_json(kwargs, "generate parameter")?).map_err(to_py)
 }
 
 fn messages(messages: &Bound<'_, PyAny>) -> PyResult<Vec<ChatMessage>> {
@@ -136,17 +162,14 @@ impl Model {
         params: Option<&Bound<'py, PyDict>>,
         cancel: Option<PyRef<'py, CancelToken>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (model, params) = (self.open()?, self::params(params)?);
-        let cancel = token(cancel.as_deref());
-        let c = worker::run(
-            py,
-            model,
+        self.open()?;
+        let task = self.start(
             Job::Prompt(prompt),
-            params,
-            cancel,
-            Arc::clone(&self.active),
+            self::params(params)?,
+            cancel.as_deref(),
+            false,
         )?;
-        to_py_value(py, &c)
+        to_py_value(py, &task.wait(py)?)
     }
 
     /// Start generating from `prompt`; iterate the returned `Stream` for text pieces.
@@ -157,17 +180,14 @@ impl Model {
         params: Option<&Bound<'_, PyDict>>,
         cancel: Option<PyRef<'_, CancelToken>>,
     ) -> PyResult<Stream> {
-        let (model, params) = (self.open()?, self::params(params)?);
-        let cancel = token(cancel.as_deref());
-        let rx = worker::spawn(
-            model,
+        self.open()?;
+        let task = self.start(
             Job::Prompt(prompt),
-            params,
-            cancel.clone(),
-            Arc::clone(&self.active),
+            self::params(params)?,
+            cancel.as_deref(),
             true,
         )?;
-        Ok(Stream::new(rx, cancel))
+        Ok(Stream::new(task))
     }
 
     /// Reply to OpenAI-style `messages` using the model's chat template.
@@ -179,21 +199,10 @@ impl Model {
         params: Option<&Bound<'py, PyDict>>,
         cancel: Option<PyRef<'py, CancelToken>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (model, messages, params) = (
-            self.open()?,
-            self::messages(messages)?,
-            self::params(params)?,
-        );
-        let cancel = token(cancel.as_deref());
-        let c = worker::run(
-            py,
-            model,
-            Job::Chat(messages),
-            params,
-            cancel,
-            Arc::clone(&self.active),
-        )?;
-        to_py_value(py, &c)
+        self.open()?;
+        let (messages, params) = (self::messages(messages)?, self::params(params)?);
+        let task = self.start(Job::Chat(messages), params, cancel.as_deref(), false)?;
+        to_py_value(py, &task.wait(py)?)
     }
 
     /// `chat`, streamed.
@@ -204,21 +213,10 @@ impl Model {
         params: Option<&Bound<'_, PyDict>>,
         cancel: Option<PyRef<'_, CancelToken>>,
     ) -> PyResult<Stream> {
-        let (model, messages, params) = (
-            self.open()?,
-            self::messages(messages)?,
-            self::params(params)?,
-        );
-        let cancel = token(cancel.as_deref());
-        let rx = worker::spawn(
-            model,
-            Job::Chat(messages),
-            params,
-            cancel.clone(),
-            Arc::clone(&self.active),
-            true,
-        )?;
-        Ok(Stream::new(rx, cancel))
+        self.open()?;
+        let (messages, params) = (self::messages(messages)?, self::params(params)?);
+        let task = self.start(Job::Chat(messages), params, cancel.as_deref(), true)?;
+        Ok(Stream::new(task))
     }
 
     /// The prompt `chat` would generate from.
@@ -241,18 +239,19 @@ impl Model {
         texts: Vec<String>,
     ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
         let model = self.open()?;
-        let (bytes, width) = py
-            .detach(move || {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let vectors = model.embed(&refs, None)?;
-                let bytes: Vec<u8> = vectors
-                    .iter()
-                    .flatten()
-                    .flat_map(|x| x.to_le_bytes())
-                    .collect();
-                Ok::<_, Error>((bytes, model.embedding_size()))
-            })
-            .map_err(to_py)?;
+        let cancel = uml_core::CancelToken::new();
+        let token = cancel.clone();
+        let task = worker::spawn(&self.active, cancel, move |_| {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = model.embed(&refs, Some(&token))?;
+            let bytes: Vec<u8> = vectors
+                .iter()
+                .flatten()
+                .flat_map(|x| x.to_le_bytes())
+                .collect();
+            Ok((bytes, model.embedding_size()))
+        })?;
+        let (bytes, width) = task.wait(py)?;
         Ok((PyBytes::new(py, &bytes), width))
     }
 
@@ -286,8 +285,11 @@ impl Model {
                 )))
             })?
         };
-        let report = py.detach(move || model.bench(&opts)).map_err(to_py)?;
-        to_py_value(py, &report)
+        // Not cancellable: Ctrl-C is raised once the current run ends.
+        let task = worker::spawn(&self.active, uml_core::CancelToken::new(), move |_| {
+            model.bench(&opts)
+        })?;
+        to_py_value(py, &task.wait(py)?)
     }
 
     fn __repr__(&self) -> String {

@@ -3,12 +3,10 @@
 
 use crate::convert::to_py_value;
 use crate::error::to_py;
-use crate::worker::{next_event, Event};
+use crate::worker::{ended_without_result, Event, Task};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use std::sync::mpsc::Receiver;
 use uml_core::stream::Completion;
-use uml_core::{CancelToken, Error};
 
 enum State {
     Running,
@@ -18,16 +16,14 @@ enum State {
 
 #[pyclass(module = "uml._uml", name = "Stream", frozen)]
 pub struct Stream {
-    rx: Mutex<Receiver<Event>>,
-    cancel: CancelToken,
+    task: Task<Completion>,
     state: Mutex<State>,
 }
 
 impl Stream {
-    pub fn new(rx: Receiver<Event>, cancel: CancelToken) -> Self {
+    pub fn new(task: Task<Completion>) -> Self {
         Stream {
-            rx: Mutex::new(rx),
-            cancel,
+            task,
             state: Mutex::new(State::Running),
         }
     }
@@ -41,7 +37,7 @@ impl Stream {
         if !self.running() {
             return Ok(None);
         }
-        let event = next_event(py, &self.rx, &self.cancel).inspect_err(|_| {
+        let event = self.task.next_event(py).inspect_err(|_| {
             // Ctrl-C: the generation was cancelled and has ended; the stream is over.
             *self.state.lock() = State::Failed;
         })?;
@@ -57,9 +53,7 @@ impl Stream {
             }
             None => {
                 *self.state.lock() = State::Failed;
-                Err(to_py(Error::internal(
-                    "the generation thread ended without a result",
-                )))
+                Err(ended_without_result())
             }
         }
     }
@@ -77,13 +71,13 @@ impl Stream {
 
     /// Ask the generation to stop; returns at once (safe from any thread).
     fn cancel(&self) {
-        self.cancel.cancel();
+        self.task.cancel.cancel();
     }
 
     /// Cancel the generation and wait for it to end (within one decode step). Pieces not yet
     /// read are discarded; `completion()` then holds what was generated.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.cancel.cancel();
+        self.task.cancel.cancel();
         while self.next_piece(py)?.is_some() {}
         Ok(())
     }
@@ -101,6 +95,6 @@ impl Stream {
 impl Drop for Stream {
     fn drop(&mut self) {
         // Breaking out of a `for` loop drops the iterator: stop the generation it was reading.
-        self.cancel.cancel();
+        self.task.cancel.cancel();
     }
 }

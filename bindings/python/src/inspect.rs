@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
 use uml_core::estimate::EstimateOptions;
+use uml_core::options::{GpuLayers, LoadOptions};
 use uml_core::Error;
 
 /// What the file or folder at `path` is (headers only; no weights are read). A dict.
@@ -17,7 +18,9 @@ pub fn inspect(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyAny>> {
     to_py_value(py, &info)
 }
 
-/// The memory the model at `path` needs with `options` (core's `EstimateOptions` keys). A dict.
+/// The memory the model at `path` needs when loaded with `options` (the same `LoadOptions` keys
+/// as `Model`, so an unknown key is refused), as a dict with `fits` added: whether it fits in the
+/// memory available now. Same mapping as the C ABI's `uml_estimate`.
 #[pyfunction]
 #[pyo3(signature = (path, options=None))]
 pub fn estimate<'py>(
@@ -25,23 +28,30 @@ pub fn estimate<'py>(
     path: PathBuf,
     options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let json = kwargs_json(options, "estimate option")?;
-    let opts: EstimateOptions = if json.is_empty() {
-        EstimateOptions::default()
-    } else {
-        serde_json::from_str(&json).map_err(|e| {
-            to_py(Error::invalid_argument(format!(
-                "invalid estimate option: {e}"
-            )))
-        })?
-    };
-    let est = py
+    let options = LoadOptions::from_json(&kwargs_json(options, "load option")?).map_err(to_py)?;
+    let (est, fits) = py
         .detach(move || {
             let info = uml_core::inspect::inspect(&path)?;
-            uml_core::estimate::estimate(&info, &opts)
+            let hw = uml_core::hardware::detect();
+            let mut opts = EstimateOptions {
+                n_ctx: options.n_ctx,
+                cache_type: options.kv_cache_type,
+                n_batch: options.n_batch,
+                n_ubatch: options.n_ubatch,
+                ..EstimateOptions::default()
+            };
+            opts.gpu_layers = match options.gpu_layers {
+                GpuLayers::Count(n) => n,
+                GpuLayers::Auto => uml_core::estimate::max_gpu_layers(&info, &opts, &hw),
+            };
+            let est = uml_core::estimate::estimate(&info, &opts)?;
+            let fits = est.fits(&hw);
+            Ok::<_, Error>((est, fits))
         })
         .map_err(to_py)?;
-    to_py_value(py, &est)
+    let dict = to_py_value(py, &est)?;
+    dict.set_item("fits", fits)?;
+    Ok(dict)
 }
 
 /// The CPU, memory and GPUs uml sees. A dict.

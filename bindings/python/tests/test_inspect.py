@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import uml
 
 
@@ -28,7 +30,12 @@ def test_estimate_grows_with_context(smollm2_path: Path) -> None:
     assert small.n_ctx == 512 and large.n_ctx == 8192
     assert large.kv_cache_bytes > small.kv_cache_bytes > 0
     assert small.weights_bytes == large.weights_bytes > 0
-    assert "MiB" in repr(small)
+    assert small.fits is True  # a 94 MiB model at 512 tokens fits on any test machine
+    assert "MiB" in repr(small) and "fits=True" in repr(small)
+    q8 = uml.estimate(smollm2_path, n_ctx=8192, kv_cache_type="q8_0")
+    assert q8.kv_cache_bytes < large.kv_cache_bytes
+    with pytest.raises(uml.InvalidArgumentError, match="n_ctxx"):
+        uml.estimate(smollm2_path, n_ctxx=512)  # type: ignore[call-arg]
 
 
 def test_hardware() -> None:

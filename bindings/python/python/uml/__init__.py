@@ -40,7 +40,7 @@ from ._errors import (
     UnsupportedFormatError,
 )
 from ._model import AsyncStream, CancelToken, Loader, Model, Stream, load
-from ._options import BenchOptions, EstimateOptions, GenerateOptions, LoadOptions, Message, ProgressCallback
+from ._options import BenchOptions, GenerateOptions, LoadOptions, Message, ProgressCallback
 from ._types import BenchReport, BenchSeries, Completion, Gpu, Hardware, MemoryEstimate, ModelInfo, Record, Usage
 
 if TYPE_CHECKING:
@@ -63,7 +63,6 @@ __all__ = [
     "Completion",
     "ContextOverflowError",
     "ERRORS_BY_CODE",
-    "EstimateOptions",
     "GenerateOptions",
     "Gpu",
     "Hardware",
@@ -101,8 +100,10 @@ def inspect(path: Union[str, "os.PathLike[str]"]) -> ModelInfo:
     return ModelInfo(_uml.inspect(path))
 
 
-def estimate(path: Union[str, "os.PathLike[str]"], **options: Unpack[EstimateOptions]) -> MemoryEstimate:
-    """The memory the model at ``path`` needs (weights, KV cache at ``n_ctx``, compute)."""
+def estimate(path: Union[str, "os.PathLike[str]"], **options: Unpack[LoadOptions]) -> MemoryEstimate:
+    """The memory the model at ``path`` needs when loaded with ``options`` (the same keywords as
+    :class:`Loader`; ``n_ctx`` defaults to the model's trained context): weights, KV cache,
+    compute buffers, host and device totals, and ``fits``. Reads headers only."""
     return MemoryEstimate(_uml.estimate(path, dict(options)))
 
 

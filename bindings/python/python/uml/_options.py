@@ -59,16 +59,6 @@ class GenerateOptions(TypedDict, total=False):
     """A JSON schema constraining the output."""
 
 
-class EstimateOptions(TypedDict, total=False):
-    """What ``uml.estimate(path, **options)`` assumes."""
-
-    n_ctx: Optional[int]
-    cache_type: Literal["f16", "q8_0", "q4_0"]
-    gpu_layers: int
-    n_batch: int
-    n_ubatch: int
-
-
 class BenchOptions(TypedDict, total=False):
     """llama-bench's parameters (``Model.bench(**options)``)."""
 

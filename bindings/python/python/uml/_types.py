@@ -70,6 +70,8 @@ class Record:
             return _size(value)
         if key in self._counts:
             return _count(value)
+        if isinstance(value, float):
+            return f"{value:.1f}"
         if isinstance(value, str) and len(value) > 60:
             return repr(value[:57] + "...")
         return repr(value)
@@ -118,17 +120,34 @@ class ModelInfo(Record):
 
 
 class MemoryEstimate(Record):
-    """Memory a model needs at a context size (``uml.estimate``); sizes in bytes."""
+    """Memory a model needs (``uml.estimate``, ``Model.memory``); sizes in bytes."""
 
     n_ctx: int
+    cache_type: str
+    gpu_layers: int
+    n_ubatch: int
+    flash_attention: bool
     weights_bytes: int
     kv_cache_bytes: int
     compute_bytes: int
+    compute_reserved_bytes: int
     overhead_bytes: int
     host_bytes: int
     device_bytes: int
+    total_bytes: int
+    fits: bool
+    """Whether it fits in the memory available when estimated (``uml.estimate`` only)."""
 
-    _summary = ("n_ctx", "weights_bytes", "kv_cache_bytes", "compute_bytes", "host_bytes", "device_bytes")
+    _summary = (
+        "n_ctx",
+        "weights_bytes",
+        "kv_cache_bytes",
+        "compute_bytes",
+        "host_bytes",
+        "device_bytes",
+        "gpu_layers",
+        "fits",
+    )
     _sizes = ("weights_bytes", "kv_cache_bytes", "compute_bytes", "host_bytes", "device_bytes")
 
 

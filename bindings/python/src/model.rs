@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::path::PathBuf;
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use uml_core::bench::BenchOptions;
 use uml_core::chat::{ChatMessage, ChatTemplate};
@@ -27,17 +28,32 @@ pub struct Model {
 }
 
 impl Model {
+    fn closed_error(&self) -> PyErr {
+        to_py(Error::new(
+            ErrorKind::ModelClosed,
+            format!(
+                "the model {} is closed (by close() or the end of its `with` block); \
+                 load it again with uml.Loader(path)",
+                self.path.display()
+            ),
+        ))
+    }
+
     fn open(&self) -> PyResult<Arc<uml_core::Model>> {
-        self.inner.lock().clone().ok_or_else(|| {
-            to_py(Error::new(
-                ErrorKind::ModelClosed,
-                format!(
-                    "the model {} is closed (by close() or the end of its `with` block); \
-                     load it again with uml.Loader(path)",
-                    self.path.display()
-                ),
-            ))
-        })
+        self.inner.lock().clone().ok_or_else(|| self.closed_error())
+    }
+
+    /// Run `work` on a worker thread. The lock is held until the task is registered, so a
+    /// concurrent `close()` either comes first (this call raises ModelClosedError) or cancels
+    /// the task and waits for it.
+    fn spawn<R, F>(&self, cancel: uml_core::CancelToken, work: F) -> PyResult<Task<R>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&uml_core::Model, &Sender<Event<R>>) -> Result<R, Error> + Send + 'static,
+    {
+        let guard = self.inner.lock();
+        let model = guard.clone().ok_or_else(|| self.closed_error())?;
+        worker::spawn(&self.active, cancel, move |tx| work(&model, tx))
     }
 }
 
@@ -56,10 +72,9 @@ impl Model {
         cancel: Option<&CancelToken>,
         stream: bool,
     ) -> PyResult<Task<Completion>> {
-        let model = self.open()?;
         let cancel = cancel.map(|c| c.0.clone()).unwrap_or_default();
         let token = cancel.clone();
-        worker::spawn(&self.active, cancel, move |tx| {
+        self.spawn(cancel, move |model, tx| {
             let mut sink = |piece: &str| !stream || tx.send(Event::Piece(piece.to_owned())).is_ok();
             match &job {
                 Job::Prompt(prompt) => model.generate(prompt, &params, Some(&token), &mut sink),
@@ -238,10 +253,9 @@ impl Model {
         py: Python<'py>,
         texts: Vec<String>,
     ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
-        let model = self.open()?;
         let cancel = uml_core::CancelToken::new();
         let token = cancel.clone();
-        let task = worker::spawn(&self.active, cancel, move |_| {
+        let task = self.spawn(cancel, move |model, _| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let vectors = model.embed(&refs, Some(&token))?;
             let bytes: Vec<u8> = vectors
@@ -274,7 +288,6 @@ impl Model {
         py: Python<'py>,
         options: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let model = self.open()?;
         let json = kwargs_json(options, "bench option")?;
         let opts: BenchOptions = if json.is_empty() {
             BenchOptions::default()
@@ -286,7 +299,7 @@ impl Model {
             })?
         };
         // Not cancellable: Ctrl-C is raised once the current run ends.
-        let task = worker::spawn(&self.active, uml_core::CancelToken::new(), move |_| {
+        let task = self.spawn(uml_core::CancelToken::new(), move |model, _| {
             model.bench(&opts)
         })?;
         to_py_value(py, &task.wait(py)?)

@@ -15,7 +15,11 @@ import pytest
 CHILD = r"""
 import sys, time, uml
 mode, path = sys.argv[1], sys.argv[2]
-m = uml.load(path, n_ctx=4096)
+# One thread: cancellation waits for the decode call in flight, and on a machine whose cores
+# are busy (parallel builds) a 2-thread OpenMP decode can stall for seconds at its barriers
+# (the Rust CLI too); a single-thread decode of this model stays in the tens of milliseconds.
+m = uml.load(path, n_ctx=4096, n_threads=1)
+m.generate("Hello", max_tokens=2, temperature=0)  # warm up: page the mmap'd weights in
 print("generating", flush=True)
 try:
     if mode == "generate":

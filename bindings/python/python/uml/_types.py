@@ -65,7 +65,7 @@ class Record:
         return self._data == other._data
 
     def _show(self, key: str) -> str:
-        value = self._data.get(key)
+        value = getattr(self, key, None)
         if key in self._sizes:
             return _size(value)
         if key in self._counts:

@@ -78,3 +78,12 @@ def test_invalid_load_options(tmp_path: Path) -> None:
         uml.load(tiny, n_ctx=0)
     with pytest.raises(uml.InvalidArgumentError, match="kv_cache_type"):
         uml.load(tiny, kv_cache_type="q5")  # type: ignore[arg-type]
+
+
+def test_errors_are_public_and_picklable() -> None:
+    import pickle
+
+    for cls in uml.ERRORS_BY_CODE.values():
+        assert cls.__module__ == "uml" and getattr(uml, cls.__name__) is cls
+        err = pickle.loads(pickle.dumps(cls("a message")))
+        assert type(err) is cls and str(err) == "a message"

@@ -131,3 +131,7 @@ ERRORS_BY_CODE: Dict[int, Type[UmlError]] = {
     )
 }
 """Every error class by its stable code."""
+
+# Tracebacks and pickles name the public path (uml.InvalidArgumentError), not this module.
+for _cls in (UmlError, *ERRORS_BY_CODE.values()):
+    _cls.__module__ = "uml"

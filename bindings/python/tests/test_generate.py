@@ -84,6 +84,8 @@ def test_invalid_parameters_raise_invalid_argument(smollm2: uml.Model) -> None:
         smollm2.chat([{"role": "", "content": "hi"}])
     with pytest.raises(uml.InvalidArgumentError):
         smollm2.chat([])
+    with pytest.raises(uml.InvalidArgumentError, match="chat messages"):
+        smollm2.chat(["What is the capital of France?"])  # type: ignore[list-item]
 
 
 def test_context_overflow(smollm2: uml.Model) -> None:

@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Type, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type, Union
 
 from . import _uml
 from ._options import BenchOptions, GenerateOptions, LoadOptions, Message, ProgressCallback
@@ -145,17 +145,17 @@ class Model:
     ) -> Completion:
         """Reply to OpenAI-style ``messages`` (``[{"role": "user", "content": "Hi"}]``), rendered
         with the model's own chat template."""
-        return Completion(self._native.chat(list(messages), dict(params), cancel))
+        return Completion(self._native.chat(_messages(messages), dict(params), cancel))
 
     def chat_stream(
         self, messages: Sequence[Message], *, cancel: Optional[CancelToken] = None, **params: Unpack[GenerateOptions]
     ) -> Stream:
         """:meth:`chat`, streamed like :meth:`stream`."""
-        return Stream(self._native.chat_stream(list(messages), dict(params), cancel))
+        return Stream(self._native.chat_stream(_messages(messages), dict(params), cancel))
 
     def render_chat(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         """The prompt :meth:`chat` generates from."""
-        return self._native.render_chat(list(messages), add_generation_prompt)
+        return self._native.render_chat(_messages(messages), add_generation_prompt)
 
     # -- asyncio ------------------------------------------------------------------------------
 
@@ -173,7 +173,7 @@ class Model:
     ) -> Completion:
         """:meth:`chat` without blocking the event loop."""
         token = cancel if cancel is not None else CancelToken()
-        call = functools.partial(self._native.chat, list(messages), dict(params), token)
+        call = functools.partial(self._native.chat, _messages(messages), dict(params), token)
         return Completion(await _in_thread(call, token))
 
     def astream(
@@ -219,6 +219,11 @@ class Model:
     def bench(self, **options: Unpack[BenchOptions]) -> BenchReport:
         """Prompt (pp) and generation (tg) tokens/s, measured as llama-bench does."""
         return BenchReport(self._native.bench(dict(options)))
+
+
+def _messages(messages: Sequence[Message]) -> List[Dict[str, Any]]:
+    # Plain dicts for the native side; anything else is passed on for core to refuse by name.
+    return [dict(m) if isinstance(m, Mapping) else m for m in messages]
 
 
 def _to_lists(raw: bytes, width: int) -> List[List[float]]:

@@ -159,7 +159,9 @@ impl Error {
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_string());
-        Error::internal(format!("internal error (a bug in uml, please report it): {what}"))
+        Error::internal(format!(
+            "internal error (a bug in uml, please report it): {what}"
+        ))
     }
 }
 

@@ -17,15 +17,23 @@
 pub mod backend;
 pub mod bench;
 pub mod cancel;
+pub mod chat;
 pub mod embed;
 pub mod error;
 mod generate;
 pub mod model;
+pub mod options;
+pub mod sampling;
+pub mod stream;
 
 pub use cancel::CancelToken;
+pub use chat::{ChatMessage, ChatTemplate, TemplateOrigin};
 pub use error::{Error, ErrorKind, Result};
 pub use generate::Sink;
 pub use model::{LoadStage, Model};
+pub use options::{GpuLayers, KvCacheType, LoadOptions};
+pub use sampling::GenerateParams;
+pub use stream::{Completion, FinishReason, Pushed, TextStream, Usage};
 
 /// The version of uml (all crates share it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -244,7 +244,7 @@ fn chat_template_for(info: &ModelInfo, options: &LoadOptions) -> std::result::Re
     let eos = info.eos_token.clone().unwrap_or_default();
     match (&options.chat_template, &info.chat_template) {
         (Some(source), _) => ChatTemplate::new(source, &bos, &eos),
-        (None, Some(source)) => ChatTemplate::new(source, &bos, &eos),
+        (None, Some(source)) => ChatTemplate::from_model(source, &bos, &eos),
         (None, None) => Err(Error::new(
             ErrorKind::Unsupported,
             format!(

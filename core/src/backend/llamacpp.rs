@@ -264,8 +264,15 @@ impl LlamaLoaded {
             || params.frequency_penalty != 0.0
             || params.presence_penalty != 0.0;
         if penalties_on {
+            // llama.cpp's -1 ("the whole context") is resolved here; the sampler wants a count.
+            let last_n = if params.repeat_last_n < 0 {
+                i32::try_from(self.plan.n_ctx).unwrap_or(i32::MAX)
+            } else {
+                params.repeat_last_n
+            };
             chain.push(LlamaSampler::penalties(
-                params.repeat_last_n,
+                n_vocab,
+                last_n,
                 params.repeat_penalty,
                 params.frequency_penalty,
                 params.presence_penalty,

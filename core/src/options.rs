@@ -1,0 +1,438 @@
+//! `LoadOptions`: how a model is loaded (context size, threads, batch sizes, GPU offload, KV
+//! cache type, embeddings mode, chat template override). Hosts pass them as a JSON object; an
+//! unknown key or a wrong type is an `InvalidArgument` that names the key.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::chat::ChatTemplate;
+use crate::error::{Error, Result};
+
+/// How many layers to offload to the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuLayers {
+    /// As many as fit in free GPU memory (0 when there is no usable GPU). JSON: `"auto"`.
+    #[default]
+    Auto,
+    /// Exactly this many (0 = CPU only; a number above the model's layer count offloads
+    /// every layer, e.g. 999). JSON: a number.
+    Count(u32),
+}
+
+impl Serialize for GpuLayers {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            GpuLayers::Auto => s.serialize_str("auto"),
+            GpuLayers::Count(n) => s.serialize_u32(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for GpuLayers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        const EXPECTED: &str = "\"auto\" or a layer count >= 0 (0 = CPU only, 999 = every layer)";
+        impl serde::de::Visitor<'_> for V {
+            type Value = GpuLayers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<GpuLayers, E> {
+                if v.eq_ignore_ascii_case("auto") {
+                    Ok(GpuLayers::Auto)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &EXPECTED))
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<GpuLayers, E> {
+                u32::try_from(v)
+                    .map(GpuLayers::Count)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &EXPECTED))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<GpuLayers, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &EXPECTED))
+                    .and_then(|v| self.visit_u64(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Element type of the KV cache. Smaller types fit longer contexts at a small quality cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum KvCacheType {
+    #[default]
+    #[serde(rename = "f16")]
+    F16,
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    #[serde(rename = "q4_0")]
+    Q4_0,
+}
+
+impl KvCacheType {
+    /// Average bytes per cached element (ggml block sizes: q8_0 = 34 bytes per 32 values,
+    /// q4_0 = 18 bytes per 32 values).
+    pub fn bytes_per_element(self) -> f64 {
+        match self {
+            KvCacheType::F16 => 2.0,
+            KvCacheType::Q8_0 => 34.0 / 32.0,
+            KvCacheType::Q4_0 => 18.0 / 32.0,
+        }
+    }
+
+    /// The JSON / CLI spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvCacheType::F16 => "f16",
+            KvCacheType::Q8_0 => "q8_0",
+            KvCacheType::Q4_0 => "q4_0",
+        }
+    }
+}
+
+/// How to load a model. JSON keys are the field names; omitted keys take the defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadOptions {
+    /// Context length in tokens. `None` = the model's trained context length, capped by
+    /// available memory.
+    pub n_ctx: Option<u32>,
+    /// Threads for generation. `None` = the number of physical cores.
+    pub n_threads: Option<u32>,
+    /// Threads for prompt processing. `None` = same as `n_threads`.
+    pub n_threads_batch: Option<u32>,
+    /// Logical batch size (tokens submitted per decode call).
+    pub n_batch: u32,
+    /// Physical batch size; at most `n_batch`. Cancellation is checked between ubatches.
+    pub n_ubatch: u32,
+    /// Layers to offload to the GPU.
+    pub gpu_layers: GpuLayers,
+    /// Map the weights from the file instead of reading them into memory.
+    pub use_mmap: bool,
+    /// Lock the weights in RAM (no swapping).
+    pub use_mlock: bool,
+    /// Element type of the KV cache.
+    pub kv_cache_type: KvCacheType,
+    /// Seed for generations that give none. `None` = random per generation.
+    pub seed: Option<u32>,
+    /// Load for embeddings (pooled sentence vectors) instead of generation.
+    pub embeddings: bool,
+    /// L2-normalise embeddings.
+    pub normalize_embeddings: bool,
+    /// A Jinja chat template that replaces the model's own.
+    pub chat_template: Option<String>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            n_ctx: None,
+            n_threads: None,
+            n_threads_batch: None,
+            n_batch: 512,
+            n_ubatch: 512,
+            gpu_layers: GpuLayers::Auto,
+            use_mmap: true,
+            use_mlock: false,
+            kv_cache_type: KvCacheType::F16,
+            seed: None,
+            embeddings: false,
+            normalize_embeddings: true,
+            chat_template: None,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Every JSON key, in declaration order (used in "unknown key" messages).
+    pub const FIELDS: &'static [&'static str] = &[
+        "n_ctx",
+        "n_threads",
+        "n_threads_batch",
+        "n_batch",
+        "n_ubatch",
+        "gpu_layers",
+        "use_mmap",
+        "use_mlock",
+        "kv_cache_type",
+        "seed",
+        "embeddings",
+        "normalize_embeddings",
+        "chat_template",
+    ];
+
+    /// Parse a JSON object of load options (an empty string, `null` or `{}` gives the
+    /// defaults; a `null` value means "default" for that key) and validate it.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let opts: LoadOptions = parse_json_object(json, "load option", Self::FIELDS)?;
+        opts.validate()?;
+        Ok(opts)
+    }
+
+    /// Check every field; the error names the field, the value and what is allowed.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |name: &str, v: Option<u32>, fix: &str| -> Result<()> {
+            match v {
+                Some(0) => Err(Error::invalid_argument(format!(
+                    "load option {name} = 0 is invalid: it must be >= 1 ({fix})"
+                ))),
+                _ => Ok(()),
+            }
+        };
+        positive(
+            "n_ctx",
+            self.n_ctx,
+            "or omit it to use the model's context length",
+        )?;
+        positive(
+            "n_threads",
+            self.n_threads,
+            "or omit it to use the physical cores",
+        )?;
+        positive(
+            "n_threads_batch",
+            self.n_threads_batch,
+            "or omit it to use n_threads",
+        )?;
+        positive("n_batch", Some(self.n_batch), "default 512")?;
+        positive("n_ubatch", Some(self.n_ubatch), "default 512")?;
+        if self.n_ubatch > self.n_batch {
+            return Err(Error::invalid_argument(format!(
+                "load option n_ubatch = {} is larger than n_batch = {}: n_ubatch must be <= n_batch \
+                 (lower n_ubatch or raise n_batch)",
+                self.n_ubatch, self.n_batch
+            )));
+        }
+        if let Some(src) = &self.chat_template {
+            if src.trim().is_empty() {
+                return Err(Error::invalid_argument(
+                    "load option chat_template is empty: pass a Jinja template, or omit it to \
+                     use the model's own",
+                ));
+            }
+            // Syntax errors surface now, naming the line, rather than at the first chat.
+            ChatTemplate::new(src, "", "")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parse `json` as an object of options of type `T`: empty / `null` = defaults, keys with a
+/// `null` value are dropped (= default), an unknown key is named along with the known ones,
+/// and a type error names the offending key. `what` is e.g. "generate parameter".
+pub(crate) fn parse_json_object<T: DeserializeOwned + Default>(
+    json: &str,
+    what: &str,
+    known: &[&str],
+) -> Result<T> {
+    if json.trim().is_empty() {
+        return Ok(T::default());
+    }
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+        Error::invalid_argument(format!(
+            "{what}s are not valid JSON: {e} (pass a JSON object)"
+        ))
+    })?;
+    let mut map = match value {
+        serde_json::Value::Null => return Ok(T::default()),
+        serde_json::Value::Object(map) => map,
+        other => {
+            return Err(Error::invalid_argument(format!(
+                "{what}s must be a JSON object, got {} (e.g. {{\"{}\": ...}})",
+                json_type_name(&other),
+                known.first().copied().unwrap_or("key")
+            )))
+        }
+    };
+    if let Some(key) = map.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(Error::invalid_argument(format!(
+            "unknown {what} '{key}'; known: {}",
+            known.join(", ")
+        )));
+    }
+    map.retain(|_, v| !v.is_null());
+    match serde_json::from_value::<T>(serde_json::Value::Object(map.clone())) {
+        Ok(v) => Ok(v),
+        Err(whole) => {
+            // serde_json::from_value does not say which key failed: find it by trying each
+            // key on its own.
+            for (key, value) in &map {
+                let mut one = serde_json::Map::new();
+                one.insert(key.clone(), value.clone());
+                if let Err(e) = serde_json::from_value::<T>(serde_json::Value::Object(one)) {
+                    return Err(Error::invalid_argument(format!(
+                        "invalid {what} '{key}' = {value}: {e}"
+                    )));
+                }
+            }
+            Err(Error::invalid_argument(format!("invalid {what}s: {whole}")))
+        }
+    }
+}
+
+fn json_type_name(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn err(json: &str) -> Error {
+        match LoadOptions::from_json(json) {
+            Ok(o) => panic!("expected an error for {json}, got {o:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let d = LoadOptions::default();
+        assert_eq!(d.n_batch, 512);
+        assert_eq!(d.n_ubatch, 512);
+        assert_eq!(d.gpu_layers, GpuLayers::Auto);
+        assert!(d.use_mmap && !d.use_mlock && !d.embeddings && d.normalize_embeddings);
+        assert_eq!(d.kv_cache_type, KvCacheType::F16);
+        assert_eq!(d.n_ctx, None);
+        for s in ["", "  ", "{}", "null"] {
+            assert_eq!(LoadOptions::from_json(s).unwrap(), d, "{s:?}");
+        }
+        d.validate().unwrap();
+    }
+
+    #[test]
+    fn fields_list_matches_the_struct() {
+        let v = serde_json::to_value(LoadOptions::default()).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut known = LoadOptions::FIELDS.to_vec();
+        known.sort_unstable();
+        assert_eq!(keys, known);
+    }
+
+    #[test]
+    fn parses_every_field() {
+        let o = LoadOptions::from_json(
+            r#"{"n_ctx": 4096, "n_threads": 2, "n_threads_batch": 4, "n_batch": 256,
+                "n_ubatch": 128, "gpu_layers": 12, "use_mmap": false, "use_mlock": true,
+                "kv_cache_type": "q8_0", "seed": 7, "embeddings": true,
+                "normalize_embeddings": false, "chat_template": "{{ bos_token }}"}"#,
+        )
+        .unwrap();
+        assert_eq!(o.n_ctx, Some(4096));
+        assert_eq!(o.n_threads, Some(2));
+        assert_eq!(o.n_threads_batch, Some(4));
+        assert_eq!((o.n_batch, o.n_ubatch), (256, 128));
+        assert_eq!(o.gpu_layers, GpuLayers::Count(12));
+        assert!(!o.use_mmap && o.use_mlock && o.embeddings && !o.normalize_embeddings);
+        assert_eq!(o.kv_cache_type, KvCacheType::Q8_0);
+        assert_eq!(o.seed, Some(7));
+        assert_eq!(o.chat_template.as_deref(), Some("{{ bos_token }}"));
+        // Round trip.
+        let back = LoadOptions::from_json(&serde_json::to_string(&o).unwrap()).unwrap();
+        assert_eq!(back, o);
+    }
+
+    #[test]
+    fn gpu_layers_forms() {
+        let g = |j: &str| LoadOptions::from_json(&format!(r#"{{"gpu_layers": {j}}}"#));
+        assert_eq!(g(r#""auto""#).unwrap().gpu_layers, GpuLayers::Auto);
+        assert_eq!(g(r#""AUTO""#).unwrap().gpu_layers, GpuLayers::Auto);
+        assert_eq!(g("12").unwrap().gpu_layers, GpuLayers::Count(12));
+        assert_eq!(g("0").unwrap().gpu_layers, GpuLayers::Count(0));
+        for bad in [r#""x""#, "-1", "1.5", "true", "4294967296"] {
+            let e = g(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+            assert!(e.message().contains("'gpu_layers'"), "{e}");
+            assert!(e.message().contains("\"auto\""), "{e}");
+        }
+        assert_eq!(
+            serde_json::to_string(&GpuLayers::Auto).unwrap(),
+            r#""auto""#
+        );
+        assert_eq!(serde_json::to_string(&GpuLayers::Count(3)).unwrap(), "3");
+    }
+
+    #[test]
+    fn kv_cache_type() {
+        assert_eq!(KvCacheType::F16.bytes_per_element(), 2.0);
+        assert_eq!(KvCacheType::Q8_0.bytes_per_element(), 1.0625);
+        assert_eq!(KvCacheType::Q4_0.bytes_per_element(), 0.5625);
+        for t in [KvCacheType::F16, KvCacheType::Q8_0, KvCacheType::Q4_0] {
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(json, format!("\"{}\"", t.as_str()));
+        }
+        let e = err(r#"{"kv_cache_type": "q5_1"}"#);
+        assert!(e.message().contains("kv_cache_type"), "{e}");
+        assert!(e.message().contains("q4_0"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err(r#"{"n_gpu_layers": 3}"#);
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(
+            e.message()
+                .starts_with("unknown load option 'n_gpu_layers'; known: n_ctx, n_threads,"),
+            "{e}"
+        );
+        assert!(e.message().contains("gpu_layers"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_json() {
+        let e = err(r#"{"n_ctx": "big"}"#);
+        assert!(e.message().contains("'n_ctx'"), "{e}");
+        assert!(e.message().contains("\"big\""), "{e}");
+        let e = err(r#"{"n_ctx": -5}"#);
+        assert!(e.message().contains("'n_ctx'"), "{e}");
+        let e = err("[1, 2]");
+        assert!(
+            e.message().contains("must be a JSON object, got an array"),
+            "{e}"
+        );
+        let e = err("{n_ctx: 1}");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.message().contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn null_means_default() {
+        let o = LoadOptions::from_json(r#"{"n_batch": null, "n_ctx": null}"#).unwrap();
+        assert_eq!(o, LoadOptions::default());
+    }
+
+    #[test]
+    fn validation() {
+        let e = err(r#"{"n_batch": 256, "n_ubatch": 512}"#);
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.message().contains("n_ubatch = 512"), "{e}");
+        assert!(e.message().contains("n_batch = 256"), "{e}");
+        let e = err(r#"{"n_ubatch": 1024}"#);
+        assert!(e.message().contains("n_ubatch = 1024"), "{e}");
+        for key in [
+            "n_ctx",
+            "n_threads",
+            "n_threads_batch",
+            "n_batch",
+            "n_ubatch",
+        ] {
+            let e = err(&format!(r#"{{"{key}": 0}}"#));
+            assert!(e.message().contains(&format!("{key} = 0")), "{e}");
+        }
+        let e = err(r#"{"chat_template": "  "}"#);
+        assert!(e.message().contains("chat_template is empty"), "{e}");
+        let e = err(r#"{"chat_template": "hi\n{% if x %}"}"#);
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(e.message().contains("line"), "{e}");
+    }
+}

@@ -181,9 +181,11 @@ pub unsafe extern "C" fn uml_tokenize(
             out_count.write(ids.len());
             return Err(too_small("tokens", capacity, ids.len(), "token ids"));
         }
-        // SAFETY: `tokens` is non-NULL (capacity > 0 or ids is empty, in which case nothing is
-        // copied) and the caller promises room for `capacity` >= ids.len() ids.
-        unsafe { std::ptr::copy_nonoverlapping(ids.as_ptr(), tokens, ids.len()) };
+        if !ids.is_empty() {
+            // SAFETY: capacity >= ids.len() > 0, so `tokens` is non-NULL (check_buffer) and
+            // the caller promises room for `capacity` ids.
+            unsafe { std::ptr::copy_nonoverlapping(ids.as_ptr(), tokens, ids.len()) };
+        }
         out_count.write(ids.len());
         Ok(())
     })
@@ -285,8 +287,11 @@ pub unsafe extern "C" fn uml_embed(
             }
             flat.extend_from_slice(v);
         }
-        // SAFETY: `out` holds `capacity` >= needed = flat.len() floats (checked above).
-        unsafe { std::ptr::copy_nonoverlapping(flat.as_ptr(), out, flat.len()) };
+        if !flat.is_empty() {
+            // SAFETY: capacity >= needed = flat.len() > 0, so `out` is non-NULL (check_buffer)
+            // and holds at least flat.len() floats.
+            unsafe { std::ptr::copy_nonoverlapping(flat.as_ptr(), out, flat.len()) };
+        }
         out_len.write(flat.len());
         Ok(())
     })

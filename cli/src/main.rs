@@ -13,7 +13,11 @@ use uml_core::sampling::GenerateParams;
 use uml_core::{Error, LoadStage, Model};
 
 #[derive(Parser)]
-#[command(name = "uml", version, about = "Universal Model Loader: inspect and run local AI models")]
+#[command(
+    name = "uml",
+    version,
+    about = "Universal Model Loader: inspect and run local AI models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -169,8 +173,9 @@ fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> Result
 }
 
 fn read_file(flag: &str, path: &PathBuf) -> Result<String, Error> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Error::invalid_argument(format!("--{flag}: cannot read {}: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|e| {
+        Error::invalid_argument(format!("--{flag}: cannot read {}: {e}", path.display()))
+    })
 }
 
 impl LoadArgs {
@@ -178,7 +183,9 @@ impl LoadArgs {
         let gpu_layers = match self.gpu_layers.as_str() {
             "auto" => GpuLayers::Auto,
             n => GpuLayers::Count(n.parse().map_err(|_| {
-                Error::invalid_argument(format!("--gpu-layers: expected a number or \"auto\", got '{n}'"))
+                Error::invalid_argument(format!(
+                    "--gpu-layers: expected a number or \"auto\", got '{n}'"
+                ))
             })?),
         };
         Ok(LoadOptions {
@@ -226,7 +233,11 @@ impl SamplingArgs {
             repeat_penalty: self.repeat_penalty,
             seed: self.seed,
             stop: self.stop.clone(),
-            grammar: self.grammar_file.as_ref().map(|p| read_file("grammar-file", p)).transpose()?,
+            grammar: self
+                .grammar_file
+                .as_ref()
+                .map(|p| read_file("grammar-file", p))
+                .transpose()?,
             json_schema: match &self.json_schema {
                 Some(p) => Some(serde_json::from_str(&read_file("json-schema", p)?)?),
                 None => None,
@@ -272,16 +283,41 @@ fn run(command: Command) -> Result<(), Error> {
             println!("context        {}", num(info.context_length));
             println!("layers         {}", num(info.block_count));
             println!("embedding      {}", num(info.embedding_length));
-            println!("heads (kv)     {} ({})", num(info.head_count), num(info.head_count_kv));
+            println!(
+                "heads (kv)     {} ({})",
+                num(info.head_count),
+                num(info.head_count_kv)
+            );
             println!("vocab          {}", num(info.vocab_size));
             println!("tokenizer      {}", opt(&info.tokenizer_model));
-            println!("bos / eos      {} / {}", opt(&info.bos_token), opt(&info.eos_token));
-            println!("chat template  {}", if info.chat_template.is_some() { "yes" } else { "no" });
-            let types: Vec<String> = info.tensor_types.iter().map(|(t, n)| format!("{t}:{n}")).collect();
+            println!(
+                "bos / eos      {} / {}",
+                opt(&info.bos_token),
+                opt(&info.eos_token)
+            );
+            println!(
+                "chat template  {}",
+                if info.chat_template.is_some() {
+                    "yes"
+                } else {
+                    "no"
+                }
+            );
+            let types: Vec<String> = info
+                .tensor_types
+                .iter()
+                .map(|(t, n)| format!("{t}:{n}"))
+                .collect();
             println!("tensor types   {}", types.join(" "));
             Ok(())
         }
-        Command::Estimate { path, ctx, kv_cache_type, gpu_layers, json } => {
+        Command::Estimate {
+            path,
+            ctx,
+            kv_cache_type,
+            gpu_layers,
+            json,
+        } => {
             let info = uml_core::inspect::inspect(&path)?;
             let opts = EstimateOptions {
                 n_ctx: ctx,
@@ -314,18 +350,39 @@ fn run(command: Command) -> Result<(), Error> {
                 return print_json(&hw);
             }
             println!("cpu            {}", hw.cpu_model);
-            println!("cores          {} physical, {} logical", hw.physical_cores, hw.logical_cores);
+            println!(
+                "cores          {} physical, {} logical",
+                hw.physical_cores, hw.logical_cores
+            );
             println!("simd           {}", hw.simd.join(" "));
-            println!("memory         {} total, {} available", gib(hw.total_memory_bytes), gib(hw.available_memory_bytes));
+            println!(
+                "memory         {} total, {} available",
+                gib(hw.total_memory_bytes),
+                gib(hw.available_memory_bytes)
+            );
             if hw.gpus.is_empty() {
                 println!("gpus           none");
             }
             for g in &hw.gpus {
-                println!("gpu {}          {} ({}, {} free of {})", g.index, g.name, g.backend, gib(g.free_memory_bytes), gib(g.total_memory_bytes));
+                println!(
+                    "gpu {}          {} ({}, {} free of {})",
+                    g.index,
+                    g.name,
+                    g.backend,
+                    gib(g.free_memory_bytes),
+                    gib(g.total_memory_bytes)
+                );
             }
             Ok(())
         }
-        Command::Run { path, prompt, load, sampling, stream, json } => {
+        Command::Run {
+            path,
+            prompt,
+            load,
+            sampling,
+            stream,
+            json,
+        } => {
             let params = sampling.params()?;
             let model = load.load(&path, &load.options(false)?)?;
             let mut out = std::io::stdout().lock();
@@ -348,12 +405,21 @@ fn run(command: Command) -> Result<(), Error> {
                 let u = &completion.usage;
                 eprintln!(
                     "[{:?}: {} prompt tokens at {:.1} t/s, {} generated at {:.1} t/s]",
-                    completion.finish_reason, u.prompt_tokens, u.prompt_tokens_per_second, u.completion_tokens, u.generation_tokens_per_second
+                    completion.finish_reason,
+                    u.prompt_tokens,
+                    u.prompt_tokens_per_second,
+                    u.completion_tokens,
+                    u.generation_tokens_per_second
                 );
             }
             Ok(())
         }
-        Command::Chat { path, system, load, sampling } => {
+        Command::Chat {
+            path,
+            system,
+            load,
+            sampling,
+        } => {
             let params = sampling.params()?;
             let model = load.load(&path, &load.options(false)?)?;
             let mut history = Vec::new();
@@ -365,7 +431,12 @@ fn run(command: Command) -> Result<(), Error> {
             loop {
                 write!(out, "> ").and_then(|()| out.flush()).ok();
                 let mut line = String::new();
-                if stdin.lock().read_line(&mut line).map_err(|e| Error::internal(e.to_string()))? == 0 {
+                if stdin
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|e| Error::internal(e.to_string()))?
+                    == 0
+                {
                     break;
                 }
                 let line = line.trim_end_matches(['\r', '\n']);
@@ -381,7 +452,13 @@ fn run(command: Command) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Embed { path, texts, load, no_normalize, json } => {
+        Command::Embed {
+            path,
+            texts,
+            load,
+            no_normalize,
+            json,
+        } => {
             let mut options = load.options(true)?;
             options.normalize_embeddings = !no_normalize;
             let model = load.load(&path, &options)?;
@@ -396,13 +473,29 @@ fn run(command: Command) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Bench { path, n_prompt, n_gen, repetitions, load, json } => {
+        Command::Bench {
+            path,
+            n_prompt,
+            n_gen,
+            repetitions,
+            load,
+            json,
+        } => {
             let model = load.load(&path, &load.options(false)?)?;
-            let report = model.bench(&BenchOptions { n_prompt, n_gen, repetitions })?;
+            let report = model.bench(&BenchOptions {
+                n_prompt,
+                n_gen,
+                repetitions,
+            })?;
             if json {
                 return print_json(&report);
             }
-            println!("model: {}  threads: {}  n_batch: {}", path.display(), report.threads, report.n_batch);
+            println!(
+                "model: {}  threads: {}  n_batch: {}",
+                path.display(),
+                report.threads,
+                report.n_batch
+            );
             println!("{:>8} {:>12} {:>30}", "test", "t/s (median)", "samples");
             for t in &report.tests {
                 let samples: Vec<String> = t.samples.iter().map(|s| format!("{s:.1}")).collect();

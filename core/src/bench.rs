@@ -94,7 +94,11 @@ impl Model {
                 }
                 samples.push(f64::from(opts.n_prompt) / start.elapsed().as_secs_f64());
             }
-            tests.push(series(format!("pp{}", opts.n_prompt), opts.n_prompt, samples));
+            tests.push(series(
+                format!("pp{}", opts.n_prompt),
+                opts.n_prompt,
+                samples,
+            ));
         }
         if opts.n_gen > 0 {
             let tokens = bench_tokens(opts.n_gen, vocab);
@@ -139,6 +143,8 @@ mod tests {
 
     #[test]
     fn bench_tokens_stay_in_the_vocabulary() {
-        assert!(bench_tokens(1000, 300).iter().all(|&t| (0..300).contains(&t)));
+        assert!(bench_tokens(1000, 300)
+            .iter()
+            .all(|&t| (0..300).contains(&t)));
     }
 }

@@ -20,16 +20,27 @@ pub mod cancel;
 pub mod chat;
 pub mod embed;
 pub mod error;
+pub mod estimate;
+pub mod format;
 mod generate;
+pub mod gguf;
+pub mod hardware;
+pub mod inspect;
 pub mod model;
 pub mod options;
 pub mod sampling;
 pub mod stream;
+#[doc(hidden)]
+pub mod testing;
 
 pub use cancel::CancelToken;
 pub use chat::{ChatMessage, ChatTemplate, TemplateOrigin};
 pub use error::{Error, ErrorKind, Result};
+pub use estimate::{EstimateOptions, MemoryEstimate};
+pub use format::Format;
 pub use generate::Sink;
+pub use hardware::{Gpu, Hardware};
+pub use inspect::{inspect, ModelInfo};
 pub use model::{LoadStage, Model};
 pub use options::{GpuLayers, KvCacheType, LoadOptions};
 pub use sampling::GenerateParams;

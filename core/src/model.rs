@@ -183,7 +183,11 @@ impl Model {
     }
 
     /// Render `messages` with the model's chat template (or the one given at load).
-    pub fn render_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+    pub fn render_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let template = self.chat_template.as_ref().map_err(clone_error)?;
         template.render(messages, add_generation_prompt)
     }
@@ -232,14 +236,20 @@ impl Model {
 }
 
 fn load_cancelled() -> Error {
-    Error::new(ErrorKind::Cancelled, "model load cancelled by the progress callback")
+    Error::new(
+        ErrorKind::Cancelled,
+        "model load cancelled by the progress callback",
+    )
 }
 
 fn clone_error(e: &Error) -> Error {
     Error::new(e.kind(), e.message().to_string())
 }
 
-fn chat_template_for(info: &ModelInfo, options: &LoadOptions) -> std::result::Result<ChatTemplate, Error> {
+fn chat_template_for(
+    info: &ModelInfo,
+    options: &LoadOptions,
+) -> std::result::Result<ChatTemplate, Error> {
     let bos = info.bos_token.clone().unwrap_or_default();
     let eos = info.eos_token.clone().unwrap_or_default();
     match (&options.chat_template, &info.chat_template) {
@@ -257,7 +267,11 @@ fn chat_template_for(info: &ModelInfo, options: &LoadOptions) -> std::result::Re
 }
 
 /// Resolve `LoadOptions` into concrete numbers and check the estimate against free memory.
-pub fn plan_load(info: &ModelInfo, options: &LoadOptions, hw: &Hardware) -> Result<(LoadPlan, MemoryEstimate)> {
+pub fn plan_load(
+    info: &ModelInfo,
+    options: &LoadOptions,
+    hw: &Hardware,
+) -> Result<(LoadPlan, MemoryEstimate)> {
     let threads = options
         .n_threads
         .unwrap_or_else(|| hw.recommended_threads() as u32)
@@ -268,17 +282,25 @@ pub fn plan_load(info: &ModelInfo, options: &LoadOptions, hw: &Hardware) -> Resu
         gpu_layers: 0,
         n_batch: options.n_batch,
         n_ubatch: options.n_ubatch,
+        ..EstimateOptions::default()
     };
-    let trained_ctx = info.context_length.map(|c| c.min(u64::from(u32::MAX)) as u32);
+    let trained_ctx = info
+        .context_length
+        .map(|c| c.min(u64::from(u32::MAX)) as u32);
     let n_ctx = match options.n_ctx {
         Some(n) => n,
         None => {
             // The model's own context, shrunk (not refused) when that would not fit in memory.
             let wanted = trained_ctx.unwrap_or(4096);
-            let fits = estimate::largest_context_that_fits(info, &est_opts, hw.available_memory_bytes);
+            let fits =
+                estimate::largest_context_that_fits(info, &est_opts, hw.available_memory_bytes);
             match fits {
                 Some(f) if f < wanted => {
-                    tracing::warn!(wanted, fits = f, "default context shrunk to fit available memory");
+                    tracing::warn!(
+                        wanted,
+                        fits = f,
+                        "default context shrunk to fit available memory"
+                    );
                     f
                 }
                 _ => wanted,

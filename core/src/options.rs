@@ -82,6 +82,15 @@ impl KvCacheType {
         }
     }
 
+    /// Bytes of one row of `n` elements (quantized rows are whole 32-element blocks).
+    pub fn row_bytes(self, n: u64) -> u64 {
+        match self {
+            KvCacheType::F16 => n * 2,
+            KvCacheType::Q8_0 => n.div_ceil(32) * 34,
+            KvCacheType::Q4_0 => n.div_ceil(32) * 18,
+        }
+    }
+
     /// The JSON / CLI spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -11,7 +11,11 @@ use uml_core::Model;
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("rss pages");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("rss pages");
     pages * 4096
 }
 
@@ -32,7 +36,9 @@ fn estimate_is_within_25_percent_of_real_rss() {
         let used = rss_bytes().saturating_sub(before) as f64;
         let estimated = model.memory().host_bytes as f64;
         let ratio = used / estimated;
-        eprintln!("n_ctx {n_ctx}: estimated {estimated:.0} B, measured {used:.0} B, ratio {ratio:.3}");
+        eprintln!(
+            "n_ctx {n_ctx}: estimated {estimated:.0} B, measured {used:.0} B, ratio {ratio:.3}"
+        );
         assert!(
             (0.75..=1.25).contains(&ratio),
             "n_ctx {n_ctx}: estimate {estimated} vs measured RSS growth {used} (ratio {ratio:.3})"

@@ -19,13 +19,19 @@ fn greedy(max_tokens: u32) -> GenerateParams {
 
 #[test]
 fn greedy_output_matches_llama_cpp_reference() {
-    for fixture in ["smollm2_capital_greedy.json", "smollm2_fibonacci_greedy.json"] {
+    for fixture in [
+        "smollm2_capital_greedy.json",
+        "smollm2_fibonacci_greedy.json",
+    ] {
         let reference = reference(fixture);
         let out = smollm2()
             .complete(&reference.prompt, &greedy(reference.n_predict))
             .unwrap();
         assert_eq!(out.text, reference.text, "{fixture}");
-        assert_eq!(out.usage.completion_tokens, reference.n_predict, "{fixture}");
+        assert_eq!(
+            out.usage.completion_tokens, reference.n_predict,
+            "{fixture}"
+        );
         assert_eq!(out.finish_reason, FinishReason::Length, "{fixture}");
     }
 }
@@ -45,7 +51,10 @@ fn greedy_output_is_identical_run_to_run_and_streams_the_same_text() {
     assert_eq!(first.text, second.text);
     assert!(pieces.len() > 1, "expected several streamed pieces");
     assert_eq!(pieces.concat(), second.text);
-    assert_eq!(second.usage.prompt_tokens, model.tokenize(prompt, true).unwrap().len() as u32);
+    assert_eq!(
+        second.usage.prompt_tokens,
+        model.tokenize(prompt, true).unwrap().len() as u32
+    );
 }
 
 #[test]
@@ -87,7 +96,10 @@ fn seeded_sampling_is_reproducible() {
 #[test]
 fn stop_strings_end_generation_and_are_not_emitted() {
     let model = smollm2();
-    let free = model.complete("The capital of France is", &greedy(16)).unwrap().text;
+    let free = model
+        .complete("The capital of France is", &greedy(16))
+        .unwrap()
+        .text;
     // Stop on a word the free-running text contains, spanning whatever tokens it arrives in.
     let stop = "Paris";
     let at = free.find(stop).expect("reference text mentions Paris");
@@ -142,13 +154,18 @@ fn cancel_from_another_thread_stops_generation() {
             canceller.cancel();
         });
         model
-            .generate("Write a long story about a dragon.", &greedy(900), Some(&token), &mut |_| {
-                if first {
-                    first = false;
-                    started.wait();
-                }
-                true
-            })
+            .generate(
+                "Write a long story about a dragon.",
+                &greedy(900),
+                Some(&token),
+                &mut |_| {
+                    if first {
+                        first = false;
+                        started.wait();
+                    }
+                    true
+                },
+            )
             .unwrap()
     });
     assert_eq!(out.finish_reason, FinishReason::Cancelled);
@@ -217,14 +234,21 @@ fn logit_bias_and_grammar_shape_the_output() {
         ..greedy(64)
     };
     let out = model.complete("A person as JSON:", &params).unwrap();
-    let value: serde_json::Value = serde_json::from_str(&out.text).expect("schema-constrained output is JSON");
-    assert!(value["name"].is_string() && value["age"].is_i64(), "{value}");
+    let value: serde_json::Value =
+        serde_json::from_str(&out.text).expect("schema-constrained output is JSON");
+    assert!(
+        value["name"].is_string() && value["age"].is_i64(),
+        "{value}"
+    );
 
     let bad = GenerateParams {
         grammar: Some("this is not gbnf".into()),
         ..greedy(4)
     };
-    assert_eq!(model.complete("x", &bad).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        model.complete("x", &bad).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
 }
 
 #[test]
@@ -233,8 +257,12 @@ fn chat_uses_the_models_template() {
     let messages = vec![ChatMessage::new("user", "What is the capital of France?")];
     let rendered = model.render_chat(&messages, true).unwrap();
     assert!(rendered.starts_with("<|im_start|>system\n"), "{rendered:?}");
-    assert!(rendered.ends_with("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"));
-    let reply = model.chat(&messages, &greedy(24), None, &mut |_| true).unwrap();
+    assert!(rendered.ends_with(
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    ));
+    let reply = model
+        .chat(&messages, &greedy(24), None, &mut |_| true)
+        .unwrap();
     assert!(reply.text.contains("Paris"), "{:?}", reply.text);
     // <|im_end|> is an end-of-generation token: it ends the reply and is never in the text.
     assert!(!reply.text.contains("<|im_end|>"));
@@ -263,7 +291,14 @@ fn embeddings_are_normalised_and_meaningful() {
     )
     .unwrap();
     let v = model
-        .embed(&["I love cats", "I adore kittens", "Quarterly tax filing deadline"], None)
+        .embed(
+            &[
+                "I love cats",
+                "I adore kittens",
+                "Quarterly tax filing deadline",
+            ],
+            None,
+        )
         .unwrap();
     assert_eq!(v.len(), 3);
     assert_eq!(v[0].len(), model.embedding_size());
@@ -337,7 +372,13 @@ fn bad_files_give_clear_errors() {
     assert_eq!(err.kind(), ErrorKind::InvalidModel, "{err}");
 
     let random = dir.path().join("random.gguf");
-    std::fs::write(&random, (0..4096u32).map(|i| (i * 2654435761u32 >> 24) as u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(
+        &random,
+        (0..4096u32)
+            .map(|i| (i * 2654435761u32 >> 24) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     let err = Model::open(&random).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedFormat, "{err}");
 }

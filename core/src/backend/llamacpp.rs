@@ -10,7 +10,9 @@ use crate::inspect::ModelInfo;
 use crate::options::KvCacheType;
 use crate::sampling::GenerateParams;
 use crate::{CancelToken, Error, ErrorKind, Result};
-use llama_cpp_2::context::params::{KvCacheType as LlamaKvType, LlamaContextParams, LlamaPoolingType};
+use llama_cpp_2::context::params::{
+    KvCacheType as LlamaKvType, LlamaContextParams, LlamaPoolingType,
+};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -44,7 +46,8 @@ fn llama() -> Result<&'static LlamaBackend> {
     INSTANCE.get_or_try_init(|| {
         // llama.cpp's own log goes to `tracing` (silent unless the host installs a subscriber).
         llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-        LlamaBackend::init().map_err(|e| Error::backend(format!("cannot initialise llama.cpp: {e}")))
+        LlamaBackend::init()
+            .map_err(|e| Error::backend(format!("cannot initialise llama.cpp: {e}")))
     })
 }
 
@@ -80,7 +83,15 @@ impl Backend for LlamaCppBackend {
     ) -> Result<Box<dyn LoadedModel>> {
         let backend = llama()?;
         let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let progress_ptr = ProgressPtr(progress as *mut dyn FnMut(f32) -> bool);
+        let progress: *mut (dyn FnMut(f32) -> bool + '_) = progress;
+        // SAFETY: only the lifetime is erased (same fat-pointer layout); see the call site below
+        // for why every use happens while the borrow is alive.
+        let progress_ptr = ProgressPtr(unsafe {
+            std::mem::transmute::<
+                *mut (dyn FnMut(f32) -> bool + '_),
+                *mut (dyn FnMut(f32) -> bool + 'static),
+            >(progress)
+        });
         let flag = cancelled.clone();
         let params = LlamaModelParams::default()
             .with_n_gpu_layers(plan.gpu_layers)
@@ -226,7 +237,11 @@ impl LlamaLoaded {
     }
 
     fn take_context(&self, embeddings: bool) -> Result<PooledContext> {
-        let pool = if embeddings { &self.embedding_pool } else { &self.generation_pool };
+        let pool = if embeddings {
+            &self.embedding_pool
+        } else {
+            &self.generation_pool
+        };
         let idle = pool.lock().pop();
         match idle {
             Some(mut pooled) => {
@@ -238,7 +253,11 @@ impl LlamaLoaded {
     }
 
     fn return_context(&self, pooled: PooledContext, embeddings: bool) {
-        let pool = if embeddings { &self.embedding_pool } else { &self.generation_pool };
+        let pool = if embeddings {
+            &self.embedding_pool
+        } else {
+            &self.generation_pool
+        };
         let mut pool = pool.lock();
         if pool.len() < IDLE_CONTEXTS {
             pool.push(pooled);
@@ -282,7 +301,9 @@ impl LlamaLoaded {
             (Some(g), _) => Some(g.clone()),
             (None, Some(schema)) => Some(
                 llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
-                    Error::invalid_argument(format!("json_schema: cannot convert it to a grammar: {e}"))
+                    Error::invalid_argument(format!(
+                        "json_schema: cannot convert it to a grammar: {e}"
+                    ))
                 })?,
             ),
             (None, None) => None,
@@ -318,18 +339,28 @@ impl LlamaLoaded {
 fn random_seed() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.finish() as u32
 }
 
 impl LoadedModel for LlamaLoaded {
     fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<Token>> {
-        let tokens = self.model.vocab().tokenize(text.as_bytes(), add_special, true);
+        let tokens = self
+            .model
+            .vocab()
+            .tokenize(text.as_bytes(), add_special, true);
         Ok(tokens.into_iter().map(|t| t.0).collect())
     }
 
     fn token_bytes(&self, token: Token) -> Vec<u8> {
-        self.model.vocab().token_to_piece(LlamaToken(token), false, None)
+        self.model
+            .vocab()
+            .token_to_piece(LlamaToken(token), false, None)
     }
 
     fn is_end_of_generation(&self, token: Token) -> bool {
@@ -357,7 +388,9 @@ impl LoadedModel for LlamaLoaded {
         let tokens = self.tokenize(text, true)?;
         let limit = self.embedding_ctx_size();
         if tokens.is_empty() {
-            return Err(Error::invalid_argument("embed: the text is empty after tokenization"));
+            return Err(Error::invalid_argument(
+                "embed: the text is empty after tokenization",
+            ));
         }
         if tokens.len() > limit as usize {
             return Err(Error::new(
@@ -431,7 +464,12 @@ impl Session for LlamaSession<'_> {
         let last = tokens.len() - 1;
         for (i, &t) in tokens.iter().enumerate() {
             self.batch
-                .add(LlamaToken(t), (first_pos as usize + i) as i32, &[0], i == last)
+                .add(
+                    LlamaToken(t),
+                    (first_pos as usize + i) as i32,
+                    &[0],
+                    i == last,
+                )
                 .map_err(|e| Error::internal(format!("decode: batch add failed: {e}")))?;
         }
         let pooled = self

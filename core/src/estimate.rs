@@ -1,0 +1,420 @@
+//! Memory needed to run a model with llama.cpp, from its `ModelInfo` and the context options.
+//!
+//! The parts, for a context of `n_ctx` tokens (llama.cpp pads it to a multiple of 256) and
+//! micro-batches of `n_ub = min(n_ubatch, n_batch, n_ctx)` tokens:
+//!
+//! - **weights**: the tensor bytes. llama.cpp maps the file; every weight a forward pass reads
+//!   becomes resident.
+//! - **KV cache**: `n_ctx × n_layer × n_head_kv × (key_length + value_length)` elements of
+//!   the cache type (f16 = 2 bytes; q8_0 = 34 bytes and q4_0 = 18 bytes per 32 elements).
+//!   llama.cpp clears it at creation, so all of it is resident at once. Encoder-only models
+//!   (BERT family) have none.
+//! - **compute**: llama.cpp reserves a compute buffer for its worst-case graph, logged as
+//!   "compute buffer size" and reported here as `compute_reserved_bytes`:
+//!   logits for a whole micro-batch (`n_ub × n_vocab × 4`), the live activations of one block
+//!   (`n_ub × (3·n_embd + q + k + v widths + 3·n_ff) × 4`) and the attention mask
+//!   (`n_ctx × n_ub × 6`: f32 plus the f16 copy flash attention reads). Without flash
+//!   attention the score matrix adds `2 × n_ctx × n_ub × n_head × 4`.
+//!   On a CPU only the pages a graph writes become resident, and generation asks for the
+//!   logits of one token per batch, so the host share counted in `compute_bytes` is the
+//!   reserve minus all but one row of the logits. A GPU commits the whole reserve.
+//! - **overhead**: the runtime (code, threads, graph metadata) ~24 MiB, the vocabulary as
+//!   llama.cpp keeps it (~160 bytes per token) and the GGUF metadata it copies to the heap
+//!   (file size minus tensor bytes); plus a CUDA context (~384 MiB) when layers are offloaded.
+//!
+//! With `gpu_layers = k`, the last `k` blocks (and their KV cache) go to the GPU; `k` beyond the
+//! block count also moves the output layer (llama.cpp counts it as one more layer).
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::hardware::Hardware;
+use crate::inspect::ModelInfo;
+use crate::options::KvCacheType;
+use serde::{Deserialize, Serialize};
+
+const MIB: u64 = 1 << 20;
+/// The context used when neither the options nor the model give one.
+pub const DEFAULT_N_CTX: u32 = 4096;
+/// llama.cpp pads the context to a multiple of this.
+pub const N_CTX_PAD: u32 = 256;
+/// Runtime memory outside llama.cpp's buffers (code, thread stacks, graph metadata).
+const RUNTIME_OVERHEAD: u64 = 24 * MIB;
+/// llama.cpp's per-token vocabulary storage (text, score, attributes, lookup tables).
+const VOCAB_BYTES_PER_TOKEN: u64 = 160;
+/// A CUDA context, cuBLAS workspace and ggml's kernels, on the device.
+const DEVICE_OVERHEAD: u64 = 384 * MIB;
+
+/// What to estimate for.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(default)]
+pub struct EstimateOptions {
+    /// Context length; `None` (or 0) = the model's trained context length.
+    pub n_ctx: Option<u32>,
+    pub cache_type: KvCacheType,
+    /// Blocks to offload to the GPU (more than the block count also moves the output layer).
+    pub gpu_layers: u32,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    /// Whether llama.cpp uses flash attention (its default "auto" enables it on CPU and
+    /// CUDA).
+    pub flash_attention: bool,
+}
+
+impl Default for EstimateOptions {
+    fn default() -> Self {
+        EstimateOptions {
+            n_ctx: None,
+            cache_type: KvCacheType::F16,
+            gpu_layers: 0,
+            n_batch: 512,
+            n_ubatch: 512,
+            flash_attention: true,
+        }
+    }
+}
+
+/// Memory needed, in bytes. `host_bytes + device_bytes == total_bytes`, and
+/// `weights + kv_cache + compute + overhead == total_bytes`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// The context length estimated for (padded to a multiple of 256).
+    pub n_ctx: u32,
+    pub cache_type: KvCacheType,
+    /// Layers offloaded (capped at block count + 1).
+    pub gpu_layers: u32,
+    pub n_ubatch: u32,
+    pub flash_attention: bool,
+    pub weights_bytes: u64,
+    pub kv_cache_bytes: u64,
+    /// Compute memory counted in the totals (resident on the host, committed on a GPU).
+    pub compute_bytes: u64,
+    /// llama.cpp's reserved compute buffer (what it logs as "compute buffer size").
+    pub compute_reserved_bytes: u64,
+    pub overhead_bytes: u64,
+    pub host_bytes: u64,
+    pub device_bytes: u64,
+    pub total_bytes: u64,
+}
+
+impl MemoryEstimate {
+    /// Whether the host part fits in available RAM and the device part in the GPUs' free
+    /// memory.
+    pub fn fits(&self, hw: &Hardware) -> bool {
+        self.host_bytes <= hw.available_memory_bytes
+            && (self.device_bytes == 0 || self.device_bytes <= hw.gpu_free_bytes())
+    }
+}
+
+/// The hyperparameters the estimate needs, checked.
+struct Shape {
+    n_layer: u64,
+    n_embd: u64,
+    n_ff: u64,
+    n_head: u64,
+    n_head_kv: u64,
+    k_len: u64,
+    v_len: u64,
+    n_vocab: u64,
+    has_kv: bool,
+}
+
+fn shape(info: &ModelInfo) -> Result<Shape> {
+    let missing = |what: &str| {
+        Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "cannot estimate memory for {}: its {what} is unknown (the model's metadata \
+                 or config.json does not give it)",
+                info.path.display()
+            ),
+        )
+    };
+    let n_layer = info
+        .block_count
+        .filter(|&n| n > 0)
+        .ok_or_else(|| missing("block count"))?;
+    let n_embd = info
+        .embedding_length
+        .filter(|&n| n > 0)
+        .ok_or_else(|| missing("embedding length"))?;
+    let n_head = info
+        .head_count
+        .filter(|&n| n > 0)
+        .ok_or_else(|| missing("attention head count"))?;
+    let n_head_kv = info.head_count_kv.unwrap_or(n_head);
+    let k_len = info.key_length.unwrap_or(n_embd / n_head);
+    let v_len = info.value_length.unwrap_or(n_embd / n_head);
+    let has_kv = !info.architecture.as_deref().is_some_and(is_encoder_only);
+    Ok(Shape {
+        n_layer,
+        n_embd,
+        n_ff: info.feed_forward_length.unwrap_or(4 * n_embd),
+        n_head,
+        n_head_kv,
+        k_len,
+        v_len,
+        n_vocab: info.vocab_size.unwrap_or(32_000),
+        has_kv,
+    })
+}
+
+/// Architectures llama.cpp runs without a KV cache (non-causal encoders).
+fn is_encoder_only(arch: &str) -> bool {
+    matches!(
+        arch.to_ascii_lowercase().as_str(),
+        "bert"
+            | "nomic-bert"
+            | "nomic-bert-moe"
+            | "jina-bert-v2"
+            | "jina-bert-v3"
+            | "modern-bert"
+            | "neo-bert"
+            | "eurobert"
+            | "t5encoder"
+            | "roberta"
+            | "xlm-roberta"
+            | "distilbert"
+    )
+}
+
+/// The context to estimate for: the option, else the model's, else 4096; padded to 256.
+fn effective_n_ctx(info: &ModelInfo, opts: &EstimateOptions) -> u32 {
+    let n = opts
+        .n_ctx
+        .filter(|&n| n > 0)
+        .or_else(|| {
+            info.context_length
+                .filter(|&n| n > 0)
+                .map(|n| n.min(u64::from(u32::MAX - N_CTX_PAD)) as u32)
+        })
+        .unwrap_or(DEFAULT_N_CTX);
+    n.div_ceil(N_CTX_PAD).saturating_mul(N_CTX_PAD)
+}
+
+/// Estimate the memory to run `info` with `opts`.
+pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstimate> {
+    if opts.n_batch == 0 || opts.n_ubatch == 0 {
+        return Err(Error::invalid_argument(format!(
+            "n_batch ({}) and n_ubatch ({}) must be at least 1 (default 512)",
+            opts.n_batch, opts.n_ubatch
+        )));
+    }
+    let s = shape(info)?;
+    let n_ctx = effective_n_ctx(info, opts);
+    let ctx = u64::from(n_ctx);
+    let n_ub = u64::from(opts.n_ubatch.min(opts.n_batch).min(n_ctx));
+
+    // KV cache, per layer.
+    let kv_layer = if s.has_kv {
+        ctx * (opts.cache_type.row_bytes(s.n_head_kv * s.k_len)
+            + opts.cache_type.row_bytes(s.n_head_kv * s.v_len))
+    } else {
+        0
+    };
+    let kv = kv_layer * s.n_layer;
+
+    // Compute buffer.
+    let logits = n_ub * s.n_vocab * 4;
+    let widths = 3 * s.n_embd + s.n_head * s.k_len + s.n_head_kv * (s.k_len + s.v_len) + 3 * s.n_ff;
+    let activations = n_ub * widths * 4;
+    let mask = ctx * n_ub * 6;
+    let scores = if opts.flash_attention {
+        0
+    } else {
+        2 * ctx * n_ub * s.n_head * 4
+    };
+    let reserved = logits + activations + mask + scores;
+    // What a CPU actually touches while generating: one row of logits.
+    let cpu_resident = reserved - logits + s.n_vocab * 4;
+    // The host's inputs when the graph runs on a GPU (token embeddings, positions, mask).
+    let host_inputs = n_ub * s.n_embd * 4 + ctx * n_ub * 4;
+
+    // Weights per layer and outside.
+    let weights = info.weights_bytes;
+    let n_layer_us = s.n_layer as usize;
+    let layer_sum: u64 = info.layer_bytes.iter().sum();
+    let per_layer = |i: usize| -> u64 {
+        if layer_sum > 0 {
+            info.layer_bytes.get(i).copied().unwrap_or(0)
+        } else {
+            // No per-layer sizes (a PyTorch checkpoint): spread the weights evenly.
+            weights / s.n_layer
+        }
+    };
+    let output = if layer_sum > 0 { info.output_bytes } else { 0 };
+
+    let gpu_layers = u64::from(opts.gpu_layers).min(s.n_layer + 1);
+    let offloaded_blocks = gpu_layers.min(s.n_layer) as usize;
+    let output_offloaded = gpu_layers > s.n_layer;
+    let device_weights: u64 = (n_layer_us - offloaded_blocks..n_layer_us)
+        .map(per_layer)
+        .sum::<u64>()
+        + if output_offloaded { output } else { 0 };
+    // A tied head is copied to the GPU; the embeddings stay on the host as well.
+    let host_weights = weights.saturating_sub(device_weights)
+        + if output_offloaded && info.tied_embeddings {
+            output
+        } else {
+            0
+        };
+    let device_kv = kv_layer * offloaded_blocks as u64;
+    let host_kv = kv - device_kv;
+
+    let (host_compute, device_compute) = if gpu_layers == 0 {
+        (cpu_resident, 0)
+    } else if output_offloaded {
+        (host_inputs, reserved)
+    } else {
+        // Some blocks and the output head run on the CPU.
+        (cpu_resident, reserved)
+    };
+
+    let metadata_copy = info.file_size.saturating_sub(weights).min(1 << 30);
+    let host_overhead = RUNTIME_OVERHEAD + s.n_vocab * VOCAB_BYTES_PER_TOKEN + metadata_copy;
+    let device_overhead = if gpu_layers > 0 { DEVICE_OVERHEAD } else { 0 };
+
+    let host = host_weights + host_kv + host_compute + host_overhead;
+    let device = device_weights + device_kv + device_compute + device_overhead;
+    Ok(MemoryEstimate {
+        n_ctx,
+        cache_type: opts.cache_type,
+        gpu_layers: gpu_layers as u32,
+        n_ubatch: n_ub as u32,
+        flash_attention: opts.flash_attention,
+        weights_bytes: host_weights + device_weights,
+        kv_cache_bytes: kv,
+        compute_bytes: host_compute + device_compute,
+        compute_reserved_bytes: reserved,
+        overhead_bytes: host_overhead + device_overhead,
+        host_bytes: host,
+        device_bytes: device,
+        total_bytes: host + device,
+    })
+}
+
+/// The most layers that fit in the GPUs' free memory (0 without a GPU). Values above the
+/// block count include the output layer.
+pub fn max_gpu_layers(info: &ModelInfo, opts: &EstimateOptions, hw: &Hardware) -> u32 {
+    let free = hw.gpu_free_bytes();
+    if free == 0 {
+        return 0;
+    }
+    let Some(n_layer) = info.block_count.filter(|&n| n > 0) else {
+        return 0;
+    };
+    let top = (n_layer + 1).min(u64::from(u32::MAX)) as u32;
+    (1..=top)
+        .rev()
+        .find(|&g| {
+            let o = EstimateOptions {
+                gpu_layers: g,
+                ..*opts
+            };
+            estimate(info, &o).is_ok_and(|e| e.device_bytes <= free)
+        })
+        .unwrap_or(0)
+}
+
+/// The largest context (a multiple of 256, at most the requested or trained one) whose host
+/// memory fits in `available_bytes`; `None` when not even 256 tokens fit.
+pub fn largest_context_that_fits(
+    info: &ModelInfo,
+    opts: &EstimateOptions,
+    available_bytes: u64,
+) -> Option<u32> {
+    let fits = |n: u32| {
+        let o = EstimateOptions {
+            n_ctx: Some(n),
+            ..*opts
+        };
+        estimate(info, &o).is_ok_and(|e| e.host_bytes <= available_bytes)
+    };
+    let upper = effective_n_ctx(info, opts);
+    if fits(upper) {
+        return Some(upper);
+    }
+    // Memory grows with n_ctx: binary search the multiples of 256 below `upper`.
+    let (mut lo, mut hi) = (0u32, upper / N_CTX_PAD);
+    // Invariant: lo = 0 or lo·256 fits; hi·256 does not fit.
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid * N_CTX_PAD) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo > 0).then_some(lo * N_CTX_PAD)
+}
+
+/// `OutOfMemory` with the numbers and the fixes when `est` does not fit `hw`.
+pub fn check_fits(info: &ModelInfo, est: &MemoryEstimate, hw: &Hardware) -> Result<()> {
+    let opts = EstimateOptions {
+        n_ctx: Some(est.n_ctx),
+        cache_type: est.cache_type,
+        gpu_layers: est.gpu_layers,
+        n_batch: est.n_ubatch.max(1),
+        n_ubatch: est.n_ubatch.max(1),
+        flash_attention: est.flash_attention,
+    };
+    if est.host_bytes > hw.available_memory_bytes {
+        let ctx_hint = match largest_context_that_fits(info, &opts, hw.available_memory_bytes) {
+            Some(n) if n < est.n_ctx => format!("a smaller n_ctx (about {n} fits)"),
+            _ => "a smaller n_ctx".to_string(),
+        };
+        let cache_hint = match est.cache_type {
+            KvCacheType::F16 => "a quantized KV cache (cache_type q8_0 or q4_0), ",
+            KvCacheType::Q8_0 => "a smaller KV cache type (cache_type q4_0), ",
+            KvCacheType::Q4_0 => "",
+        };
+        return Err(Error::new(
+            ErrorKind::OutOfMemory,
+            format!(
+                "{} needs about {} of RAM at n_ctx {} (weights {}, KV cache {} as {}, compute \
+                 {}, overhead {}) but only {} is available; use {ctx_hint}, {cache_hint}or a \
+                 smaller quantization of the model",
+                info.path.display(),
+                format_bytes(est.host_bytes),
+                est.n_ctx,
+                format_bytes(est.weights_bytes),
+                format_bytes(est.kv_cache_bytes),
+                est.cache_type.as_str(),
+                format_bytes(est.compute_bytes),
+                format_bytes(est.overhead_bytes),
+                format_bytes(hw.available_memory_bytes),
+            ),
+        ));
+    }
+    if est.device_bytes > 0 && est.device_bytes > hw.gpu_free_bytes() {
+        let most = max_gpu_layers(info, &opts, hw);
+        return Err(Error::new(
+            ErrorKind::OutOfMemory,
+            format!(
+                "{} needs about {} of GPU memory with gpu_layers {} but the GPUs have {} free; \
+                 use gpu_layers {most} or fewer, a smaller n_ctx, or a quantized KV cache",
+                info.path.display(),
+                format_bytes(est.device_bytes),
+                est.gpu_layers,
+                format_bytes(hw.gpu_free_bytes()),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `"1.50 GiB"`, `"45.0 MiB"`, `"512 KiB"`, `"12 B"`.
+pub fn format_bytes(n: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let f = n as f64;
+    if f >= KIB * KIB * KIB {
+        format!("{:.2} GiB", f / (KIB * KIB * KIB))
+    } else if f >= KIB * KIB {
+        format!("{:.1} MiB", f / (KIB * KIB))
+    } else if f >= KIB {
+        format!("{:.0} KiB", f / KIB)
+    } else {
+        format!("{n} B")
+    }
+}
+
+#[cfg(test)]
+mod tests;

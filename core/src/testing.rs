@@ -1,0 +1,461 @@
+//! Tiny models written by our own code, for tests in every crate (not part of the API).
+//!
+//! [`write_tiny_llama_gguf`] writes a random-weight `llama` model that llama.cpp loads: 2 blocks,
+//! `n_embd` 64, 4 heads (2 KV heads, head dim 16), `n_ff` 128, context 256, and an SPM
+//! (`tokenizer.ggml.model = "llama"`) vocabulary with `<unk>`, `<s>`, `</s>`, the 256 byte
+//! tokens and some word pieces. [`write_tiny_hf_folder`] writes the same weights as a Hugging
+//! Face folder (safetensors with HF names and the HF layout of the Q/K rows, `config.json`,
+//! `tokenizer_config.json`, `tokenizer.json`), so the two backends can be compared.
+
+use crate::error::{Error, Result};
+use crate::gguf::{GgufValue, GgufWriter};
+use std::path::Path;
+
+/// Hyperparameters of the tiny llama.
+pub const TINY_N_EMBD: u64 = 64;
+pub const TINY_N_LAYER: u64 = 2;
+pub const TINY_N_HEAD: u64 = 4;
+pub const TINY_N_HEAD_KV: u64 = 2;
+pub const TINY_N_FF: u64 = 128;
+pub const TINY_N_CTX: u64 = 256;
+pub const TINY_HEAD_DIM: u64 = TINY_N_EMBD / TINY_N_HEAD;
+pub const TINY_RMS_EPS: f32 = 1e-5;
+pub const TINY_ROPE_BASE: f32 = 10000.0;
+
+/// The chat template stored in the tiny models (Zephyr style).
+pub const TINY_CHAT_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}</s>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}";
+
+/// llama.cpp token types.
+const TOKEN_NORMAL: i32 = 1;
+const TOKEN_UNKNOWN: i32 = 2;
+const TOKEN_CONTROL: i32 = 3;
+const TOKEN_BYTE: i32 = 6;
+
+const WORDS: &[&str] = &[
+    "the", "a", "is", "of", "and", "to", "in", "it", "was", "on", "for", "you", "that", "with",
+    "he", "she", "we", "they", "i", "be", "are", "not", "hello", "world", "cat", "dog", "sat",
+    "mat", "once", "upon", "time", "there",
+];
+
+/// One vocabulary entry: text, score, llama.cpp token type.
+pub struct TinyToken {
+    pub text: String,
+    pub score: f32,
+    pub token_type: i32,
+}
+
+/// The tiny SPM vocabulary: 0 `<unk>`, 1 `<s>`, 2 `</s>`, 3..=258 `<0x00>`..`<0xFF>`, then
+/// word pieces (every prefix of `▁word` for a few common words, so SPM merges can reach them)
+/// and single letters, digits and punctuation. Texts are unique.
+pub fn tiny_vocab() -> Vec<TinyToken> {
+    let mut v = vec![
+        TinyToken {
+            text: "<unk>".into(),
+            score: 0.0,
+            token_type: TOKEN_UNKNOWN,
+        },
+        TinyToken {
+            text: "<s>".into(),
+            score: 0.0,
+            token_type: TOKEN_CONTROL,
+        },
+        TinyToken {
+            text: "</s>".into(),
+            score: 0.0,
+            token_type: TOKEN_CONTROL,
+        },
+    ];
+    for b in 0..=255u8 {
+        v.push(TinyToken {
+            text: format!("<0x{b:02X}>"),
+            score: 0.0,
+            token_type: TOKEN_BYTE,
+        });
+    }
+    let mut pieces: Vec<String> = Vec::new();
+    let mut add = |s: String| {
+        if !pieces.contains(&s) {
+            pieces.push(s);
+        }
+    };
+    for w in WORDS {
+        let full: Vec<char> = std::iter::once('\u{2581}').chain(w.chars()).collect();
+        for n in 1..=full.len() {
+            add(full[..n].iter().collect());
+        }
+    }
+    for c in ('a'..='z').chain('A'..='Z').chain('0'..='9') {
+        add(c.to_string());
+    }
+    for c in [".", ",", "!", "?", "'", ":", ";", "-", "(", ")"] {
+        add(c.to_string());
+    }
+    for (i, text) in pieces.into_iter().enumerate() {
+        // Longer pieces first in the list get higher scores, so SPM prefers merging them.
+        v.push(TinyToken {
+            text,
+            score: -(i as f32),
+            token_type: TOKEN_NORMAL,
+        });
+    }
+    v
+}
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        // Never zero: xorshift would stay at zero forever.
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// One tiny-llama tensor: GGUF name, HF name, GGUF dims (innermost first), values in GGUF
+/// memory order.
+pub struct TinyTensor {
+    pub gguf_name: String,
+    pub hf_name: String,
+    pub dims: Vec<u64>,
+    pub data: Vec<f32>,
+}
+
+/// The tiny llama's weights, deterministic from `seed`. Matrices are scaled by
+/// 1/sqrt(fan_in) so activations stay near unit size; norms are 1.
+pub fn tiny_llama_tensors(seed: u64) -> Vec<TinyTensor> {
+    let n_vocab = tiny_vocab().len() as u64;
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    let mut matrix = |gguf: String, hf: String, n_in: u64, n_out: u64, rng: &mut Rng| {
+        let scale = 1.0 / (n_in as f32).sqrt();
+        let data = (0..n_in * n_out).map(|_| rng.unit() * scale).collect();
+        out.push(TinyTensor {
+            gguf_name: gguf,
+            hf_name: hf,
+            dims: vec![n_in, n_out],
+            data,
+        });
+    };
+    let e = TINY_N_EMBD;
+    let kv = TINY_N_HEAD_KV * TINY_HEAD_DIM;
+    matrix(
+        "token_embd.weight".into(),
+        "model.embed_tokens.weight".into(),
+        e,
+        n_vocab,
+        &mut rng,
+    );
+    for i in 0..TINY_N_LAYER {
+        let g = |s: &str| format!("blk.{i}.{s}.weight");
+        let h = |s: &str| format!("model.layers.{i}.{s}.weight");
+        matrix(g("attn_q"), h("self_attn.q_proj"), e, e, &mut rng);
+        matrix(g("attn_k"), h("self_attn.k_proj"), e, kv, &mut rng);
+        matrix(g("attn_v"), h("self_attn.v_proj"), e, kv, &mut rng);
+        matrix(g("attn_output"), h("self_attn.o_proj"), e, e, &mut rng);
+        matrix(g("ffn_gate"), h("mlp.gate_proj"), e, TINY_N_FF, &mut rng);
+        matrix(g("ffn_up"), h("mlp.up_proj"), e, TINY_N_FF, &mut rng);
+        matrix(g("ffn_down"), h("mlp.down_proj"), TINY_N_FF, e, &mut rng);
+    }
+    matrix(
+        "output.weight".into(),
+        "lm_head.weight".into(),
+        e,
+        n_vocab,
+        &mut rng,
+    );
+    let ones = |gguf: String, hf: String| TinyTensor {
+        gguf_name: gguf,
+        hf_name: hf,
+        dims: vec![e],
+        data: vec![1.0; e as usize],
+    };
+    out.push(ones(
+        "output_norm.weight".into(),
+        "model.norm.weight".into(),
+    ));
+    for i in 0..TINY_N_LAYER {
+        out.push(ones(
+            format!("blk.{i}.attn_norm.weight"),
+            format!("model.layers.{i}.input_layernorm.weight"),
+        ));
+        out.push(ones(
+            format!("blk.{i}.ffn_norm.weight"),
+            format!("model.layers.{i}.post_attention_layernorm.weight"),
+        ));
+    }
+    out
+}
+
+/// A [`GgufWriter`] holding the tiny llama (callers may add or change keys before writing).
+pub fn tiny_llama_writer(seed: u64) -> Result<GgufWriter> {
+    let vocab = tiny_vocab();
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", "llama")
+        .add_metadata("general.name", "uml-tiny-llama")
+        .add_metadata("general.file_type", 0u32)
+        .add_metadata("llama.context_length", TINY_N_CTX as u32)
+        .add_metadata("llama.embedding_length", TINY_N_EMBD as u32)
+        .add_metadata("llama.block_count", TINY_N_LAYER as u32)
+        .add_metadata("llama.feed_forward_length", TINY_N_FF as u32)
+        .add_metadata("llama.attention.head_count", TINY_N_HEAD as u32)
+        .add_metadata("llama.attention.head_count_kv", TINY_N_HEAD_KV as u32)
+        .add_metadata("llama.attention.layer_norm_rms_epsilon", TINY_RMS_EPS)
+        .add_metadata("llama.rope.dimension_count", TINY_HEAD_DIM as u32)
+        .add_metadata("llama.rope.freq_base", TINY_ROPE_BASE)
+        .add_metadata("llama.vocab_size", vocab.len() as u32)
+        .add_metadata("tokenizer.ggml.model", "llama")
+        .add_metadata(
+            "tokenizer.ggml.tokens",
+            GgufValue::strings(vocab.iter().map(|t| t.text.clone())),
+        )
+        .add_metadata(
+            "tokenizer.ggml.scores",
+            GgufValue::f32s(vocab.iter().map(|t| t.score)),
+        )
+        .add_metadata(
+            "tokenizer.ggml.token_type",
+            GgufValue::i32s(vocab.iter().map(|t| t.token_type)),
+        )
+        .add_metadata("tokenizer.ggml.unknown_token_id", 0u32)
+        .add_metadata("tokenizer.ggml.bos_token_id", 1u32)
+        .add_metadata("tokenizer.ggml.eos_token_id", 2u32)
+        .add_metadata("tokenizer.ggml.add_bos_token", true)
+        .add_metadata("tokenizer.ggml.add_eos_token", false)
+        .add_metadata("tokenizer.chat_template", TINY_CHAT_TEMPLATE);
+    for t in tiny_llama_tensors(seed) {
+        w.add_tensor_f32(&t.gguf_name, &t.dims, &t.data)?;
+    }
+    Ok(w)
+}
+
+/// Write the tiny llama as GGUF (f32 weights) to `path`, deterministic from `seed`.
+pub fn write_tiny_llama_gguf(path: &Path, seed: u64) -> Result<()> {
+    tiny_llama_writer(seed)?.write(path)
+}
+
+/// One tensor for [`write_safetensors`]: name, dtype (`"F32"`, `"F16"`, `"BF16"`, ...),
+/// shape (outermost first) and raw little-endian bytes.
+pub struct SafeTensor {
+    pub name: String,
+    pub dtype: &'static str,
+    pub shape: Vec<u64>,
+    pub data: Vec<u8>,
+}
+
+/// Write a safetensors file: 8-byte little-endian header length, the JSON header (padded with
+/// spaces to a multiple of 8), then the data.
+pub fn write_safetensors(path: &Path, tensors: &[SafeTensor]) -> Result<()> {
+    let mut header = serde_json::Map::new();
+    header.insert(
+        "__metadata__".into(),
+        serde_json::json!({ "format": "pt", "written_by": "uml testing" }),
+    );
+    let mut offset = 0usize;
+    for t in tensors {
+        header.insert(
+            t.name.clone(),
+            serde_json::json!({
+                "dtype": t.dtype,
+                "shape": t.shape,
+                "data_offsets": [offset, offset + t.data.len()],
+            }),
+        );
+        offset += t.data.len();
+    }
+    let mut json = serde_json::to_vec(&header)?;
+    while json.len() % 8 != 0 {
+        json.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + json.len() + offset);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    for t in tensors {
+        out.extend_from_slice(&t.data);
+    }
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}
+
+/// GGUF stores the Q and K rows of llama attention permuted for ggml's rope (see llama.cpp's
+/// convert_hf_to_gguf.py `permute`): GGUF row `h*hd + 2b + a` is HF row `h*hd + a*hd/2 + b`.
+/// This undoes it, giving the HF layout.
+fn unpermute_rows(data: &[f32], n_in: usize, n_head: usize) -> Vec<f32> {
+    let n_out = data.len() / n_in;
+    let hd = n_out / n_head;
+    let mut out = vec![0.0; data.len()];
+    for h in 0..n_head {
+        for a in 0..2 {
+            for b in 0..hd / 2 {
+                let gguf_row = h * hd + 2 * b + a;
+                let hf_row = h * hd + a * (hd / 2) + b;
+                out[hf_row * n_in..(hf_row + 1) * n_in]
+                    .copy_from_slice(&data[gguf_row * n_in..(gguf_row + 1) * n_in]);
+            }
+        }
+    }
+    out
+}
+
+/// The tiny llama as HF-named f32 safetensors tensors (same weights as the GGUF of `seed`).
+pub fn tiny_llama_safetensors(seed: u64) -> Vec<SafeTensor> {
+    tiny_llama_tensors(seed)
+        .into_iter()
+        .map(|t| {
+            let n_in = t.dims[0] as usize;
+            let data = if t.gguf_name.ends_with("attn_q.weight") {
+                unpermute_rows(&t.data, n_in, TINY_N_HEAD as usize)
+            } else if t.gguf_name.ends_with("attn_k.weight") {
+                unpermute_rows(&t.data, n_in, TINY_N_HEAD_KV as usize)
+            } else {
+                t.data
+            };
+            SafeTensor {
+                name: t.hf_name,
+                dtype: "F32",
+                shape: t.dims.iter().rev().copied().collect(),
+                data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Write the tiny llama's weights as one safetensors file.
+pub fn write_tiny_safetensors(path: &Path) -> Result<()> {
+    write_safetensors(path, &tiny_llama_safetensors(0))
+}
+
+/// Write a Hugging Face folder for the tiny llama in `dir` (created if missing):
+/// `config.json`, `model.safetensors`, `tokenizer_config.json`, `tokenizer.json`,
+/// `generation_config.json`.
+pub fn write_tiny_hf_folder(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let vocab = tiny_vocab();
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": TINY_N_EMBD,
+        "intermediate_size": TINY_N_FF,
+        "num_hidden_layers": TINY_N_LAYER,
+        "num_attention_heads": TINY_N_HEAD,
+        "num_key_value_heads": TINY_N_HEAD_KV,
+        "head_dim": TINY_HEAD_DIM,
+        "max_position_embeddings": TINY_N_CTX,
+        "rms_norm_eps": TINY_RMS_EPS,
+        "rope_theta": TINY_ROPE_BASE,
+        "vocab_size": vocab.len(),
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "tie_word_embeddings": false,
+        "torch_dtype": "float32",
+        "hidden_act": "silu",
+    });
+    let tokenizer_config = serde_json::json!({
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "add_bos_token": true,
+        "add_eos_token": false,
+        "model_max_length": TINY_N_CTX,
+        "chat_template": TINY_CHAT_TEMPLATE,
+        "tokenizer_class": "LlamaTokenizer",
+    });
+    let vocab_json: Vec<serde_json::Value> = vocab
+        .iter()
+        .map(|t| serde_json::json!([t.text, t.score]))
+        .collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0",
+        "added_tokens": [
+            {"id": 0, "content": "<unk>", "special": true, "single_word": false,
+             "lstrip": false, "rstrip": false, "normalized": false},
+            {"id": 1, "content": "<s>", "special": true, "single_word": false,
+             "lstrip": false, "rstrip": false, "normalized": false},
+            {"id": 2, "content": "</s>", "special": true, "single_word": false,
+             "lstrip": false, "rstrip": false, "normalized": false},
+        ],
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "\u{2581}"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"},
+        ]},
+        "pre_tokenizer": null,
+        "post_processor": null,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
+            {"type": "ByteFallback"},
+            {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+        ]},
+        "model": {"type": "Unigram", "unk_id": 0, "vocab": vocab_json, "byte_fallback": true},
+    });
+    let generation_config = serde_json::json!({"bos_token_id": 1, "eos_token_id": 2});
+    let write_json = |name: &str, v: &serde_json::Value| -> Result<()> {
+        let p = dir.join(name);
+        let text = serde_json::to_string_pretty(v)?;
+        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))
+    };
+    write_json("config.json", &config)?;
+    write_json("tokenizer_config.json", &tokenizer_config)?;
+    write_json("tokenizer.json", &tokenizer)?;
+    write_json("generation_config.json", &generation_config)?;
+    write_tiny_safetensors(&dir.join("model.safetensors"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocab_texts_are_unique_and_bytes_are_complete() {
+        let v = tiny_vocab();
+        let mut texts: Vec<&str> = v.iter().map(|t| t.text.as_str()).collect();
+        let n = texts.len();
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(texts.len(), n);
+        assert_eq!(v[3].text, "<0x00>");
+        assert_eq!(v[3 + 10].text, "<0x0A>");
+        assert_eq!(v[258].text, "<0xFF>");
+        assert!(v.iter().any(|t| t.text == "\u{2581}the"));
+        assert!(v.iter().any(|t| t.text == "\u{2581}th"));
+    }
+
+    #[test]
+    fn weights_are_deterministic_and_seed_dependent() {
+        let a = tiny_llama_tensors(7);
+        let b = tiny_llama_tensors(7);
+        let c = tiny_llama_tensors(8);
+        assert_eq!(a[1].data, b[1].data);
+        assert_ne!(a[1].data, c[1].data);
+        assert!(a[1].data.iter().all(|v| v.abs() <= 1.0 / 8.0 + 1e-6));
+    }
+
+    #[test]
+    fn unpermute_inverts_the_gguf_permutation() {
+        // HF rows 0..8 for 2 heads of dim 4 (n_in 1): the GGUF permutation interleaves the
+        // two halves of each head.
+        let hf: Vec<f32> = (0..8).map(|v| v as f32).collect();
+        let mut gguf = vec![0.0; 8];
+        for h in 0..2 {
+            for a in 0..2 {
+                for b in 0..2 {
+                    gguf[h * 4 + 2 * b + a] = hf[h * 4 + a * 2 + b];
+                }
+            }
+        }
+        assert_eq!(gguf, vec![0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
+        assert_eq!(unpermute_rows(&gguf, 1, 2), hf);
+    }
+}

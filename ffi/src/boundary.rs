@@ -152,8 +152,13 @@ mod tests {
         let status = boundary("uml_test", || panic!("boom"));
         assert_eq!(status, uml_status::UML_ERR_INTERNAL);
         // SAFETY: the pointer is this thread's NUL-terminated last error.
-        let msg = unsafe { CStr::from_ptr(last_error_ptr()) }.to_str().unwrap();
-        assert!(msg.starts_with("uml_test: internal error") && msg.contains("boom"), "{msg}");
+        let msg = unsafe { CStr::from_ptr(last_error_ptr()) }
+            .to_str()
+            .unwrap();
+        assert!(
+            msg.starts_with("uml_test: internal error") && msg.contains("boom"),
+            "{msg}"
+        );
         assert_eq!(boundary("uml_test", || Ok(())), uml_status::UML_OK);
         // SAFETY: as above.
         assert_eq!(unsafe { CStr::from_ptr(last_error_ptr()) }.to_bytes(), b"");

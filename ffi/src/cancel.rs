@@ -95,5 +95,5 @@ pub unsafe extern "C" fn uml_cancel_is_cancelled(
 /// Thread safety: any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn uml_cancel_free(cancel: *mut uml_cancel) {
-    guard((), || CANCELS.remove(cancel))
+    guard((), || drop(CANCELS.remove(cancel)))
 }

@@ -107,9 +107,15 @@ pub unsafe extern "C" fn uml_generate(
         // SAFETY: the caller passes NUL-terminated params (or NULL) and a writable result slot
         // (or NULL).
         unsafe {
-            run_generation(model, params_json, on_token, user, cancel, out_result_json, |m, p, c, s| {
-                m.generate(prompt, p, c, s)
-            })
+            run_generation(
+                model,
+                params_json,
+                on_token,
+                user,
+                cancel,
+                out_result_json,
+                |m, p, c, s| m.generate(prompt, p, c, s),
+            )
         }
     })
 }
@@ -140,9 +146,15 @@ pub unsafe extern "C" fn uml_chat(
         let messages = ChatTemplate::messages_from_json(messages)?;
         // SAFETY: as in uml_generate.
         unsafe {
-            run_generation(model, params_json, on_token, user, cancel, out_result_json, |m, p, c, s| {
-                m.chat(&messages, p, c, s)
-            })
+            run_generation(
+                model,
+                params_json,
+                on_token,
+                user,
+                cancel,
+                out_result_json,
+                |m, p, c, s| m.chat(&messages, p, c, s),
+            )
         }
     })
 }

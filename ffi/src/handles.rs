@@ -93,12 +93,11 @@ impl<T> Registry<T> {
         )))
     }
 
-    /// Unregister handle `p`; the object is dropped when the last user's `Arc` goes. Unknown,
-    /// NULL and already-freed handles are ignored.
-    pub(crate) fn remove<H>(&self, p: *mut H) {
-        let removed = self.inner.lock().live.remove(&p.addr());
-        // Dropped here, outside the lock: freeing a model's memory takes a while.
-        drop(removed);
+    /// Unregister handle `p` and give back its `Arc` (the object is dropped when the last
+    /// user's `Arc` goes). Unknown, NULL and already-freed handles give `None`.
+    pub(crate) fn remove<H>(&self, p: *mut H) -> Option<Arc<T>> {
+        // The caller drops the result outside the lock: freeing a model takes a while.
+        self.inner.lock().live.remove(&p.addr())
     }
 }
 
@@ -110,16 +109,24 @@ mod tests {
 
     #[test]
     fn handles_are_checked_not_dereferenced() {
-        static THINGS: Registry<u32> =
-            Registry::new(7, "uml_thing", "uml_thing_new()", "uml_thing_free()", ErrorKind::ModelClosed);
+        static THINGS: Registry<u32> = Registry::new(
+            7,
+            "uml_thing",
+            "uml_thing_new()",
+            "uml_thing_free()",
+            ErrorKind::ModelClosed,
+        );
         let h: *mut Thing = THINGS.insert(5);
         assert_eq!(*THINGS.get(h, "thing").unwrap(), 5);
         let null = THINGS.get(std::ptr::null::<Thing>(), "thing").unwrap_err();
         assert_eq!(null.kind(), ErrorKind::InvalidArgument);
         let garbage: *const Thing = std::ptr::without_provenance(0xdead_beef);
-        assert_eq!(THINGS.get(garbage, "thing").unwrap_err().kind(), ErrorKind::InvalidArgument);
-        THINGS.remove(h);
-        THINGS.remove(h); // double free: ignored
+        assert_eq!(
+            THINGS.get(garbage, "thing").unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(THINGS.remove(h).as_deref(), Some(&5));
+        assert!(THINGS.remove(h).is_none()); // double free: ignored
         let freed = THINGS.get(h, "thing").unwrap_err();
         assert_eq!(freed.kind(), ErrorKind::ModelClosed);
         assert!(freed.message().contains("already freed"), "{freed}");

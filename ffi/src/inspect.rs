@@ -20,7 +20,10 @@ use uml_core::options::{GpuLayers, LoadOptions};
 /// (not a model, or a legacy format, with the conversion to do), `UML_ERR_INVALID_MODEL`
 /// (corrupt or truncated), `UML_ERR_IO`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn uml_inspect(path: *const c_char, out_json: *mut *mut c_char) -> uml_status {
+pub unsafe extern "C" fn uml_inspect(
+    path: *const c_char,
+    out_json: *mut *mut c_char,
+) -> uml_status {
     boundary("uml_inspect", || {
         // SAFETY: the caller passes a NUL-terminated string and a writable slot (or NULLs).
         let (path, out) = unsafe { (str_arg(path, "path")?, Out::new(out_json, "out_json")?) };
@@ -66,13 +69,15 @@ pub unsafe extern "C" fn uml_estimate(
             gpu_layers: 0,
             n_batch: options.n_batch,
             n_ubatch: options.n_ubatch,
+            ..EstimateOptions::default()
         };
         est_opts.gpu_layers = match options.gpu_layers {
             GpuLayers::Count(n) => n,
             GpuLayers::Auto => estimate::max_gpu_layers(&info, &est_opts, &hw),
         };
         let est = estimate::estimate(&info, &est_opts)?;
-        let mut json = serde_json::to_value(&est).map_err(|e| uml_core::Error::internal(e.to_string()))?;
+        let mut json =
+            serde_json::to_value(est).map_err(|e| uml_core::Error::internal(e.to_string()))?;
         if let Some(obj) = json.as_object_mut() {
             obj.insert("fits".into(), est.fits(&hw).into());
         }

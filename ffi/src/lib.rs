@@ -71,7 +71,9 @@ pub extern "C" fn uml_version() -> *const c_char {
 /// Thread safety: any thread. Never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn uml_status_name(status: i32) -> *const c_char {
-    guard(c"UML_ERR_UNKNOWN".as_ptr(), || status::name(status).as_ptr())
+    guard(c"UML_ERR_UNKNOWN".as_ptr(), || {
+        status::name(status).as_ptr()
+    })
 }
 
 /// The message of the last failed uml call on the calling thread, naming the function, the

@@ -10,7 +10,15 @@ use std::sync::Mutex;
 /// System libraries `libuml.a` needs (rustc's `--print native-static-libs` for this crate,
 /// plus llama.cpp's C++ runtime and OpenMP). Kept in sync with scripts/install-libuml.
 const STATIC_LIBS: &[&str] = &[
-    "-lstdc++", "-lgomp", "-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc",
+    "-lstdc++",
+    "-lgomp",
+    "-lgcc_s",
+    "-lutil",
+    "-lrt",
+    "-lpthread",
+    "-lm",
+    "-ldl",
+    "-lc",
 ];
 
 /// The programs load real models with several threads each: on a small machine, running two at
@@ -23,18 +31,16 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Where cargo put libuml.so / libuml.a: the profile directory above this test's `deps/`.
+/// Where cargo put the libuml.so / libuml.a built from the current sources for this test run:
+/// `deps/`, beside this test executable. (`cargo test` builds every crate type of the library
+/// there but only `cargo build` copies them up to `target/<profile>/`, which can be stale.)
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf();
+    let dir = exe.parent().expect("target/<profile>/deps").to_path_buf();
     for lib in ["libuml.so", "libuml.a"] {
         assert!(
             dir.join(lib).is_file(),
-            "{} is missing: build it with `cargo build --release -p uml-ffi`",
+            "{} is missing: cargo test should have built it (crate-type cdylib + staticlib)",
             dir.join(lib).display()
         );
     }
@@ -92,7 +98,9 @@ fn compile(source: &Path, out: &Path, link: Link, cpp: bool) {
         Link::Shared => {
             cmd.arg(format!("-L{}", lib.display()))
                 .arg("-luml")
-                .arg(format!("-Wl,-rpath,{}", lib.display()))
+                // DT_RPATH (not RUNPATH) wins over LD_LIBRARY_PATH, which cargo test points
+                // at target/<profile>/, where an older libuml.so may lie.
+                .arg(format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display()))
                 .args(["-lpthread", "-lm"]);
         }
         Link::Static => {
@@ -110,11 +118,10 @@ fn compile(source: &Path, out: &Path, link: Link, cpp: bool) {
 
 /// Run a compiled program; panics with its output unless it exits 0.
 fn run(program: &Path, args: &[&std::ffi::OsStr], stdin: Option<&str>) -> Output {
-    let _turn = RUN_ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _turn = RUN_ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut child = Command::new(program)
         .args(args)
+        .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -150,8 +157,7 @@ struct Reference {
 
 fn reference() -> Reference {
     let path = repo_root().join("tests/fixtures/smollm2_capital_greedy.json");
-    let raw = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let raw = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: serde_json::Value = serde_json::from_str(&raw).expect("fixture is JSON");
     Reference {
         prompt: v["prompt"].as_str().expect("prompt").to_string(),
@@ -206,7 +212,12 @@ fn c_example_streams_the_reference_completion() {
     let model = model_path(SMOLLM2);
     let r = reference();
     let exe = scratch("examples").join("generate");
-    compile(&repo_root().join("examples/c/generate.c"), &exe, Link::Static, false);
+    compile(
+        &repo_root().join("examples/c/generate.c"),
+        &exe,
+        Link::Static,
+        false,
+    );
     let out = run(
         &exe,
         &[model.as_os_str(), r.prompt.as_ref(), r.n_predict.as_ref()],
@@ -222,10 +233,15 @@ fn c_example_streams_the_reference_completion() {
 fn cpp_chat_example_answers_from_stdin() {
     let model = model_path(SMOLLM2);
     let exe = scratch("examples").join("chat");
-    compile(&repo_root().join("examples/cpp/chat.cpp"), &exe, Link::Shared, true);
+    compile(
+        &repo_root().join("examples/cpp/chat.cpp"),
+        &exe,
+        Link::Shared,
+        true,
+    );
     let out = run(
         &exe,
-        &[model.as_os_str()],
+        &[model.as_os_str(), "You are a helpful assistant.".as_ref()],
         Some("What is the capital of France?\nAnd of Germany?\n"),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -208,6 +208,7 @@ static void test_model_arguments(const char *tiny) {
     CHECK(n == needed && tokens[0] == 1); /* BOS */
 
     /* detokenize */
+    out = SENTINEL_PTR;
     CHECK_STATUS(uml_detokenize(m, NULL, 2, &out, NULL), UML_ERR_INVALID_ARGUMENT, "tokens is NULL");
     CHECK_STATUS(uml_detokenize(m, tokens, n, NULL, NULL), UML_ERR_INVALID_ARGUMENT, "out_text is NULL");
     int32_t bad_ids[] = {5, -1};

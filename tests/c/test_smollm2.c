@@ -80,15 +80,20 @@ static void test_stop_from_callback(void) {
 struct canceller {
     const uml_cancel *cancel;
     atomic_int *first_piece;
+    atomic_int done; /* the generation returned (so a test failure cannot hang here) */
+    int cancelled;
 };
 
 static void *cancel_when_started(void *arg) {
     struct canceller *c = arg;
-    while (!atomic_load(c->first_piece)) {
+    while (!atomic_load(c->first_piece) && !atomic_load(&c->done)) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
-    CHECK_OK(uml_cancel_cancel(c->cancel));
+    if (!atomic_load(&c->done)) {
+        CHECK_OK(uml_cancel_cancel(c->cancel));
+        c->cancelled = 1;
+    }
     return NULL;
 }
 
@@ -96,14 +101,16 @@ static void test_cancel_from_another_thread(void) {
     uml_cancel *cancel = NULL;
     CHECK_OK(uml_cancel_new(&cancel));
     atomic_int first_piece = 0;
-    struct canceller c = {cancel, &first_piece};
+    struct canceller c = {cancel, &first_piece, 0, 0};
     pthread_t thread;
     CHECK(pthread_create(&thread, NULL, cancel_when_started, &c) == 0);
     struct text t = {0};
     t.first_piece = &first_piece;
     char *result = NULL;
-    greedy("Write a long story about a dragon.", 400, &t, cancel, &result);
+    greedy("Once upon a time, in a small village,", 400, &t, cancel, &result);
+    atomic_store(&c.done, 1);
     CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(c.cancelled);
     CHECK(strstr(result, "\"finish_reason\":\"cancelled\"") != NULL);
     CHECK(json_int(result, "completion_tokens") < 400);
     uml_string_free(result);

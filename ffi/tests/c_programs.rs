@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// System libraries `libuml.a` needs (rustc's `--print native-static-libs` for this crate,
 /// plus llama.cpp's C++ runtime and OpenMP). Kept in sync with scripts/install-libuml.
@@ -31,20 +31,37 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Where cargo put the libuml.so / libuml.a built from the current sources for this test run:
-/// `deps/`, beside this test executable. (`cargo test` builds every crate type of the library
-/// there but only `cargo build` copies them up to `target/<profile>/`, which can be stale.)
+/// A private copy of the libuml.so / libuml.a cargo built from the current sources for this
+/// test run. They are in `deps/`, beside this test executable: `cargo test` builds every crate
+/// type of the library there but only `cargo build` copies them up to `target/<profile>/`,
+/// which can be stale. Copied once, first thing, because their names carry no hash: another
+/// build of a different uml-ffi sharing the target directory (another checkout) overwrites
+/// them.
 fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().expect("target/<profile>/deps").to_path_buf();
-    for lib in ["libuml.so", "libuml.a"] {
-        assert!(
-            dir.join(lib).is_file(),
-            "{} is missing: cargo test should have built it (crate-type cdylib + staticlib)",
-            dir.join(lib).display()
-        );
-    }
-    dir
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        let deps = exe.parent().expect("target/<profile>/deps");
+        let dir = scratch(&format!("lib-{}", std::process::id()));
+        for lib in ["libuml.so", "libuml.a"] {
+            let built = deps.join(lib);
+            let bytes = std::fs::read(&built).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (cargo test builds it: crate-type cdylib + staticlib)",
+                    built.display()
+                )
+            });
+            assert!(
+                bytes.windows(15).any(|w| w == b"uml_abi_version"),
+                "{} has no uml_abi_version: another build of a different uml-ffi overwrote it \
+                 (a target directory shared with another checkout?); run the tests again",
+                built.display()
+            );
+            std::fs::write(dir.join(lib), bytes).expect("copy the library");
+        }
+        dir
+    })
+    .clone()
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -1,6 +1,7 @@
 /* The real model from C: greedy output equal to the recorded reference, streaming, stopping
  * from the callback, cancelling from a second pthread, chat, embeddings, tokenize round trip,
- * and 8 pthreads generating from one handle at once with the single-threaded result.
+ * 8 pthreads generating from one handle at once with the single-threaded result, and freeing
+ * a handle while another thread generates from it.
  *
  *   test_smollm2 SMOLLM2.gguf PROMPT N_PREDICT EXPECTED_COMPLETION
  */
@@ -207,6 +208,56 @@ static void test_threads(void) {
     }
 }
 
+struct free_job {
+    const uml_model *model;
+    const char *prompt;
+    char params[96];
+    atomic_int started;
+    uml_status status;
+    char *result;
+    struct text out;
+};
+
+static bool slow_collect(const char *piece, size_t len, void *user) {
+    struct free_job *job = user;
+    atomic_store(&job->started, 1);
+    struct timespec ts = {0, 5000000}; /* give the main thread time to free the handle */
+    nanosleep(&ts, NULL);
+    return collect(piece, len, &job->out);
+}
+
+static void *generate_while_freed(void *arg) {
+    struct free_job *job = arg;
+    job->status = uml_generate(job->model, job->prompt, job->params, slow_collect, job, NULL, &job->result);
+    return NULL;
+}
+
+/* Freeing a model while another thread generates from it: that call finishes normally, later
+ * calls get UML_ERR_MODEL_CLOSED, and the memory goes when the running call returns. */
+static void test_free_while_generating(const char *path, const char *prompt, int n_predict, const char *expected) {
+    uml_model *m = NULL;
+    CHECK_OK(uml_model_load(path, "{\"n_ctx\": 256}", NULL, NULL, &m));
+    static struct free_job job;
+    memset(&job, 0, sizeof job);
+    job.model = m;
+    job.prompt = prompt;
+    snprintf(job.params, sizeof job.params, "{\"temperature\": 0, \"max_tokens\": %d}", n_predict);
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, generate_while_freed, &job) == 0);
+    while (!atomic_load(&job.started)) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    uml_model_free(m);
+    char *info = NULL;
+    CHECK_STATUS(uml_model_info(m, &info), UML_ERR_MODEL_CLOSED, "already freed");
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(job.status == UML_OK);
+    CHECK(strstr(job.result, "\"finish_reason\":\"length\"") != NULL);
+    CHECK(strcmp(job.out.buf, expected) == 0);
+    uml_string_free(job.result);
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: %s SMOLLM2.gguf PROMPT N_PREDICT EXPECTED_COMPLETION\n", argv[0]);
@@ -227,6 +278,7 @@ int main(int argc, char **argv) {
     test_tokens();
     test_embed();
     test_threads();
+    test_free_while_generating(argv[1], argv[2], atoi(argv[3]), argv[4]);
 
     uml_model_free(m);
     printf("test_smollm2: %d checks passed\n", checks_run);

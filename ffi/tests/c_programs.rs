@@ -199,6 +199,14 @@ fn api_errors_from_c_shared_and_static() {
 }
 
 #[test]
+fn cpp_wrapper_from_cpp() {
+    let tiny = tiny_model("cpp");
+    let exe = scratch("cpp").join("test_cpp");
+    compile(&c_test("test_cpp.cpp"), &exe, Link::Shared, true);
+    run(&exe, &[tiny.as_os_str()], None);
+}
+
+#[test]
 fn smollm2_from_c_matches_reference_shared_and_static() {
     let model = model_path(SMOLLM2);
     let r = reference();

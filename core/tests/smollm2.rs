@@ -378,7 +378,7 @@ fn bad_files_give_clear_errors() {
     std::fs::write(
         &random,
         (0..4096u32)
-            .map(|i| (i * 2654435761u32 >> 24) as u8)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
             .collect::<Vec<_>>(),
     )
     .unwrap();

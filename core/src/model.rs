@@ -325,6 +325,7 @@ pub fn plan_load(
         use_mmap: options.use_mmap,
         use_mlock: options.use_mlock,
         kv_cache_type: options.kv_cache_type,
+        embeddings: options.embeddings,
         normalize_embeddings: options.normalize_embeddings,
     };
     Ok((plan, estimate))

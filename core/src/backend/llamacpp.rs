@@ -130,10 +130,11 @@ impl Backend for LlamaCppBackend {
             pooling,
             model,
         };
-        // Create one context now so a model too big for its context fails at load, not at the
-        // first generate, and the first generate does not pay for the allocation.
-        let ctx = loaded.new_context(false)?;
-        loaded.generation_pool.lock().push(ctx);
+        // Create one context now (of the kind the model was loaded for) so a context that
+        // cannot be allocated fails the load, not the first call, and the first call does not
+        // pay for the allocation.
+        let ctx = loaded.new_context(plan.embeddings)?;
+        loaded.return_context(ctx, plan.embeddings);
         Ok(Box::new(loaded))
     }
 }

@@ -164,20 +164,24 @@ fn run(program: &Path, args: &[&std::ffi::OsStr], stdin: Option<&str>) -> Output
     output
 }
 
-/// The greedy reference: the completion llama.cpp's own `llama-simple` gives for a prompt
-/// (recorded with its command in the fixture).
+/// A greedy reference: what llama.cpp's own `llama-simple` printed for a prompt (recorded
+/// with its command in the fixture). `input` is the prompt, or the chat messages as JSON.
 struct Reference {
-    prompt: String,
+    input: String,
     n_predict: String,
     completion: String,
 }
 
-fn reference() -> Reference {
-    let path = repo_root().join("tests/fixtures/smollm2_capital_greedy.json");
+fn reference(fixture: &str) -> Reference {
+    let path = repo_root().join("tests/fixtures").join(fixture);
     let raw = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: serde_json::Value = serde_json::from_str(&raw).expect("fixture is JSON");
+    let input = match v.get("messages") {
+        Some(messages) => messages.to_string(),
+        None => v["prompt"].as_str().expect("prompt").to_string(),
+    };
     Reference {
-        prompt: v["prompt"].as_str().expect("prompt").to_string(),
+        input,
         n_predict: v["n_predict"].as_u64().expect("n_predict").to_string(),
         completion: v["completion"].as_str().expect("completion").to_string(),
     }
@@ -209,16 +213,20 @@ fn cpp_wrapper_from_cpp() {
 #[test]
 fn smollm2_from_c_matches_reference_shared_and_static() {
     let model = model_path(SMOLLM2);
-    let r = reference();
+    let r = reference("smollm2_capital_greedy.json");
+    let chat = reference("smollm2_chat_greedy.json");
     let dir = scratch("smollm2");
     for link in [Link::Shared, Link::Static] {
         let exe = dir.join(format!("test_smollm2_{link:?}"));
         compile(&c_test("test_smollm2.c"), &exe, link, false);
         let args = [
             model.as_os_str(),
-            r.prompt.as_ref(),
+            r.input.as_ref(),
             r.n_predict.as_ref(),
             r.completion.as_ref(),
+            chat.input.as_ref(),
+            chat.n_predict.as_ref(),
+            chat.completion.as_ref(),
         ];
         run(&exe, &args, None);
     }
@@ -235,7 +243,7 @@ fn thousand_load_free_cycles_keep_rss_flat() {
 #[test]
 fn c_example_streams_the_reference_completion() {
     let model = model_path(SMOLLM2);
-    let r = reference();
+    let r = reference("smollm2_capital_greedy.json");
     let exe = scratch("examples").join("generate");
     compile(
         &repo_root().join("examples/c/generate.c"),
@@ -245,7 +253,7 @@ fn c_example_streams_the_reference_completion() {
     );
     let out = run(
         &exe,
-        &[model.as_os_str(), r.prompt.as_ref(), r.n_predict.as_ref()],
+        &[model.as_os_str(), r.input.as_ref(), r.n_predict.as_ref()],
         None,
     );
     let stdout = String::from_utf8_lossy(&out.stdout);

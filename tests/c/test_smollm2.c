@@ -3,7 +3,8 @@
  * 8 pthreads generating from one handle at once with the single-threaded result, and freeing
  * a handle while another thread generates from it.
  *
- *   test_smollm2 SMOLLM2.gguf PROMPT N_PREDICT EXPECTED_COMPLETION
+ *   test_smollm2 SMOLLM2.gguf PROMPT N_PREDICT EXPECTED_COMPLETION \
+ *                CHAT_MESSAGES_JSON CHAT_N_PREDICT EXPECTED_CHAT_COMPLETION
  */
 #include "check.h"
 
@@ -141,6 +142,21 @@ static void test_chat(void) {
     uml_string_free(result);
 }
 
+/* Chat renders the model's own template: the reply equals llama.cpp's for the same prompt. */
+static void test_chat_reference(const char *messages, int n_predict, const char *expected) {
+    struct text t = {0};
+    char params[96];
+    snprintf(params, sizeof params, "{\"temperature\": 0, \"max_tokens\": %d}", n_predict);
+    char *result = NULL;
+    CHECK_OK(uml_chat(model, messages, params, collect, &t, NULL, &result));
+    if (strcmp(t.buf, expected) != 0) {
+        fprintf(stderr, "chat output differs from the reference\n  got:      \"%s\"\n  expected: \"%s\"\n", t.buf, expected);
+        exit(1);
+    }
+    CHECK(json_int(result, "completion_tokens") == n_predict);
+    uml_string_free(result);
+}
+
 static void test_tokens(void) {
     int32_t tokens[32];
     size_t n = 0;
@@ -259,8 +275,8 @@ static void test_free_while_generating(const char *path, const char *prompt, int
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s SMOLLM2.gguf PROMPT N_PREDICT EXPECTED_COMPLETION\n", argv[0]);
+    if (argc != 8) {
+        fprintf(stderr, "usage: %s SMOLLM2.gguf PROMPT N_PREDICT EXPECTED_COMPLETION CHAT_MESSAGES_JSON CHAT_N_PREDICT EXPECTED_CHAT_COMPLETION\n", argv[0]);
         return 2;
     }
     uml_model *m = NULL;
@@ -275,6 +291,7 @@ int main(int argc, char **argv) {
     test_stop_from_callback();
     test_cancel_from_another_thread();
     test_chat();
+    test_chat_reference(argv[5], atoi(argv[6]), argv[7]);
     test_tokens();
     test_embed();
     test_threads();

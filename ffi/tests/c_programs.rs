@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-/// System libraries `libuml.a` needs (rustc's `--print native-static-libs` for this crate,
-/// plus llama.cpp's C++ runtime and OpenMP). Kept in sync with scripts/install-libuml.
+/// System libraries `libuml.a` needs, as printed by `cargo rustc --release -p uml-ffi --lib
+/// --crate-type staticlib -- --print native-static-libs` (OpenMP and the C++ runtime are
+/// llama.cpp's). Kept in step with scripts/install-libuml.
 const STATIC_LIBS: &[&str] = &[
-    "-lstdc++",
     "-lgomp",
+    "-lstdc++",
     "-lgcc_s",
     "-lutil",
     "-lrt",

@@ -98,3 +98,15 @@ pub unsafe extern "C" fn uml_string_free(s: *mut c_char) {
     // SAFETY: the caller passes NULL or a string uml returned and has not freed.
     guard((), || unsafe { boundary::free_c_string(s) })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_soname_carries_the_abi_version() {
+        assert_eq!(
+            env!("UML_SONAME_ABI_VERSION"),
+            super::UML_ABI_VERSION.to_string(),
+            "ffi/build.rs ABI_VERSION must equal UML_ABI_VERSION"
+        );
+    }
+}

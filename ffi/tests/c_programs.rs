@@ -58,7 +58,12 @@ fn lib_dir() -> PathBuf {
                  (a target directory shared with another checkout?); run the tests again",
                 built.display()
             );
-            std::fs::write(dir.join(lib), bytes).expect("copy the library");
+            std::fs::write(dir.join(lib), &bytes).expect("copy the library");
+            if lib == "libuml.so" {
+                // The name programs linked against it look for (its soname, see build.rs).
+                let soname = format!("libuml.so.{}", uml::UML_ABI_VERSION);
+                std::fs::write(dir.join(soname), &bytes).expect("copy the library");
+            }
         }
         dir
     })

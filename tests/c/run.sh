@@ -38,6 +38,9 @@ cc -std=c11 -Wall -Wextra -Werror examples/c/generate.c $flags -o "$TMP/generate
 LD_LIBRARY_PATH=$PREFIX/lib "$TMP/generate" "$MODEL" "$PROMPT" 8 >"$TMP/generate.out" 2>"$TMP/generate.err"
 cat "$TMP/generate.out"
 grep -q '"finish_reason":"length"' "$TMP/generate.err"
+# Linked against the soname, not the unversioned development link.
+objdump -p "$TMP/generate" | grep -q 'NEEDED *libuml\.so\.[0-9]'
+
 [ -s "$TMP/generate.out" ]
 
 echo "== CMake find_package(uml): build the C++ chat example (shared) and generate (static)"

@@ -109,24 +109,10 @@ pub extern "C" fn uml_model_free(model: *mut uml_model) {
         let Some(model) = MODELS.remove(model) else {
             return;
         };
-        // Still in use by a call on another thread: it is dropped when that call returns.
-        if let Ok(model) = Arc::try_unwrap(model) {
-            drop(model);
-            release_freed_memory();
-        }
+        // Still in use by a call on another thread: it is dropped (and its memory returned to
+        // the OS, see uml_core::Model's Drop) when the last of those calls returns.
+        drop(model);
     })
-}
-
-/// Give the pages a freed model leaves in the C heap back to the OS. glibc keeps them
-/// otherwise: after the first large free it raises its mmap threshold, so the next model's
-/// buffers come from the heap and stay resident after they are freed (measured: +15% RSS over
-/// 1,000 load/free cycles of a tiny model without this, +1% with it).
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim has no preconditions; it only returns free heap pages to the OS.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Describe a loaded model as JSON: `{"backend", "plan" (resolved load settings: n_ctx,

@@ -15,10 +15,14 @@ fn repo_root() -> PathBuf {
 }
 
 fn smollm2() -> String {
+    model("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn model(name: &str) -> String {
     let dir = std::env::var_os("UML_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("models"));
-    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = dir.join(name);
     assert!(
         path.is_file(),
         "{} is missing: run scripts/fetch-models",
@@ -176,4 +180,24 @@ fn bench_reports_pp_and_tg() {
         .collect();
     assert_eq!(tests, ["pp32", "tg8"]);
     assert!(v["tests"][0]["median"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn embed_json_prints_one_unit_vector_per_text() {
+    let fx = fixture("minilm_embeddings.json");
+    let text = fx["texts"][0].as_str().unwrap();
+    let out = uml(&["embed", &model("all-MiniLM-L6-v2.F32.gguf"), text, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v.len(), v[0].len()), (1, 384));
+    let norm = v[0].iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+    // The same vector llama.cpp's llama-embedding printed for this text.
+    for (a, b) in v[0].iter().zip(fx["embeddings"][0].as_array().unwrap()) {
+        assert!((a - b.as_f64().unwrap()).abs() <= 1e-4);
+    }
 }

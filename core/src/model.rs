@@ -173,6 +173,7 @@ impl Model {
         cancel: Option<&CancelToken>,
         sink: Sink<'_>,
     ) -> Result<Completion> {
+        self.check_generates_text()?;
         let params = self.with_default_seed(params);
         let tokens = self.inner.tokenize(prompt, true)?;
         generate_tokens(self.inner.as_ref(), &tokens, &params, cancel, sink)
@@ -201,6 +202,7 @@ impl Model {
         cancel: Option<&CancelToken>,
         sink: Sink<'_>,
     ) -> Result<Completion> {
+        self.check_generates_text()?;
         let prompt = self.render_chat(messages, true)?;
         // Templates usually write the BOS token themselves; adding another would double it.
         let add_special = !self
@@ -221,6 +223,22 @@ impl Model {
     /// Width of the vectors `embed` returns.
     pub fn embedding_size(&self) -> usize {
         self.inner.embedding_size()
+    }
+
+    /// Refuse text generation on models that cannot do it (encoder-only embedding models),
+    /// rather than sampling junk from them.
+    fn check_generates_text(&self) -> Result<()> {
+        if self.info.generates_text() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{} is an embedding model (non-causal {}); it cannot generate text: use embed",
+                self.info.path.display(),
+                self.info.architecture.as_deref().unwrap_or("encoder")
+            ),
+        ))
     }
 
     pub(crate) fn loaded(&self) -> &dyn LoadedModel {

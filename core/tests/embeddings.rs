@@ -149,3 +149,12 @@ fn empty_text_is_invalid() {
     let err = minilm().embed(&[""], None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
 }
+
+#[test]
+fn an_embedding_model_refuses_to_generate_text() {
+    let err = minilm()
+        .complete("Hello", &uml_core::GenerateParams::greedy())
+        .unwrap_err();
+    assert_eq!(err.kind(), uml_core::ErrorKind::Unsupported);
+    assert!(err.message().contains("embedding model"), "{err}");
+}

@@ -295,6 +295,9 @@ fn run(command: Command) -> Result<(), Error> {
                 opt(&info.bos_token),
                 opt(&info.eos_token)
             );
+            if info.pooling_type.is_some() {
+                println!("pooling        {}", opt(&info.pooling_type));
+            }
             println!(
                 "chat template  {}",
                 if info.chat_template.is_some() {

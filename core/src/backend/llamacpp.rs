@@ -122,7 +122,7 @@ impl Backend for LlamaCppBackend {
             }
         };
         let model = Arc::new(model);
-        let pooling = pooling_type(&model, info);
+        let pooling = pooling_type(info);
         let loaded = LlamaLoaded {
             generation_pool: Mutex::new(Vec::new()),
             embedding_pool: Mutex::new(Vec::new()),
@@ -130,10 +130,11 @@ impl Backend for LlamaCppBackend {
             pooling,
             model,
         };
-        // Create one context now so a model too big for its context fails at load, not at the
-        // first generate, and the first generate does not pay for the allocation.
-        let ctx = loaded.new_context(false)?;
-        loaded.generation_pool.lock().push(ctx);
+        // Create one context now (of the kind the model was loaded for) so a context that
+        // cannot be allocated fails the load, not the first call, and the first call does not
+        // pay for the allocation.
+        let ctx = loaded.new_context(plan.embeddings)?;
+        loaded.return_context(ctx, plan.embeddings);
         Ok(Box::new(loaded))
     }
 }
@@ -146,17 +147,14 @@ impl ProgressPtr {
     }
 }
 
-/// The model's own pooling (from `{arch}.pooling_type`); decoder-only models have none, and get
-/// mean pooling so `embed` still returns one vector per text.
-fn pooling_type(model: &LlamaModel, info: &ModelInfo) -> LlamaPoolingType {
-    let arch = info.architecture.clone().unwrap_or_default();
-    let value = model
-        .meta_val_str(&format!("{arch}.pooling_type"))
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok());
-    match value {
-        Some(2) => LlamaPoolingType::Cls,
-        Some(3) => LlamaPoolingType::Last,
+/// The model's own pooling, from `{arch}.pooling_type` as `inspect` read it (so `ModelInfo`
+/// shows the pooling `embed` uses). Decoder-only models declare none and get mean pooling, so
+/// `embed` still returns one vector per text; so do "none" (one vector per token) and "rank"
+/// (a reranker's score, not an embedding), which `embed` does not offer.
+fn pooling_type(info: &ModelInfo) -> LlamaPoolingType {
+    match info.pooling_type.as_deref() {
+        Some("cls") => LlamaPoolingType::Cls,
+        Some("last") => LlamaPoolingType::Last,
         _ => LlamaPoolingType::Mean,
     }
 }
@@ -188,8 +186,18 @@ struct LlamaLoaded {
 }
 
 impl LlamaLoaded {
+    /// Tokens one text may have in `embed`: the context, capped by `MAX_EMBED_TOKENS` and by the
+    /// positions the model was trained on. The last cap matters for BERT-style encoders, whose
+    /// learned position table has exactly `n_ctx_train` rows: a longer text makes llama.cpp
+    /// index past it and abort the process (GGML_ASSERT in get_rows), whatever `n_ctx` says.
     fn embedding_ctx_size(&self) -> u32 {
-        self.plan.n_ctx.min(MAX_EMBED_TOKENS)
+        let trained = self.model.n_ctx_train();
+        let limit = self.plan.n_ctx.min(MAX_EMBED_TOKENS);
+        if trained > 0 {
+            limit.min(trained)
+        } else {
+            limit
+        }
     }
 
     fn new_context(&self, embeddings: bool) -> Result<PooledContext> {
@@ -385,6 +393,13 @@ impl LoadedModel for LlamaLoaded {
     }
 
     fn embed(&self, text: &str, cancel: Option<&CancelToken>) -> Result<Vec<f32>> {
+        // Checked before tokenizing: BERT-style vocabularies add [CLS]/[SEP] even to "", and a
+        // vector of those alone describes no text.
+        if text.is_empty() {
+            return Err(Error::invalid_argument(
+                "embed: the text is empty; pass at least one character",
+            ));
+        }
         let tokens = self.tokenize(text, true)?;
         let limit = self.embedding_ctx_size();
         if tokens.is_empty() {
@@ -396,8 +411,10 @@ impl LoadedModel for LlamaLoaded {
             return Err(Error::new(
                 ErrorKind::ContextOverflow,
                 format!(
-                    "embed: the text is {} tokens but the embedding context holds {limit}; split the text into smaller chunks",
-                    tokens.len()
+                    "embed: the text is {} tokens but at most {limit} fit (n_ctx {}, trained context {}, cap {MAX_EMBED_TOKENS}); split the text into smaller chunks",
+                    tokens.len(),
+                    self.plan.n_ctx,
+                    self.model.n_ctx_train()
                 ),
             ));
         }

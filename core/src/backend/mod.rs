@@ -30,6 +30,8 @@ pub struct LoadPlan {
     pub use_mmap: bool,
     pub use_mlock: bool,
     pub kv_cache_type: KvCacheType,
+    /// Loaded for embedding: the context made at load time is an embedding one.
+    pub embeddings: bool,
     pub normalize_embeddings: bool,
 }
 

@@ -83,6 +83,14 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
+    /// False for encoder-only models (BERT-style embedding models: GGUF
+    /// `{arch}.attention.causal = false`), which cannot generate text.
+    pub fn generates_text(&self) -> bool {
+        let arch = self.architecture.as_deref().unwrap_or_default();
+        self.metadata.get(&format!("{arch}.attention.causal"))
+            != Some(&serde_json::Value::Bool(false))
+    }
+
     /// An info with nothing known but the path and format (readers fill the rest).
     pub fn new(path: &Path, format: Format) -> ModelInfo {
         ModelInfo {

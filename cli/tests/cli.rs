@@ -1,0 +1,203 @@
+//! The `uml` binary as a user runs it: real model, real process, exit codes and output.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn uml(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_uml"))
+        .args(args)
+        .output()
+        .expect("run uml")
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn smollm2() -> String {
+    model("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn model(name: &str) -> String {
+    let dir = std::env::var_os("UML_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models"));
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-models",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+fn fixture(name: &str) -> serde_json::Value {
+    let raw = std::fs::read_to_string(repo_root().join("tests/fixtures").join(name)).unwrap();
+    serde_json::from_str(&raw).unwrap()
+}
+
+#[test]
+fn run_greedy_prints_llama_cpp_reference_text() {
+    let fx = fixture("smollm2_capital_greedy.json");
+    let n = fx["n_predict"].to_string();
+    let out = uml(&[
+        "run",
+        &smollm2(),
+        fx["prompt"].as_str().unwrap(),
+        "--temperature",
+        "0",
+        "--max-tokens",
+        &n,
+        "--stream",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout, format!("{}\n", fx["completion"].as_str().unwrap()));
+}
+
+#[test]
+fn run_json_reports_text_finish_reason_and_usage() {
+    let out = uml(&[
+        "run",
+        &smollm2(),
+        "Hello",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "4",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 4);
+    assert!(v["text"].is_string());
+}
+
+#[test]
+fn inspect_json_describes_the_model() {
+    let out = uml(&["inspect", &smollm2(), "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["architecture"], "llama");
+    assert_eq!(v["block_count"], 30);
+    assert_eq!(v["quantization"], "Q4_1");
+}
+
+#[test]
+fn estimate_and_hw_print_json() {
+    let out = uml(&["estimate", &smollm2(), "--ctx", "2048", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kv_cache_bytes"], 47_185_920u64);
+    let out = uml(&["hw", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["logical_cores"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn errors_are_one_readable_line_and_a_nonzero_exit() {
+    let out = uml(&["run", "/no/such/model.gguf", "hi"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: model not found: /no/such/model.gguf"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+
+    let out = uml(&["run", &smollm2(), "hi", "--top-p", "1.5", "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("top_p"), "{stderr}");
+
+    let out = uml(&["run", &smollm2(), "hi", "--kv-cache-type", "q3", "--quiet"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--kv-cache-type"));
+}
+
+#[test]
+fn chat_reads_turns_from_stdin() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_uml"))
+        .args([
+            "chat",
+            &smollm2(),
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "8",
+            "--quiet",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"Hi!\n\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with("> "), "{stdout:?}");
+    assert!(
+        stdout.trim_end().len() > 2,
+        "the reply is empty: {stdout:?}"
+    );
+}
+
+#[test]
+fn bench_reports_pp_and_tg() {
+    let out = uml(&[
+        "bench",
+        &smollm2(),
+        "-p",
+        "32",
+        "-n",
+        "8",
+        "-r",
+        "1",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tests: Vec<&str> = v["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["test"].as_str().unwrap())
+        .collect();
+    assert_eq!(tests, ["pp32", "tg8"]);
+    assert!(v["tests"][0]["median"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn embed_json_prints_one_unit_vector_per_text() {
+    let fx = fixture("minilm_embeddings.json");
+    let text = fx["texts"][0].as_str().unwrap();
+    let out = uml(&["embed", &model("all-MiniLM-L6-v2.F32.gguf"), text, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v.len(), v[0].len()), (1, 384));
+    let norm = v[0].iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+    // The same vector llama.cpp's llama-embedding printed for this text.
+    for (a, b) in v[0].iter().zip(fx["embeddings"][0].as_array().unwrap()) {
+        assert!((a - b.as_f64().unwrap()).abs() <= 1e-4);
+    }
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# C / C++ packaging and memory tests, run by scripts/test after the cargo tests (which compile
+# and run the C test programs themselves: ffi/tests/c_programs.rs):
+#   1. scripts/install-libuml into a temporary prefix;
+#   2. examples/c/generate.c built with `pkg-config --cflags --libs uml` and run;
+#   3. examples/cpp/chat.cpp and a static generate built with CMake's find_package(uml)
+#      (uml::uml, uml::uml_static) and run;
+#   4. a load -> generate -> free program under valgrind: no definite or indirect leaks,
+#      no memory errors (suppressions: tests/c/valgrind.supp, each with its reason). Where
+#      valgrind cannot execute the native build (AVX-512 CPUs), LeakSanitizer checks the same
+#      program instead, with a negative control (see below).
+# Needs the SmolLM2 test model (scripts/fetch-models), cmake, pkg-config and valgrind.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+MODEL=${UML_MODELS:-$ROOT/models}/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ! -f "$MODEL" ]; then
+    echo "tests/c/run.sh: test model $MODEL is missing: run scripts/fetch-models first" >&2
+    exit 1
+fi
+for tool in cc c++ cmake pkg-config valgrind; do
+    command -v "$tool" >/dev/null || { echo "tests/c/run.sh: $tool is missing (scripts/bootstrap installs it)" >&2; exit 1; }
+done
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+PREFIX=$TMP/prefix
+PROMPT="The capital of France is"
+
+echo "== install libuml into a temporary prefix"
+scripts/install-libuml "$PREFIX"
+
+echo "== pkg-config: build and run examples/c/generate.c"
+export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig
+flags=$(pkg-config --cflags --libs uml)
+echo "pkg-config --cflags --libs uml: $flags"
+# shellcheck disable=SC2086 # word splitting of the flags is wanted
+cc -std=c11 -Wall -Wextra -Werror examples/c/generate.c $flags -o "$TMP/generate"
+LD_LIBRARY_PATH=$PREFIX/lib "$TMP/generate" "$MODEL" "$PROMPT" 8 >"$TMP/generate.out" 2>"$TMP/generate.err"
+cat "$TMP/generate.out"
+grep -q '"finish_reason":"length"' "$TMP/generate.err"
+# Linked against the soname, not the unversioned development link.
+objdump -p "$TMP/generate" | grep -q 'NEEDED *libuml\.so\.[0-9]'
+
+[ -s "$TMP/generate.out" ]
+
+echo "== CMake find_package(uml): build the C++ chat example (shared) and generate (static)"
+cmake -S tests/c/cmake -B "$TMP/cmake-build" -DCMAKE_PREFIX_PATH="$PREFIX" -DUML_EXAMPLES="$ROOT/examples" \
+    -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$TMP/cmake-build" -j 2 >/dev/null
+printf 'What is the capital of France?\n' | LD_LIBRARY_PATH=$PREFIX/lib "$TMP/cmake-build/chat" "$MODEL" "You are a helpful assistant." >"$TMP/chat.out"
+cat "$TMP/chat.out"
+grep -q 'Paris' "$TMP/chat.out"
+# The static build must not need libuml.so at run time.
+if ldd "$TMP/cmake-build/generate_static" | grep -q libuml; then
+    echo "tests/c/run.sh: generate_static links libuml.so dynamically" >&2
+    exit 1
+fi
+"$TMP/cmake-build/generate_static" "$MODEL" "$PROMPT" 8 >"$TMP/static.out" 2>/dev/null
+cmp "$TMP/generate.out" "$TMP/static.out"
+
+echo "== valgrind: load -> generate -> free, no leaks and no memory errors"
+set +e
+LD_LIBRARY_PATH=$PREFIX/lib valgrind --error-exitcode=1 --leak-check=full \
+    --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
+    --suppressions=tests/c/valgrind.supp --num-callers=30 \
+    "$TMP/generate" "$MODEL" "Hi" 2 >/dev/null 2>"$TMP/valgrind.log"
+rc=$?
+set -e
+if [ $rc -eq 0 ]; then
+    grep -E "definitely lost|indirectly lost|ERROR SUMMARY" "$TMP/valgrind.log" || true
+    echo "valgrind: clean"
+elif grep -q "Illegal opcode" "$TMP/valgrind.log"; then
+    # libuml is built for this CPU (target-cpu=native, llama.cpp's GGML_NATIVE): on a CPU with
+    # AVX-512 it executes AVX-512 instructions, which valgrind does not implement (SIGILL).
+    # A portable build would run under valgrind; until CI has one, LeakSanitizer (which runs
+    # natively) checks the same program for definite and indirect leaks, and a negative control
+    # proves it sees allocations made inside libuml.
+    grep -m1 -A1 "unhandled instruction\|Illegal opcode" "$TMP/valgrind.log" || true
+    echo "valgrind cannot execute this native build (AVX-512); leak check with LeakSanitizer instead"
+    cc -std=c11 -g -fsanitize=leak -Iinclude examples/c/generate.c -L"$PREFIX/lib" -luml \
+        -Wl,--disable-new-dtags,-rpath,"$PREFIX/lib" -o "$TMP/generate_lsan"
+    "$TMP/generate_lsan" "$MODEL" "Hi" 2 >/dev/null 2>"$TMP/lsan.log" || {
+        cat "$TMP/lsan.log" >&2
+        echo "tests/c/run.sh: LeakSanitizer found leaks (above)" >&2
+        exit 1
+    }
+    cc -std=c11 -g -fsanitize=leak -Iinclude tests/c/leak_control.c -L"$PREFIX/lib" -luml \
+        -Wl,--disable-new-dtags,-rpath,"$PREFIX/lib" -o "$TMP/leak_control"
+    if "$TMP/leak_control" 2>"$TMP/control.log" || ! grep -q "Direct leak" "$TMP/control.log"; then
+        cat "$TMP/control.log" >&2
+        echo "tests/c/run.sh: the negative control's deliberate leak was not reported" >&2
+        exit 1
+    fi
+    echo "LeakSanitizer: load -> generate -> free clean; the deliberate leak of the control is reported"
+else
+    cat "$TMP/valgrind.log" >&2
+    echo "tests/c/run.sh: valgrind found errors or leaks (above)" >&2
+    exit 1
+fi
+echo "tests/c/run.sh: all C / C++ packaging and memory tests passed"

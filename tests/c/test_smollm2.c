@@ -1,0 +1,303 @@
+/* The real model from C: greedy output equal to the recorded reference, streaming, stopping
+ * from the callback, cancelling from a second pthread, chat, embeddings, tokenize round trip,
+ * 8 pthreads generating from one handle at once with the single-threaded result, and freeing
+ * a handle while another thread generates from it.
+ *
+ *   test_smollm2 SMOLLM2.gguf PROMPT N_PREDICT EXPECTED_COMPLETION \
+ *                CHAT_MESSAGES_JSON CHAT_N_PREDICT EXPECTED_CHAT_COMPLETION
+ */
+#include "check.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+static const uml_model *model;
+
+struct text {
+    char buf[16384];
+    size_t len;
+    int pieces;
+    int stop_after; /* return false after this many pieces (0 = never) */
+    atomic_int *first_piece; /* set when the first piece arrives (may be NULL) */
+};
+
+static bool collect(const char *piece, size_t len, void *user) {
+    struct text *t = user;
+    CHECK(piece[len] == '\0');
+    CHECK(t->len + len < sizeof t->buf);
+    memcpy(t->buf + t->len, piece, len);
+    t->len += len;
+    t->buf[t->len] = '\0';
+    t->pieces++;
+    if (t->first_piece) atomic_store(t->first_piece, 1);
+    return t->stop_after == 0 || t->pieces < t->stop_after;
+}
+
+/* The integer after "key": in a JSON result. */
+static long json_int(const char *json, const char *key) {
+    char needle[64];
+    snprintf(needle, sizeof needle, "\"%s\":", key);
+    const char *at = strstr(json, needle);
+    CHECK(at != NULL);
+    return strtol(at + strlen(needle), NULL, 10);
+}
+
+static void greedy(const char *prompt, int max_tokens, struct text *out, const uml_cancel *cancel, char **result) {
+    char params[96];
+    snprintf(params, sizeof params, "{\"temperature\": 0, \"max_tokens\": %d}", max_tokens);
+    CHECK_OK(uml_generate(model, prompt, params, collect, out, cancel, result));
+}
+
+static void test_reference(const char *prompt, int n_predict, const char *expected) {
+    struct text t = {0};
+    char *result = NULL;
+    greedy(prompt, n_predict, &t, NULL, &result);
+    if (strcmp(t.buf, expected) != 0) {
+        fprintf(stderr, "greedy output differs from the reference\n  got:      \"%s\"\n  expected: \"%s\"\n", t.buf, expected);
+        exit(1);
+    }
+    CHECK(t.pieces > 1);
+    CHECK(strstr(result, "\"finish_reason\":\"length\"") != NULL);
+    CHECK(json_int(result, "completion_tokens") == n_predict);
+    CHECK(json_int(result, "prompt_tokens") > 0);
+    uml_string_free(result);
+    /* Without a callback, the same text comes back in the JSON. */
+    CHECK_OK(uml_generate(model, prompt, "{\"temperature\": 0, \"max_tokens\": 4}", NULL, NULL, NULL, &result));
+    CHECK(strstr(result, "\"text\":\"") != NULL);
+    uml_string_free(result);
+}
+
+static void test_stop_from_callback(void) {
+    struct text t = {0};
+    t.stop_after = 3;
+    char *result = NULL;
+    greedy("Count: one, two, three,", 50, &t, NULL, &result);
+    CHECK(t.pieces == 3);
+    CHECK(strstr(result, "\"finish_reason\":\"cancelled\"") != NULL);
+    CHECK(json_int(result, "completion_tokens") < 50);
+    uml_string_free(result);
+}
+
+struct canceller {
+    const uml_cancel *cancel;
+    atomic_int *first_piece;
+    atomic_int done; /* the generation returned (so a test failure cannot hang here) */
+    int cancelled;
+};
+
+static void *cancel_when_started(void *arg) {
+    struct canceller *c = arg;
+    while (!atomic_load(c->first_piece) && !atomic_load(&c->done)) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (!atomic_load(&c->done)) {
+        CHECK_OK(uml_cancel_cancel(c->cancel));
+        c->cancelled = 1;
+    }
+    return NULL;
+}
+
+static void test_cancel_from_another_thread(void) {
+    uml_cancel *cancel = NULL;
+    CHECK_OK(uml_cancel_new(&cancel));
+    atomic_int first_piece = 0;
+    struct canceller c = {cancel, &first_piece, 0, 0};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, cancel_when_started, &c) == 0);
+    struct text t = {0};
+    t.first_piece = &first_piece;
+    char *result = NULL;
+    greedy("Once upon a time, in a small village,", 400, &t, cancel, &result);
+    atomic_store(&c.done, 1);
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(c.cancelled);
+    CHECK(strstr(result, "\"finish_reason\":\"cancelled\"") != NULL);
+    CHECK(json_int(result, "completion_tokens") < 400);
+    uml_string_free(result);
+
+    /* Still cancelled: the next call stops before generating anything. */
+    struct text t2 = {0};
+    greedy("Hello", 20, &t2, cancel, &result);
+    CHECK(t2.pieces == 0 && strstr(result, "\"finish_reason\":\"cancelled\"") != NULL);
+    uml_string_free(result);
+    /* Reset: usable again. */
+    CHECK_OK(uml_cancel_reset(cancel));
+    struct text t3 = {0};
+    greedy("Hello", 3, &t3, cancel, &result);
+    CHECK(strstr(result, "\"finish_reason\":\"length\"") != NULL);
+    uml_string_free(result);
+    uml_cancel_free(cancel);
+}
+
+static void test_chat(void) {
+    struct text t = {0};
+    char *result = NULL;
+    CHECK_OK(uml_chat(model, "[{\"role\": \"system\", \"content\": \"You are a helpful assistant.\"}, {\"role\": \"user\", \"content\": \"What is the capital of France?\"}]",
+                      "{\"temperature\": 0, \"max_tokens\": 24}", collect, &t, NULL, &result));
+    CHECK(t.len > 0);
+    CHECK(strstr(t.buf, "Paris") != NULL);
+    CHECK(strstr(t.buf, "<|im_end|>") == NULL && strstr(t.buf, "<|im_start|>") == NULL);
+    uml_string_free(result);
+}
+
+/* Chat renders the model's own template: the reply equals llama.cpp's for the same prompt. */
+static void test_chat_reference(const char *messages, int n_predict, const char *expected) {
+    struct text t = {0};
+    char params[96];
+    snprintf(params, sizeof params, "{\"temperature\": 0, \"max_tokens\": %d}", n_predict);
+    char *result = NULL;
+    CHECK_OK(uml_chat(model, messages, params, collect, &t, NULL, &result));
+    if (strcmp(t.buf, expected) != 0) {
+        fprintf(stderr, "chat output differs from the reference\n  got:      \"%s\"\n  expected: \"%s\"\n", t.buf, expected);
+        exit(1);
+    }
+    CHECK(json_int(result, "completion_tokens") == n_predict);
+    uml_string_free(result);
+}
+
+static void test_tokens(void) {
+    int32_t tokens[32];
+    size_t n = 0;
+    CHECK_OK(uml_tokenize(model, "Hello world", false, tokens, 32, &n));
+    CHECK(n >= 2);
+    char *text = NULL;
+    CHECK_OK(uml_detokenize(model, tokens, n, &text, NULL));
+    CHECK(strcmp(text, "Hello world") == 0);
+    uml_string_free(text);
+}
+
+static void test_embed(void) {
+    size_t dim = 0;
+    CHECK_OK(uml_model_embedding_size(model, &dim));
+    CHECK(dim == 576);
+    const char *texts[] = {"The cat sat on the mat.", "Stock markets fell sharply today.", "The cat sat on the mat."};
+    size_t needed = 0;
+    CHECK_STATUS(uml_embed(model, texts, 3, NULL, NULL, 0, &needed), UML_ERR_BUFFER_TOO_SMALL, "needed");
+    CHECK(needed == 3 * dim);
+    float *v = malloc(needed * sizeof *v);
+    size_t written = 0;
+    CHECK_OK(uml_embed(model, texts, 3, NULL, v, needed, &written));
+    CHECK(written == needed);
+    for (int i = 0; i < 3; i++) {
+        double norm = 0;
+        for (size_t j = 0; j < dim; j++) norm += (double)v[i * dim + j] * v[i * dim + j];
+        CHECK(fabs(sqrt(norm) - 1.0) < 1e-3); /* L2-normalised by default */
+    }
+    CHECK(memcmp(v, v + 2 * dim, dim * sizeof *v) == 0); /* same text, same vector */
+    CHECK(memcmp(v, v + dim, dim * sizeof *v) != 0);
+    free(v);
+}
+
+#define N_THREADS 8
+static const char *PROMPTS[4] = {"The capital of France is", "def fibonacci(n):", "The three primary colors are", "Water boils at"};
+
+struct job {
+    const char *prompt;
+    struct text out;
+};
+
+static void *generate_job(void *arg) {
+    struct job *job = arg;
+    greedy(job->prompt, 16, &job->out, NULL, NULL);
+    return NULL;
+}
+
+static void test_threads(void) {
+    struct text alone[4];
+    memset(alone, 0, sizeof alone);
+    for (int i = 0; i < 4; i++) greedy(PROMPTS[i], 16, &alone[i], NULL, NULL);
+    static struct job jobs[N_THREADS];
+    pthread_t threads[N_THREADS];
+    memset(jobs, 0, sizeof jobs);
+    for (int i = 0; i < N_THREADS; i++) {
+        jobs[i].prompt = PROMPTS[i % 4];
+        CHECK(pthread_create(&threads[i], NULL, generate_job, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < N_THREADS; i++) CHECK(pthread_join(threads[i], NULL) == 0);
+    for (int i = 0; i < N_THREADS; i++) {
+        if (strcmp(jobs[i].out.buf, alone[i % 4].buf) != 0) {
+            fprintf(stderr, "thread %d: \"%s\" != single-threaded \"%s\"\n", i, jobs[i].out.buf, alone[i % 4].buf);
+            exit(1);
+        }
+    }
+}
+
+struct free_job {
+    const uml_model *model;
+    const char *prompt;
+    char params[96];
+    atomic_int started;
+    uml_status status;
+    char *result;
+    struct text out;
+};
+
+static bool slow_collect(const char *piece, size_t len, void *user) {
+    struct free_job *job = user;
+    atomic_store(&job->started, 1);
+    struct timespec ts = {0, 5000000}; /* give the main thread time to free the handle */
+    nanosleep(&ts, NULL);
+    return collect(piece, len, &job->out);
+}
+
+static void *generate_while_freed(void *arg) {
+    struct free_job *job = arg;
+    job->status = uml_generate(job->model, job->prompt, job->params, slow_collect, job, NULL, &job->result);
+    return NULL;
+}
+
+/* Freeing a model while another thread generates from it: that call finishes normally, later
+ * calls get UML_ERR_MODEL_CLOSED, and the memory goes when the running call returns. */
+static void test_free_while_generating(const char *path, const char *prompt, int n_predict, const char *expected) {
+    uml_model *m = NULL;
+    CHECK_OK(uml_model_load(path, "{\"n_ctx\": 256}", NULL, NULL, &m));
+    static struct free_job job;
+    memset(&job, 0, sizeof job);
+    job.model = m;
+    job.prompt = prompt;
+    snprintf(job.params, sizeof job.params, "{\"temperature\": 0, \"max_tokens\": %d}", n_predict);
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, generate_while_freed, &job) == 0);
+    while (!atomic_load(&job.started)) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    uml_model_free(m);
+    char *info = NULL;
+    CHECK_STATUS(uml_model_info(m, &info), UML_ERR_MODEL_CLOSED, "already freed");
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(job.status == UML_OK);
+    CHECK(strstr(job.result, "\"finish_reason\":\"length\"") != NULL);
+    CHECK(strcmp(job.out.buf, expected) == 0);
+    uml_string_free(job.result);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 8) {
+        fprintf(stderr, "usage: %s SMOLLM2.gguf PROMPT N_PREDICT EXPECTED_COMPLETION CHAT_MESSAGES_JSON CHAT_N_PREDICT EXPECTED_CHAT_COMPLETION\n", argv[0]);
+        return 2;
+    }
+    uml_model *m = NULL;
+    CHECK_OK(uml_model_load(argv[1], "{\"n_ctx\": 1024, \"seed\": 42}", NULL, NULL, &m));
+    model = m;
+    char *info = NULL;
+    CHECK_OK(uml_model_info(model, &info));
+    CHECK(strstr(info, "\"n_ctx\":1024") != NULL && strstr(info, "\"llama\"") != NULL);
+    uml_string_free(info);
+
+    test_reference(argv[2], atoi(argv[3]), argv[4]);
+    test_stop_from_callback();
+    test_cancel_from_another_thread();
+    test_chat();
+    test_chat_reference(argv[5], atoi(argv[6]), argv[7]);
+    test_tokens();
+    test_embed();
+    test_threads();
+    test_free_while_generating(argv[1], argv[2], atoi(argv[3]), argv[4]);
+
+    uml_model_free(m);
+    printf("test_smollm2: %d checks passed\n", checks_run);
+    return 0;
+}

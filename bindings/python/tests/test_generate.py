@@ -12,6 +12,7 @@ from conftest import fixture
 
 CAPITAL = fixture("smollm2_capital_greedy.json")
 FIBONACCI = fixture("smollm2_fibonacci_greedy.json")
+CHAT = fixture("smollm2_chat_greedy.json")
 
 
 @pytest.mark.parametrize("ref", [CAPITAL, FIBONACCI], ids=["capital", "fibonacci"])
@@ -49,7 +50,14 @@ def test_max_tokens(smollm2: uml.Model) -> None:
     assert CAPITAL["completion"].startswith(out.text)
 
 
-def test_chat_uses_the_model_template(smollm2: uml.Model) -> None:
+def test_chat_equals_llama_cpp_on_the_rendered_template(smollm2: uml.Model) -> None:
+    assert smollm2.render_chat(CHAT["messages"]) == CHAT["prompt"]
+    reply = smollm2.chat(CHAT["messages"], max_tokens=CHAT["n_predict"], temperature=0)
+    assert reply.text == CHAT["completion"]
+    assert "".join(smollm2.chat_stream(CHAT["messages"], max_tokens=CHAT["n_predict"], temperature=0)) == reply.text
+
+
+def test_chat_answers_with_a_system_prompt(smollm2: uml.Model) -> None:
     messages = [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "What is the capital of France?"},

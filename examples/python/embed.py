@@ -1,4 +1,8 @@
-"""Sentence embeddings and cosine similarity: python examples/python/embed.py [MODEL]"""
+"""Sentence embeddings and cosine similarity: python examples/python/embed.py [MODEL]
+
+Any GGUF works; a sentence-embedding model gives meaningful similarities, e.g.
+models/all-MiniLM-L6-v2.F32.gguf (fetched by scripts/fetch-models).
+"""
 
 from __future__ import annotations
 

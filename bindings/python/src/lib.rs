@@ -24,5 +24,6 @@ fn _uml(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(error::error_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(error::raise_error, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::write_tiny_llama_gguf, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::shutdown, m)?)?;
     Ok(())
 }

@@ -14,7 +14,7 @@
 
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -32,14 +32,27 @@ pub enum Event<R> {
     Done(Result<R, Error>),
 }
 
-/// The tasks running on one model: `close()` cancels them and waits until none is left.
+/// A set of running tasks: those of one model (`close()` cancels them and waits until none is
+/// left), or all of them (`ALL`, drained at interpreter exit).
 #[derive(Default)]
 pub struct Active {
-    running: Mutex<(u64, HashMap<u64, CancelToken>)>,
+    running: Mutex<(u64, BTreeMap<u64, CancelToken>)>,
     idle: Condvar,
 }
 
+/// Every running task of the process. A task still decoding when the interpreter exits would
+/// race llama.cpp's static destructors (a segfault in about 1 exit in 5, measured), so
+/// `uml/__init__.py` registers `_shutdown` with `atexit` to cancel and wait for them first.
+static ALL: Active = Active::new();
+
 impl Active {
+    const fn new() -> Self {
+        Active {
+            running: Mutex::new((0, BTreeMap::new())),
+            idle: Condvar::new(),
+        }
+    }
+
     fn register(&self, token: CancelToken) -> u64 {
         let mut guard = self.running.lock();
         let (next, map) = &mut *guard;
@@ -73,12 +86,20 @@ impl Active {
 struct Registration {
     active: Arc<Active>,
     id: u64,
+    global_id: u64,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         self.active.unregister(self.id);
+        ALL.unregister(self.global_id);
     }
+}
+
+/// Cancel every running task of the process and wait for all to end (`uml._uml._shutdown`).
+#[pyfunction(name = "_shutdown")]
+pub fn shutdown(py: Python<'_>) {
+    py.detach(|| ALL.cancel_and_wait());
 }
 
 /// A running task: its channel and the token that cancels it.
@@ -98,6 +119,7 @@ where
     let (tx, rx) = mpsc::channel();
     let registration = Registration {
         id: active.register(cancel.clone()),
+        global_id: ALL.register(cancel.clone()),
         active: Arc::clone(active),
     };
     std::thread::Builder::new()

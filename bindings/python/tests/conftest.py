@@ -41,6 +41,9 @@ def smollm2_path() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2(smollm2_path: Path) -> Iterator[uml.Model]:
-    """One SmolLM2 load shared by the tests that only read from it."""
-    with uml.Loader(smollm2_path, n_ctx=1024) as m:
+    """One SmolLM2 load shared by the tests that only read from it. One thread: on a machine
+    whose cores are busy (parallel builds, or the tests' own spinning threads) a 2-thread
+    OpenMP decode stalls at its barriers and the suite took minutes instead of seconds; the
+    greedy output does not depend on the thread count."""
+    with uml.Loader(smollm2_path, n_ctx=1024, n_threads=1) as m:
         yield m

@@ -12,7 +12,7 @@ import uml
 
 
 def test_embed_numpy_and_lists(smollm2_path: Path) -> None:
-    with uml.Loader(smollm2_path, n_ctx=512, embeddings=True) as m:
+    with uml.Loader(smollm2_path, n_ctx=512, n_threads=1, embeddings=True) as m:
         vectors = m.embed(["The cat sat on the mat.", "A kitten rested on the rug.", "Stock prices fell."])
         assert isinstance(vectors, numpy.ndarray)
         assert vectors.dtype == numpy.float32 and vectors.shape[0] == 3 and vectors.shape[1] > 0
@@ -38,7 +38,7 @@ def test_embed_without_numpy(smollm2_path: Path, monkeypatch: pytest.MonkeyPatch
             raise ImportError("numpy hidden by the test")
         return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
 
-    with uml.Loader(smollm2_path, n_ctx=512, embeddings=True) as m:
+    with uml.Loader(smollm2_path, n_ctx=512, n_threads=1, embeddings=True) as m:
         monkeypatch.setattr(builtins, "__import__", no_numpy)
         vectors = m.embed(["a", "b"])
         assert isinstance(vectors, list) and len(vectors) == 2 and isinstance(vectors[1][0], float)

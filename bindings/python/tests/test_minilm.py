@@ -17,7 +17,7 @@ REF = fixture("minilm_embeddings.json")
 @pytest.fixture(scope="module")
 def minilm() -> Iterator[uml.Model]:
     path: Path = model_path("all-MiniLM-L6-v2.F32.gguf")
-    with uml.Loader(path, embeddings=True) as m:
+    with uml.Loader(path, n_threads=1, embeddings=True) as m:
         yield m
 
 

@@ -93,7 +93,7 @@ def test_with_block_closes_even_when_the_body_raises(smollm2_path: Path) -> None
 
 
 def test_close_cancels_running_streams(smollm2_path: Path) -> None:
-    m = uml.load(smollm2_path, n_ctx=512)
+    m = uml.load(smollm2_path, n_ctx=512, n_threads=1)
     stream = m.stream("Once upon a time", max_tokens=500, temperature=0)
     next(stream)
     start = time.monotonic()

@@ -17,6 +17,7 @@ subclass of :class:`UmlError`.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from typing import TYPE_CHECKING, Union
@@ -50,6 +51,10 @@ if TYPE_CHECKING:
         from typing_extensions import Unpack
 
 __version__: str = _uml.__version__
+
+# Generations still running when the interpreter exits are cancelled and waited for (one decode
+# step) before llama.cpp's static destructors run.
+atexit.register(_uml._shutdown)
 
 __all__ = [
     "AsyncStream",

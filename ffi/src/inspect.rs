@@ -4,8 +4,8 @@ use crate::boundary::{boundary, new_json, opt_str_arg, str_arg, Out};
 use crate::status::uml_status;
 use std::ffi::c_char;
 use std::path::Path;
-use uml_core::estimate::{self, EstimateOptions};
-use uml_core::options::{GpuLayers, LoadOptions};
+use uml_core::estimate;
+use uml_core::options::LoadOptions;
 
 /// Inspect a model file or folder without loading weights (reads headers only; milliseconds
 /// even for huge files). JSON: format, architecture, parameter count, quantization, tensor
@@ -63,19 +63,7 @@ pub unsafe extern "C" fn uml_estimate(
         let options = LoadOptions::from_json(options.unwrap_or(""))?;
         let info = uml_core::inspect::inspect(Path::new(path))?;
         let hw = uml_core::hardware::detect();
-        let mut est_opts = EstimateOptions {
-            n_ctx: options.n_ctx,
-            cache_type: options.kv_cache_type,
-            gpu_layers: 0,
-            n_batch: options.n_batch,
-            n_ubatch: options.n_ubatch,
-            ..EstimateOptions::default()
-        };
-        est_opts.gpu_layers = match options.gpu_layers {
-            GpuLayers::Count(n) => n,
-            GpuLayers::Auto => estimate::max_gpu_layers(&info, &est_opts, &hw),
-        };
-        let est = estimate::estimate(&info, &est_opts)?;
+        let est = estimate::for_load_options(&info, &options, &hw)?;
         let mut json =
             serde_json::to_value(est).map_err(|e| uml_core::Error::internal(e.to_string()))?;
         if let Some(obj) = json.as_object_mut() {

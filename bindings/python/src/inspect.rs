@@ -5,8 +5,7 @@ use crate::error::to_py;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
-use uml_core::estimate::EstimateOptions;
-use uml_core::options::{GpuLayers, LoadOptions};
+use uml_core::options::LoadOptions;
 use uml_core::Error;
 
 /// What the file or folder at `path` is (headers only; no weights are read). A dict.
@@ -33,18 +32,7 @@ pub fn estimate<'py>(
         .detach(move || {
             let info = uml_core::inspect::inspect(&path)?;
             let hw = uml_core::hardware::detect();
-            let mut opts = EstimateOptions {
-                n_ctx: options.n_ctx,
-                cache_type: options.kv_cache_type,
-                n_batch: options.n_batch,
-                n_ubatch: options.n_ubatch,
-                ..EstimateOptions::default()
-            };
-            opts.gpu_layers = match options.gpu_layers {
-                GpuLayers::Count(n) => n,
-                GpuLayers::Auto => uml_core::estimate::max_gpu_layers(&info, &opts, &hw),
-            };
-            let est = uml_core::estimate::estimate(&info, &opts)?;
+            let est = uml_core::estimate::for_load_options(&info, &options, &hw)?;
             let fits = est.fits(&hw);
             Ok::<_, Error>((est, fits))
         })

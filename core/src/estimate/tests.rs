@@ -326,3 +326,40 @@ fn tiny_model_end_to_end() {
     assert_eq!(e.kv_cache_bytes, 256 * 2 * 2 * (2 * 16) * 2);
     assert_eq!(e.weights_bytes, info.weights_bytes);
 }
+
+#[test]
+fn load_options_map_onto_the_estimate() {
+    use crate::options::{GpuLayers, KvCacheType, LoadOptions};
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("tiny.gguf");
+    crate::testing::write_tiny_llama_gguf(&p, 0).unwrap();
+    let info = crate::inspect::inspect(&p).unwrap();
+    let options = LoadOptions {
+        n_ctx: Some(512),
+        kv_cache_type: KvCacheType::Q8_0,
+        gpu_layers: GpuLayers::Count(1),
+        ..LoadOptions::default()
+    };
+    let e = for_load_options(&info, &options, &hw(1024 * MIB, None)).unwrap();
+    assert_eq!(
+        (e.n_ctx, e.cache_type, e.gpu_layers),
+        (512, KvCacheType::Q8_0, 1)
+    );
+    // "auto" with no GPU offloads nothing; with a roomy GPU, every block and the output layer.
+    let auto = LoadOptions {
+        gpu_layers: GpuLayers::Auto,
+        ..options
+    };
+    assert_eq!(
+        for_load_options(&info, &auto, &hw(1024 * MIB, None))
+            .unwrap()
+            .gpu_layers,
+        0
+    );
+    assert_eq!(
+        for_load_options(&info, &auto, &hw(1024 * MIB, Some(8192 * MIB)))
+            .unwrap()
+            .gpu_layers,
+        3
+    );
+}

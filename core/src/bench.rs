@@ -4,6 +4,7 @@
 //! those are measured separately by `generate`'s own usage figures.
 
 use crate::backend::Token;
+use crate::generate::decode_prompt;
 use crate::{Error, Model, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -81,11 +82,11 @@ impl Model {
         {
             let mut session = inner.new_session(&params)?;
             if opts.n_prompt > 0 {
-                let tokens = bench_tokens(opts.n_prompt, vocab);
-                let chunk = session.n_batch().max(1) as usize;
-                for (i, piece) in tokens.chunks(chunk).enumerate() {
-                    session.decode(piece, (i * chunk) as u32)?;
-                }
+                decode_prompt(
+                    session.as_mut(),
+                    &bench_tokens(opts.n_prompt, vocab),
+                    &|| false,
+                )?;
             }
         }
         if opts.n_gen > 0 {
@@ -97,11 +98,8 @@ impl Model {
             let mut samples = Vec::new();
             for _ in 0..opts.repetitions {
                 let mut session = inner.new_session(&params)?;
-                let chunk = session.n_batch().max(1) as usize;
                 let start = Instant::now();
-                for (i, piece) in tokens.chunks(chunk).enumerate() {
-                    session.decode(piece, (i * chunk) as u32)?;
-                }
+                decode_prompt(session.as_mut(), &tokens, &|| false)?;
                 samples.push(f64::from(opts.n_prompt) / start.elapsed().as_secs_f64());
             }
             tests.push(series(

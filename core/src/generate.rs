@@ -1,7 +1,7 @@
 //! The generation loop, shared by every backend: prompt evaluation in cancellable chunks,
 //! sampling, UTF-8-safe streaming with stop strings, finish reasons and usage.
 
-use crate::backend::{LoadedModel, Token};
+use crate::backend::{LoadedModel, Session, Token};
 use crate::sampling::GenerateParams;
 use crate::stream::{Completion, FinishReason, TextStream, Usage};
 use crate::{CancelToken, Error, ErrorKind, Result};
@@ -46,12 +46,8 @@ pub(crate) fn generate_tokens(
     // Prompt: in n_batch chunks, checking for cancellation between them, so a cancel during a
     // long prompt waits for at most one chunk.
     let prompt_start = Instant::now();
-    let chunk = session.n_batch().max(1) as usize;
-    for (i, piece) in prompt.chunks(chunk).enumerate() {
-        if is_cancelled() {
-            return Ok(finished(stream, FinishReason::Cancelled, usage, Some(sink)));
-        }
-        session.decode(piece, (i * chunk) as u32)?;
+    if !decode_prompt(session.as_mut(), prompt, &is_cancelled)? {
+        return Ok(finished(stream, FinishReason::Cancelled, usage, Some(sink)));
     }
     usage.prompt_ms = ms(prompt_start);
 
@@ -84,6 +80,23 @@ pub(crate) fn generate_tokens(
     };
     usage.generation_ms = ms(gen_start);
     Ok(finished(stream, reason, usage, sink_open.then_some(sink)))
+}
+
+/// Evaluate `tokens` from position 0 in `n_batch` chunks, checking `is_cancelled` before each
+/// one. Returns false when cancelled before the whole prompt was evaluated.
+pub(crate) fn decode_prompt(
+    session: &mut dyn Session,
+    tokens: &[Token],
+    is_cancelled: &dyn Fn() -> bool,
+) -> Result<bool> {
+    let chunk = session.n_batch().max(1) as usize;
+    for (i, piece) in tokens.chunks(chunk).enumerate() {
+        if is_cancelled() {
+            return Ok(false);
+        }
+        session.decode(piece, (i * chunk) as u32)?;
+    }
+    Ok(true)
 }
 
 fn ms(since: Instant) -> f64 {

@@ -244,13 +244,16 @@ impl LlamaLoaded {
         })
     }
 
-    fn take_context(&self, embeddings: bool) -> Result<PooledContext> {
-        let pool = if embeddings {
+    fn pool(&self, embeddings: bool) -> &Mutex<Vec<PooledContext>> {
+        if embeddings {
             &self.embedding_pool
         } else {
             &self.generation_pool
-        };
-        let idle = pool.lock().pop();
+        }
+    }
+
+    fn take_context(&self, embeddings: bool) -> Result<PooledContext> {
+        let idle = self.pool(embeddings).lock().pop();
         match idle {
             Some(mut pooled) => {
                 pooled.ctx.clear_kv_cache();
@@ -261,12 +264,7 @@ impl LlamaLoaded {
     }
 
     fn return_context(&self, pooled: PooledContext, embeddings: bool) {
-        let pool = if embeddings {
-            &self.embedding_pool
-        } else {
-            &self.generation_pool
-        };
-        let mut pool = pool.lock();
+        let mut pool = self.pool(embeddings).lock();
         if pool.len() < IDLE_CONTEXTS {
             pool.push(pooled);
         }
@@ -337,23 +335,12 @@ impl LlamaLoaded {
                 chain.push(LlamaSampler::min_p(params.min_p, 1));
             }
             chain.push(LlamaSampler::temp(params.temperature));
-            let seed = params.seed.unwrap_or_else(random_seed);
+            // llama.cpp's LLAMA_DEFAULT_SEED (u32::MAX) asks its dist sampler for a random seed.
+            let seed = params.seed.unwrap_or(u32::MAX);
             chain.push(LlamaSampler::dist(seed));
         }
         Ok(LlamaSampler::chain_simple(chain))
     }
-}
-
-fn random_seed() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish() as u32
 }
 
 impl LoadedModel for LlamaLoaded {

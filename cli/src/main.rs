@@ -108,7 +108,9 @@ enum Command {
 
 #[derive(Args)]
 struct LoadArgs {
-    /// Context size in tokens (default: the model's, capped by memory).
+    /// Context size in tokens. Default for `run`: the prompt plus --max-tokens, rounded up to a
+    /// multiple of 256 (a one-shot job needs no more); for `chat`, `embed` and `bench`: the
+    /// model's own, capped by memory.
     #[arg(long)]
     ctx: Option<u32>,
     /// CPU threads (default: physical cores).
@@ -387,7 +389,16 @@ fn run(command: Command) -> Result<(), Error> {
             json,
         } => {
             let params = sampling.params()?;
-            let model = load.load(&path, &load.options(false)?)?;
+            let mut options = load.options(false)?;
+            if options.n_ctx.is_none() {
+                let trained = uml_core::inspect::inspect(&path)?.context_length;
+                options.n_ctx = Some(uml_core::options::one_shot_n_ctx(
+                    &prompt,
+                    params.max_tokens,
+                    trained,
+                ));
+            }
+            let model = load.load(&path, &options)?;
             let mut out = std::io::stdout().lock();
             let streaming = stream && !json;
             let completion = model.generate(&prompt, &params, None, &mut |piece| {

@@ -28,12 +28,13 @@ fn fixture(name: &str) -> serde_json::Value {
 
 #[test]
 fn run_greedy_prints_llama_cpp_reference_text() {
-    let fx = fixture("smollm2_capital_greedy.json");
-    let n = fx["n_predict"].to_string();
+    // The part of llama.cpp's greedy output that holds on every CPU kernel path.
+    let fx = uml_core::testing::GreedyFixture::load("smollm2_count_greedy.json");
+    let n = fx.n_predict.to_string();
     let out = uml(&[
         "run",
         &smollm2(),
-        fx["prompt"].as_str().unwrap(),
+        &fx.prompt,
         "--temperature",
         "0",
         "--max-tokens",
@@ -47,7 +48,7 @@ fn run_greedy_prints_llama_cpp_reference_text() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(stdout, format!("{}\n", fx["completion"].as_str().unwrap()));
+    assert_eq!(stdout, format!("{}\n", fx.text));
 }
 
 #[test]
@@ -68,6 +69,37 @@ fn run_json_reports_text_finish_reason_and_usage() {
     assert_eq!(v["finish_reason"], "length");
     assert_eq!(v["usage"]["completion_tokens"], 4);
     assert!(v["text"].is_string());
+}
+
+/// Without --ctx, `run` sizes its context from the prompt's bytes and --max-tokens (not the
+/// model's 8,192): a prompt of one token per byte (digits and commas) must still fit.
+#[test]
+fn run_sizes_a_one_shot_context_that_holds_a_dense_prompt() {
+    let prompt = "7,".repeat(300);
+    let out = uml(&[
+        "run",
+        &smollm2(),
+        &prompt,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "8",
+        "--json",
+        "--quiet",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 8);
+    let prompt_tokens = v["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(
+        prompt_tokens >= 590,
+        "a dense prompt: {prompt_tokens} tokens"
+    );
 }
 
 #[test]

@@ -32,6 +32,7 @@ pub mod sampling;
 pub mod stream;
 #[doc(hidden)]
 pub mod testing;
+pub mod trace;
 
 pub use cancel::CancelToken;
 pub use chat::{ChatMessage, ChatTemplate, TemplateOrigin};

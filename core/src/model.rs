@@ -203,6 +203,14 @@ impl Model {
         sink: Sink<'_>,
     ) -> Result<Completion> {
         self.check_generates_text()?;
+        let tokens = self.chat_prompt_tokens(messages)?;
+        let params = self.with_default_seed(params);
+        generate_tokens(self.inner.as_ref(), &tokens, &params, cancel, sink)
+    }
+
+    /// The tokens `chat` evaluates for `messages`: the rendered template, tokenized with BOS
+    /// only where the template did not write it already.
+    pub fn chat_prompt_tokens(&self, messages: &[ChatMessage]) -> Result<Vec<Token>> {
         let prompt = self.render_chat(messages, true)?;
         // Templates usually write the BOS token themselves; adding another would double it.
         let add_special = !self
@@ -210,9 +218,7 @@ impl Model {
             .bos_token
             .as_deref()
             .is_some_and(|bos| !bos.is_empty() && prompt.starts_with(bos));
-        let tokens = self.inner.tokenize(&prompt, add_special)?;
-        let params = self.with_default_seed(params);
-        generate_tokens(self.inner.as_ref(), &tokens, &params, cancel, sink)
+        self.inner.tokenize(&prompt, add_special)
     }
 
     /// One embedding vector per text.

@@ -292,6 +292,26 @@ fn json_type_name(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// Context size for a one-shot generation (one prompt, at most `max_tokens` new tokens) when the
+/// caller gives none: room for exactly that job, rounded up to a multiple of 256 and capped by
+/// the model's trained context. Allocating the model's full context (8,192 tokens and more)
+/// for a single short answer costs time and memory up front for nothing; sessions and loaded
+/// models that serve many requests keep the full default.
+///
+/// Counted before loading, without the tokenizer: every token covers at least one byte of the
+/// text (byte-level BPE and SentencePiece's byte fallback alike), plus a few special tokens
+/// (BOS, a SentencePiece leading space), so `prompt.len() + 8` bounds the prompt's tokens.
+pub fn one_shot_n_ctx(prompt: &str, max_tokens: u32, trained_ctx: Option<u64>) -> u32 {
+    const ROUND: u64 = 256;
+    let needed = prompt.len() as u64 + 8 + u64::from(max_tokens);
+    let rounded = needed.div_ceil(ROUND) * ROUND;
+    let capped = match trained_ctx {
+        Some(t) if t > 0 => rounded.min(t),
+        _ => rounded,
+    };
+    u32::try_from(capped).unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,5 +463,17 @@ mod tests {
         let e = err(r#"{"chat_template": "hi\n{% if x %}"}"#);
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert!(e.message().contains("line"), "{e}");
+    }
+
+    #[test]
+    fn one_shot_context_fits_the_job_not_the_model() {
+        // "Hello" + 1 token: the smallest step, not the model's 8,192.
+        assert_eq!(one_shot_n_ctx("Hello", 1, Some(8192)), 256);
+        // 248 prompt bytes + 8 + 256 = 512 exactly.
+        assert_eq!(one_shot_n_ctx(&"x".repeat(248), 256, Some(8192)), 512);
+        assert_eq!(one_shot_n_ctx(&"x".repeat(249), 256, Some(8192)), 768);
+        // Never more than the model was trained for; unknown trained context: uncapped.
+        assert_eq!(one_shot_n_ctx("Hello", 100_000, Some(8192)), 8192);
+        assert_eq!(one_shot_n_ctx("Hello", 100_000, None), 100_096);
     }
 }

@@ -413,6 +413,9 @@ pub fn write_tiny_hf_folder(dir: &Path) -> Result<()> {
     write_tiny_safetensors(&dir.join("model.safetensors"))
 }
 
+mod greedy_fixture;
+pub use greedy_fixture::GreedyFixture;
+
 /// The repository root (the workspace folder holding `core/`), for tests of every crate.
 pub fn repo_root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

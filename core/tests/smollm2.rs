@@ -19,10 +19,7 @@ fn greedy(max_tokens: u32) -> GenerateParams {
 
 #[test]
 fn greedy_output_matches_llama_cpp_reference() {
-    for fixture in [
-        "smollm2_capital_greedy.json",
-        "smollm2_fibonacci_greedy.json",
-    ] {
+    for fixture in ["smollm2_count_greedy.json", "smollm2_code_greedy.json"] {
         let reference = reference(fixture);
         let out = smollm2()
             .complete(&reference.prompt, &greedy(reference.n_predict))
@@ -34,6 +31,24 @@ fn greedy_output_matches_llama_cpp_reference() {
         );
         assert_eq!(out.finish_reason, FinishReason::Length, "{fixture}");
     }
+}
+
+/// The trace that records the fixtures' margins picks exactly what greedy `generate` picks.
+#[test]
+fn greedy_trace_follows_greedy_generation_and_reports_margins() {
+    let model = smollm2();
+    let reference = reference("smollm2_count_greedy.json");
+    let tokens = model.tokenize(&reference.prompt, true).unwrap();
+    let n = reference.n_predict;
+    let steps = uml_core::trace::greedy_trace(model, &tokens, n).unwrap();
+    assert_eq!(steps.len(), n as usize);
+    assert!(steps
+        .iter()
+        .all(|s| s.margin >= 0.0 && s.token != s.runner_up));
+    let traced: String = steps.iter().map(|s| s.text.as_str()).collect();
+    let generated = model.complete(&reference.prompt, &greedy(n)).unwrap().text;
+    assert_eq!(traced, generated);
+    assert_eq!(traced, reference.text);
 }
 
 #[test]
@@ -259,7 +274,8 @@ fn logit_bias_and_grammar_shape_the_output() {
 fn chat_uses_the_models_template_and_matches_llama_cpp() {
     let model = smollm2();
     let fixture = reference("smollm2_chat_greedy.json");
-    let messages = vec![ChatMessage::new("user", "What is the capital of France?")];
+    let messages: Vec<ChatMessage> =
+        serde_json::from_str(fixture.messages.as_deref().expect("a chat fixture")).unwrap();
     let rendered = model.render_chat(&messages, true).unwrap();
     assert_eq!(rendered, fixture.prompt);
     assert!(rendered.starts_with("<|im_start|>system\n"), "{rendered:?}");

@@ -159,8 +159,9 @@ fn run(program: &Path, args: &[&std::ffi::OsStr], stdin: Option<&str>) -> Output
     output
 }
 
-/// A greedy reference: what llama.cpp's own `llama-simple` printed for a prompt (recorded
-/// with its command in the fixture). `input` is the prompt, or the chat messages as JSON.
+/// A greedy reference recorded from llama.cpp on several CPU kernel paths, cut to the prefix
+/// that holds on every one of them (`uml_core::testing::GreedyFixture`). `input` is the prompt,
+/// or the chat messages as JSON.
 struct Reference {
     input: String,
     n_predict: String,
@@ -168,17 +169,11 @@ struct Reference {
 }
 
 fn reference(fixture: &str) -> Reference {
-    let path = repo_root().join("tests/fixtures").join(fixture);
-    let raw = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let v: serde_json::Value = serde_json::from_str(&raw).expect("fixture is JSON");
-    let input = match v.get("messages") {
-        Some(messages) => messages.to_string(),
-        None => v["prompt"].as_str().expect("prompt").to_string(),
-    };
+    let f = uml_core::testing::GreedyFixture::load(fixture);
     Reference {
-        input,
-        n_predict: v["n_predict"].as_u64().expect("n_predict").to_string(),
-        completion: v["completion"].as_str().expect("completion").to_string(),
+        input: f.messages.unwrap_or(f.prompt),
+        n_predict: f.n_predict.to_string(),
+        completion: f.text,
     }
 }
 
@@ -208,7 +203,7 @@ fn cpp_wrapper_from_cpp() {
 #[test]
 fn smollm2_from_c_matches_reference_shared_and_static() {
     let model = model_path(SMOLLM2);
-    let r = reference("smollm2_capital_greedy.json");
+    let r = reference("smollm2_count_greedy.json");
     let chat = reference("smollm2_chat_greedy.json");
     let dir = scratch("smollm2");
     for link in [Link::Shared, Link::Static] {
@@ -238,7 +233,7 @@ fn thousand_load_free_cycles_keep_rss_flat() {
 #[test]
 fn c_example_streams_the_reference_completion() {
     let model = model_path(SMOLLM2);
-    let r = reference("smollm2_capital_greedy.json");
+    let r = reference("smollm2_count_greedy.json");
     let exe = scratch("examples").join("generate");
     compile(
         &repo_root().join("examples/c/generate.c"),

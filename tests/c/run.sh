@@ -5,7 +5,10 @@
 #   2. examples/c/generate.c built with `pkg-config --cflags --libs uml` and run;
 #   3. examples/cpp/chat.cpp and a static generate built with CMake's find_package(uml)
 #      (uml::uml, uml::uml_static) and run;
-#   4. a load -> generate -> free program under valgrind (on a portable x86-64-v3 build:
+#   4. tests/c/test_smollm2.c against the greedy fixtures again, on the portable x86-64-v3 build
+#      (AVX2 kernels; the cargo tests used the native ones), so a fixture that holds on one CPU
+#      kernel path only fails here (tests/fixtures/README.md);
+#   5. a load -> generate -> free program under valgrind (on that x86-64-v3 build:
 #      valgrind cannot execute the native build's AVX-512): no definite or indirect leaks, no
 #      memory errors (suppressions: tests/c/valgrind.supp, each with its reason); and the same
 #      program on the native build under LeakSanitizer, with a negative control.
@@ -58,7 +61,7 @@ fi
 "$TMP/cmake-build/generate_static" "$MODEL" "$PROMPT" 8 >"$TMP/static.out" 2>/dev/null
 cmp "$TMP/generate.out" "$TMP/static.out"
 
-echo "== valgrind: load -> generate -> free on a portable build, no leaks and no memory errors"
+echo "== build the portable (x86-64-v3) libuml"
 # The native build (target-cpu=native) executes AVX-512 on CPUs that have it, which valgrind
 # 3.19 does not implement. The same code built for x86-64-v3 (AVX2, what a portable wheel or
 # npm package would ship) runs under valgrind; it lives in its own target dir, so it compiles
@@ -70,6 +73,27 @@ cp "$ROOT/target/portable/release/libuml.so" "$TMP/portable/libuml.so.1"
 ln -sf libuml.so.1 "$TMP/portable/libuml.so"
 cc -std=c11 -g -Iinclude examples/c/generate.c -L"$TMP/portable" -luml \
     -Wl,--disable-new-dtags,-rpath,"$TMP/portable" -o "$TMP/generate_portable"
+echo "== greedy fixtures on a second CPU kernel path: tests/c/test_smollm2.c on the x86-64-v3 libuml"
+# The cargo tests checked the fixtures on this machine's native build (AVX-512 where the CPU
+# has it); the same checks on the AVX2 build make a fixture that only one kernel path
+# satisfies fail here, not on the next user's machine. The trusted prefixes are read as
+# recorded: the Rust and Python tests of this run check them against the per-token margins.
+cc -std=c11 -O1 -g -Wall -Wextra -Werror -Iinclude tests/c/test_smollm2.c -L"$TMP/portable" -luml \
+    -Wl,--disable-new-dtags,-rpath,"$TMP/portable" -lpthread -lm -o "$TMP/test_smollm2_portable"
+fixture_args=()
+while IFS= read -r -d '' arg; do fixture_args+=("$arg"); done < <(python3 - <<'PY'
+import json, sys
+def load(name):
+    return json.load(open(f"tests/fixtures/{name}"))
+c, chat = load("smollm2_count_greedy.json"), load("smollm2_chat_greedy.json")
+args = [c["prompt"], str(c["trusted_tokens"]), c["trusted_completion"],
+        json.dumps(chat["messages"]), str(chat["trusted_tokens"]), chat["trusted_completion"]]
+sys.stdout.write("".join(a + "\0" for a in args))
+PY
+)
+"$TMP/test_smollm2_portable" "$MODEL" "${fixture_args[@]}"
+
+echo "== valgrind: load -> generate -> free on a portable build, no leaks and no memory errors"
 if ! valgrind --error-exitcode=1 --leak-check=full \
     --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
     --suppressions=tests/c/valgrind.supp --num-callers=30 \

@@ -29,9 +29,29 @@ def model_path(name: str = SMOLLM2) -> Path:
 def fixture(name: str) -> Dict[str, Any]:
     path = REPO / "tests" / "fixtures" / name
     if not path.is_file():
-        pytest.fail(f"missing reference fixture {path} (recorded from llama.cpp's llama-simple)")
+        pytest.fail(f"missing reference fixture {path} (see its recording script in tests/fixtures)")
     data: Dict[str, Any] = json.loads(path.read_text())
+    if "tokens" in data:
+        check_greedy_fixture(name, data)
     return data
+
+
+def check_greedy_fixture(name: str, data: Dict[str, Any]) -> None:
+    """Greedy fixtures hold llama.cpp's output on several CPU kernel paths with each position's
+    margin over the runner-up; only the prefix before the first disagreement or near-tie
+    (margin < margin_threshold) holds on every x86-64 CPU. Tests compare `trusted_completion`
+    (`trusted_tokens` tokens): this re-derives both from the tokens, the same rule as
+    uml_core::testing::GreedyFixture, so a hand-edited or too-weak fixture fails."""
+    text, trusted = "", 0
+    for token in data["tokens"]:
+        if not token["same_on_all_paths"] or min(token["margins"].values()) < data["margin_threshold"]:
+            break
+        text += token["text"]
+        trusted += 1
+    if trusted < data["min_trusted_tokens"]:
+        pytest.fail(f"{name}: only {trusted} tokens hold on every CPU path, fewer than min_trusted_tokens")
+    if (trusted, text) != (data["trusted_tokens"], data["trusted_completion"]):
+        pytest.fail(f"{name}: trusted_tokens / trusted_completion disagree with the tokens; record it again")
 
 
 @pytest.fixture(scope="session")

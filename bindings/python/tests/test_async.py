@@ -9,14 +9,14 @@ from typing import List
 import uml
 from conftest import fixture
 
-CAPITAL = fixture("smollm2_capital_greedy.json")
+COUNT = fixture("smollm2_count_greedy.json")
 
 
 def test_agenerate_equals_generate(smollm2: uml.Model) -> None:
     async def main() -> uml.Completion:
-        return await smollm2.agenerate(CAPITAL["prompt"], max_tokens=CAPITAL["n_predict"], temperature=0)
+        return await smollm2.agenerate(COUNT["prompt"], max_tokens=COUNT["trusted_tokens"], temperature=0)
 
-    assert asyncio.run(main()).text == CAPITAL["completion"]
+    assert asyncio.run(main()).text == COUNT["trusted_completion"]
 
 
 def test_astream_pieces_join_and_the_loop_stays_free(smollm2: uml.Model) -> None:
@@ -31,14 +31,14 @@ def test_astream_pieces_join_and_the_loop_stays_free(smollm2: uml.Model) -> None
                 await asyncio.sleep(0.001)
 
         task = asyncio.create_task(ticker())
-        pieces = [p async for p in smollm2.astream(CAPITAL["prompt"], max_tokens=CAPITAL["n_predict"], temperature=0)]
+        pieces = [p async for p in smollm2.astream(COUNT["prompt"], max_tokens=COUNT["trusted_tokens"], temperature=0)]
         reply = await smollm2.achat([{"role": "user", "content": "Hi"}], max_tokens=8, temperature=0)
         done = True
         await task
         assert ticks > 3 and reply.text
         return pieces
 
-    assert "".join(asyncio.run(main())) == CAPITAL["completion"]
+    assert "".join(asyncio.run(main())) == COUNT["trusted_completion"]
 
 
 def test_cancelling_the_task_cancels_the_generation(smollm2: uml.Model) -> None:

@@ -10,51 +10,55 @@ import pytest
 import uml
 from conftest import fixture
 
-CAPITAL = fixture("smollm2_capital_greedy.json")
-FIBONACCI = fixture("smollm2_fibonacci_greedy.json")
+COUNT = fixture("smollm2_count_greedy.json")
+CODE = fixture("smollm2_code_greedy.json")
 CHAT = fixture("smollm2_chat_greedy.json")
 
 
-@pytest.mark.parametrize("ref", [CAPITAL, FIBONACCI], ids=["capital", "fibonacci"])
+@pytest.mark.parametrize("ref", [COUNT, CODE], ids=["count", "code"])
 def test_greedy_generate_equals_llama_cpp(smollm2: uml.Model, ref: Dict[str, Any]) -> None:
-    out = smollm2.generate(ref["prompt"], max_tokens=ref["n_predict"], temperature=0)
+    out = smollm2.generate(ref["prompt"], max_tokens=ref["trusted_tokens"], temperature=0)
     assert isinstance(out, uml.Completion)
-    assert out.text == ref["completion"]
-    assert str(out) == ref["completion"]
+    assert out.text == ref["trusted_completion"]
+    assert str(out) == ref["trusted_completion"]
     assert out.finish_reason == "length"
-    assert out.usage.completion_tokens == ref["n_predict"]
+    assert out.usage.completion_tokens == ref["trusted_tokens"]
     assert out.usage.prompt_tokens == len(smollm2.tokenize(ref["prompt"]))
     assert out.usage.generation_tokens_per_second > 0
 
 
 def test_stream_pieces_join_to_the_same_text(smollm2: uml.Model) -> None:
-    stream = smollm2.stream(CAPITAL["prompt"], max_tokens=CAPITAL["n_predict"], temperature=0)
+    stream = smollm2.stream(COUNT["prompt"], max_tokens=COUNT["trusted_tokens"], temperature=0)
     pieces = list(stream)
     assert len(pieces) > 3 and all(isinstance(p, str) and p for p in pieces)
-    assert "".join(pieces) == CAPITAL["completion"]
+    assert "".join(pieces) == COUNT["trusted_completion"]
     done = stream.completion
-    assert done is not None and done.text == CAPITAL["completion"] and done.finish_reason == "length"
+    assert done is not None and done.text == COUNT["trusted_completion"] and done.finish_reason == "length"
 
 
 def test_stop_strings(smollm2: uml.Model) -> None:
-    out = smollm2.generate(CAPITAL["prompt"], max_tokens=16, temperature=0, stop=["."])
-    assert out.text == CAPITAL["completion"].split(".")[0] == " Paris"
+    # " 5, 6, 7, 8, ...": both stops lie inside the part of the reference that holds on every
+    # CPU path.
+    text, n = COUNT["trusted_completion"], COUNT["trusted_tokens"]
+    assert text.startswith(" 5, 6, 7, 8,")
+    out = smollm2.generate(COUNT["prompt"], max_tokens=n, temperature=0, stop=[","])
+    assert out.text == " 5"
     assert out.finish_reason == "stop"
-    pieces = list(smollm2.stream(CAPITAL["prompt"], max_tokens=16, temperature=0, stop=["United"]))
-    assert "".join(pieces) == CAPITAL["completion"].split("United")[0]
+    pieces = list(smollm2.stream(COUNT["prompt"], max_tokens=n, temperature=0, stop=[" 8"]))
+    assert "".join(pieces) == text.split(" 8")[0] == " 5, 6, 7,"
 
 
 def test_max_tokens(smollm2: uml.Model) -> None:
-    out = smollm2.generate(CAPITAL["prompt"], max_tokens=3, temperature=0)
+    out = smollm2.generate(COUNT["prompt"], max_tokens=3, temperature=0)
     assert out.usage.completion_tokens == 3 and out.finish_reason == "length"
-    assert CAPITAL["completion"].startswith(out.text)
+    assert COUNT["trusted_completion"].startswith(out.text)
 
 
 def test_chat_equals_llama_cpp_on_the_rendered_template(smollm2: uml.Model) -> None:
     assert smollm2.render_chat(CHAT["messages"]) == CHAT["prompt"]
-    reply = smollm2.chat(CHAT["messages"], max_tokens=CHAT["n_predict"], temperature=0)
-    assert reply.text == CHAT["completion"]
-    assert "".join(smollm2.chat_stream(CHAT["messages"], max_tokens=CHAT["n_predict"], temperature=0)) == reply.text
+    reply = smollm2.chat(CHAT["messages"], max_tokens=CHAT["trusted_tokens"], temperature=0)
+    assert reply.text == CHAT["trusted_completion"]
+    assert "".join(smollm2.chat_stream(CHAT["messages"], max_tokens=CHAT["trusted_tokens"], temperature=0)) == reply.text
 
 
 def test_chat_answers_with_a_system_prompt(smollm2: uml.Model) -> None:

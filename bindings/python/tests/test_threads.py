@@ -13,7 +13,7 @@ import pytest
 import uml
 from conftest import fixture
 
-CAPITAL = fixture("smollm2_capital_greedy.json")
+COUNT = fixture("smollm2_count_greedy.json")
 
 
 def test_other_python_threads_run_during_generate(smollm2: uml.Model) -> None:
@@ -49,8 +49,8 @@ def test_breaking_out_of_a_stream_cancels_it(smollm2: uml.Model) -> None:
             break
     assert token.cancelled  # the abandoned iterator was dropped and cancelled its generation
     # The model is usable at once.
-    out = smollm2.generate(CAPITAL["prompt"], max_tokens=CAPITAL["n_predict"], temperature=0)
-    assert out.text == CAPITAL["completion"]
+    out = smollm2.generate(COUNT["prompt"], max_tokens=COUNT["trusted_tokens"], temperature=0)
+    assert out.text == COUNT["trusted_completion"]
 
 
 def test_closing_a_stream_reports_cancelled(smollm2: uml.Model) -> None:
@@ -66,7 +66,7 @@ def test_threads_generate_concurrently_from_one_model(smollm2: uml.Model) -> Non
     results: List[str] = []
 
     def work() -> None:
-        out = smollm2.generate(CAPITAL["prompt"], max_tokens=CAPITAL["n_predict"], temperature=0)
+        out = smollm2.generate(COUNT["prompt"], max_tokens=COUNT["trusted_tokens"], temperature=0)
         results.append(out.text)
 
     threads = [threading.Thread(target=work) for _ in range(3)]
@@ -74,7 +74,7 @@ def test_threads_generate_concurrently_from_one_model(smollm2: uml.Model) -> Non
         t.start()
     for t in threads:
         t.join()
-    assert results == [CAPITAL["completion"]] * 3
+    assert results == [COUNT["trusted_completion"]] * 3
 
 
 def test_with_block_closes_even_when_the_body_raises(smollm2_path: Path) -> None:

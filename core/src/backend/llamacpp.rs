@@ -503,6 +503,18 @@ impl Session for LlamaSession<'_> {
             .ok_or_else(|| Error::internal("session used after its context was returned"))?;
         Ok(self.sampler.sample(&ctx.ctx, idx).0)
     }
+
+    fn logits(&self) -> Result<&[f32]> {
+        // Checked here because llama-cpp-2 panics on a position without logits.
+        if self.last_index < 0 {
+            return Err(Error::internal("logits read before decode"));
+        }
+        let ctx = self
+            .ctx
+            .as_ref()
+            .ok_or_else(|| Error::internal("session used after its context was returned"))?;
+        Ok(ctx.ctx.get_logits_ith(self.last_index))
+    }
 }
 
 impl Drop for LlamaSession<'_> {

@@ -81,6 +81,9 @@ pub trait Session {
     fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()>;
     /// Sample the next token from the last decoded position (the sampler accepts it).
     fn sample(&mut self) -> Result<Token>;
+    /// The raw logits (one per vocabulary entry) of the last decoded position, before any
+    /// sampler touched them.
+    fn logits(&self) -> Result<&[f32]>;
 }
 
 /// The backends compiled into this build, in order of preference.

@@ -9,6 +9,7 @@ use uml_core::Model;
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
+#[allow(unused_imports)]
 pub use uml_core::testing::repo_root;
 
 /// Path of a model fetched by `scripts/fetch-models`; fails the test with the fetch command when
@@ -33,20 +34,11 @@ pub fn smollm2() -> &'static Model {
     })
 }
 
-/// The recorded reference output of llama.cpp's own `llama-simple` (see the fixture's "command").
-pub struct Reference {
-    pub prompt: String,
-    pub n_predict: u32,
-    pub text: String,
-}
+/// A greedy reference recorded from llama.cpp on several CPU kernel paths: generating
+/// `n_predict` tokens of `prompt` must give exactly `text` on any x86-64 CPU (see
+/// `uml_core::testing::GreedyFixture` for how the trusted prefix is chosen).
+pub use uml_core::testing::GreedyFixture as Reference;
 
 pub fn reference(name: &str) -> Reference {
-    let path = repo_root().join("tests/fixtures").join(name);
-    let raw = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let v: serde_json::Value = serde_json::from_str(&raw).expect("fixture is JSON");
-    Reference {
-        prompt: v["prompt"].as_str().expect("prompt").to_string(),
-        n_predict: v["n_predict"].as_u64().expect("n_predict") as u32,
-        text: v["completion"].as_str().expect("completion").to_string(),
-    }
+    Reference::load(name)
 }

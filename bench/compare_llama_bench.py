@@ -20,22 +20,14 @@ Prints a Markdown table (for BENCHMARKS.md) and the raw samples as JSON on stder
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
 import stats  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def find_llama_bench(explicit):
-    if explicit:
-        return explicit
-    tool = os.path.join(ROOT, "..", "shared", "tools", "llama-reference")
-    out = subprocess.run([tool], check=True, capture_output=True, text=True).stdout
-    return os.path.join(out.strip().splitlines()[-1], "llama-bench")
 
 
 def run_uml(uml, model, threads, p, n, reps):
@@ -70,7 +62,7 @@ def main():
     ap.add_argument("--llama-bench")
     args = ap.parse_args()
 
-    llama_bench = find_llama_bench(args.llama_bench)
+    llama_bench = reference.tool("llama-bench", args.llama_bench)
     samples = {"uml": {}, "llama.cpp": {}}
     for _ in range(args.rounds):
         for name, fn, tool in (("uml", run_uml, args.uml), ("llama.cpp", run_reference, llama_bench)):

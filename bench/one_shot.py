@@ -16,29 +16,27 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
 import stats  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def find_reference(explicit):
-    if explicit:
-        return explicit
-    tool = os.path.join(ROOT, "..", "shared", "tools", "llama-reference")
-    out = subprocess.run([tool], check=True, capture_output=True, text=True).stdout
-    return os.path.join(out.strip().splitlines()[-1], "llama-simple")
-
-
 def measure(cmd):
     """(wall seconds, peak RSS in MiB) of one child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    # stderr goes to a file: llama-simple logs more than a pipe holds, and waiting on a child
+    # that blocks on a full pipe never ends.
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        log.seek(0)
+        err = log.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"one_shot: {' '.join(cmd)} failed:\n{err}")
     return wall, usage.ru_maxrss / 1024.0
@@ -55,7 +53,7 @@ def main():
     ap.add_argument("--llama-simple")
     args = ap.parse_args()
 
-    simple = find_reference(args.llama_simple)
+    simple = reference.tool("llama-simple", args.llama_simple)
     uml_cmd = [args.uml, "run", args.model, args.prompt, "--max-tokens", "1", "--temperature", "0",
                "-t", str(args.threads), "--quiet"]
     # llama-simple takes no thread option: it uses llama.cpp's default (GGML_DEFAULT_N_THREADS = 4),

@@ -46,7 +46,10 @@ fn run() -> Result<(), Error> {
     };
     let model = Model::load(model_path, &options, None)?;
     let (rendered, tokens) = match (prompt, chat_user) {
-        (Some(p), None) => (p.clone(), model.tokenize(&p, true)?),
+        (Some(p), None) => {
+            let tokens = model.tokenize(&p, true)?;
+            (p, tokens)
+        }
         (None, Some(user)) => {
             let messages = [ChatMessage::new("user", &user)];
             (

@@ -125,6 +125,9 @@ struct LoadArgs {
     /// KV cache type: f16, q8_0 or q4_0.
     #[arg(long, default_value = "f16")]
     kv_cache_type: String,
+    /// Engine: auto (the preferred one for the format, falling back to the next) or llamacpp.
+    #[arg(long, default_value = "auto")]
+    backend: String,
     /// Hide the loading progress bar.
     #[arg(long)]
     quiet: bool,
@@ -150,7 +153,7 @@ struct SamplingArgs {
     /// Stop when this text is generated (repeatable); it is not printed.
     #[arg(long)]
     stop: Vec<String>,
-    /// A GBNF grammar file constraining the output.
+    /// A grammar file constraining the output: GBNF (llama.cpp's syntax) or llguidance Lark.
     #[arg(long)]
     grammar_file: Option<PathBuf>,
     /// A JSON schema file constraining the output.
@@ -197,6 +200,7 @@ impl LoadArgs {
             n_ubatch: self.batch,
             gpu_layers,
             kv_cache_type: parse_enum::<KvCacheType>("kv-cache-type", &self.kv_cache_type)?,
+            backend: parse_enum("backend", &self.backend)?,
             embeddings,
             ..LoadOptions::default()
         })

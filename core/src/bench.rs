@@ -74,13 +74,12 @@ impl Model {
             ));
         }
         let inner = self.loaded();
-        let params = crate::GenerateParams::greedy();
         let vocab = inner.vocab_size();
         let mut tests = Vec::new();
         // Untimed warm-up, as llama-bench does: one prompt pass and one generated token, so
         // page faults of the mmap'd weights and first-use allocations are not counted.
         {
-            let mut session = inner.new_session(&params)?;
+            let mut session = inner.new_session()?;
             if opts.n_prompt > 0 {
                 decode_prompt(
                     session.as_mut(),
@@ -90,14 +89,14 @@ impl Model {
             }
         }
         if opts.n_gen > 0 {
-            let mut session = inner.new_session(&params)?;
+            let mut session = inner.new_session()?;
             session.decode(&bench_tokens(1, vocab), 0)?;
         }
         if opts.n_prompt > 0 {
             let tokens = bench_tokens(opts.n_prompt, vocab);
             let mut samples = Vec::new();
             for _ in 0..opts.repetitions {
-                let mut session = inner.new_session(&params)?;
+                let mut session = inner.new_session()?;
                 let start = Instant::now();
                 decode_prompt(session.as_mut(), &tokens, &|| false)?;
                 samples.push(f64::from(opts.n_prompt) / start.elapsed().as_secs_f64());
@@ -112,7 +111,7 @@ impl Model {
             let tokens = bench_tokens(opts.n_gen, vocab);
             let mut samples = Vec::new();
             for _ in 0..opts.repetitions {
-                let mut session = inner.new_session(&params)?;
+                let mut session = inner.new_session()?;
                 let start = Instant::now();
                 for (pos, &t) in tokens.iter().enumerate() {
                     session.decode(&[t], pos as u32)?;

@@ -208,21 +208,51 @@ impl EstimateOptions {
     }
 }
 
+/// A backend's memory model: what running a model with some options would take. The helpers
+/// below (GPU layers, the largest context, the fit check) work for any backend's.
+pub type Estimator<'a> = &'a dyn Fn(&ModelInfo, &EstimateOptions) -> Result<MemoryEstimate>;
+
 /// The estimate for loading `info` with `options` on `hw` (`gpu_layers: "auto"` = the most
-/// that fit on its GPUs): what `uml_estimate`, Python's `uml.estimate` and the load itself use.
+/// that fit on its GPUs) by the backend a load would pick first: what `uml_estimate`, Python's
+/// `uml.estimate` and the CLI report.
 pub fn for_load_options(
+    info: &ModelInfo,
+    options: &LoadOptions,
+    hw: &Hardware,
+) -> Result<MemoryEstimate> {
+    let candidates = crate::backend::candidates(options.backend);
+    let backend = candidates
+        .iter()
+        .find(|b| b.check(info).is_ok())
+        .or(candidates.first())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "no backend in this build is called {}",
+                    options.backend.as_str()
+                ),
+            )
+        })?;
+    for_backend(&|i, o| backend.estimate(i, o), info, options, hw)
+}
+
+/// `for_load_options` with a given backend's estimator.
+pub fn for_backend(
+    estimator: Estimator<'_>,
     info: &ModelInfo,
     options: &LoadOptions,
     hw: &Hardware,
 ) -> Result<MemoryEstimate> {
     let mut opts = EstimateOptions::from_load_options(options);
     if options.gpu_layers == GpuLayers::Auto {
-        opts.gpu_layers = max_gpu_layers(info, &opts, hw);
+        opts.gpu_layers = max_gpu_layers(estimator, info, &opts, hw);
     }
-    estimate(info, &opts)
+    estimator(info, &opts)
 }
 
-/// Estimate the memory to run `info` with `opts`.
+/// llama.cpp's memory model: the memory to run `info` with `opts` in its buffers (weights as
+/// stored, f16/q8_0/q4_0 KV cells, ggml's compute graph reservation).
 pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstimate> {
     if opts.n_batch == 0 || opts.n_ubatch == 0 {
         return Err(Error::invalid_argument(format!(
@@ -325,7 +355,12 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
 
 /// The most layers that fit in the GPUs' free memory (0 without a GPU). Values above the
 /// block count include the output layer.
-pub fn max_gpu_layers(info: &ModelInfo, opts: &EstimateOptions, hw: &Hardware) -> u32 {
+pub fn max_gpu_layers(
+    estimator: Estimator<'_>,
+    info: &ModelInfo,
+    opts: &EstimateOptions,
+    hw: &Hardware,
+) -> u32 {
     let free = hw.gpu_free_bytes();
     if free == 0 {
         return 0;
@@ -341,7 +376,7 @@ pub fn max_gpu_layers(info: &ModelInfo, opts: &EstimateOptions, hw: &Hardware) -
                 gpu_layers: g,
                 ..*opts
             };
-            estimate(info, &o).is_ok_and(|e| e.device_bytes <= free)
+            estimator(info, &o).is_ok_and(|e| e.device_bytes <= free)
         })
         .unwrap_or(0)
 }
@@ -349,6 +384,7 @@ pub fn max_gpu_layers(info: &ModelInfo, opts: &EstimateOptions, hw: &Hardware) -
 /// The largest context (a multiple of 256, at most the requested or trained one) whose host
 /// memory fits in `available_bytes`; `None` when not even 256 tokens fit.
 pub fn largest_context_that_fits(
+    estimator: Estimator<'_>,
     info: &ModelInfo,
     opts: &EstimateOptions,
     available_bytes: u64,
@@ -358,7 +394,7 @@ pub fn largest_context_that_fits(
             n_ctx: Some(n),
             ..*opts
         };
-        estimate(info, &o).is_ok_and(|e| e.host_bytes <= available_bytes)
+        estimator(info, &o).is_ok_and(|e| e.host_bytes <= available_bytes)
     };
     let upper = effective_n_ctx(info, opts);
     if fits(upper) {
@@ -379,7 +415,12 @@ pub fn largest_context_that_fits(
 }
 
 /// `OutOfMemory` with the numbers and the fixes when `est` does not fit `hw`.
-pub fn check_fits(info: &ModelInfo, est: &MemoryEstimate, hw: &Hardware) -> Result<()> {
+pub fn check_fits(
+    estimator: Estimator<'_>,
+    info: &ModelInfo,
+    est: &MemoryEstimate,
+    hw: &Hardware,
+) -> Result<()> {
     let opts = EstimateOptions {
         n_ctx: Some(est.n_ctx),
         cache_type: est.cache_type,
@@ -389,7 +430,8 @@ pub fn check_fits(info: &ModelInfo, est: &MemoryEstimate, hw: &Hardware) -> Resu
         flash_attention: est.flash_attention,
     };
     if est.host_bytes > hw.available_memory_bytes {
-        let ctx_hint = match largest_context_that_fits(info, &opts, hw.available_memory_bytes) {
+        let largest = largest_context_that_fits(estimator, info, &opts, hw.available_memory_bytes);
+        let ctx_hint = match largest {
             Some(n) if n < est.n_ctx => format!("a smaller n_ctx (about {n} fits)"),
             _ => "a smaller n_ctx".to_string(),
         };
@@ -417,7 +459,7 @@ pub fn check_fits(info: &ModelInfo, est: &MemoryEstimate, hw: &Hardware) -> Resu
         ));
     }
     if est.device_bytes > 0 && est.device_bytes > hw.gpu_free_bytes() {
-        let most = max_gpu_layers(info, &opts, hw);
+        let most = max_gpu_layers(estimator, info, &opts, hw);
         return Err(Error::new(
             ErrorKind::OutOfMemory,
             format!(

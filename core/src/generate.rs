@@ -2,7 +2,7 @@
 //! sampling, UTF-8-safe streaming with stop strings, finish reasons and usage.
 
 use crate::backend::{LoadedModel, Session, Token};
-use crate::sampling::GenerateParams;
+use crate::sampling::{Constraint, GenerateParams, Sampler};
 use crate::stream::{Completion, FinishReason, TextStream, Usage};
 use crate::{CancelToken, Error, ErrorKind, Result};
 use std::time::Instant;
@@ -10,11 +10,13 @@ use std::time::Instant;
 /// Where streamed text goes. Returning `false` stops generation (finish reason `Cancelled`).
 pub type Sink<'a> = &'a mut dyn FnMut(&str) -> bool;
 
-/// Run one generation from already-tokenized `prompt`.
+/// Run one generation from already-tokenized `prompt`; `constraint` is the compiled grammar or
+/// JSON schema of `params`, if any.
 pub(crate) fn generate_tokens(
     model: &dyn LoadedModel,
     prompt: &[Token],
     params: &GenerateParams,
+    constraint: Option<Constraint>,
     cancel: Option<&CancelToken>,
     sink: Sink<'_>,
 ) -> Result<Completion> {
@@ -24,8 +26,10 @@ pub(crate) fn generate_tokens(
             "the prompt is empty: give at least one token of text",
         ));
     }
-    let mut session = model.new_session(params)?;
+    let mut session = model.new_session()?;
     let n_ctx = session.n_ctx() as usize;
+    let mut sampler = Sampler::new(params, model.vocab_size(), session.n_ctx(), constraint)?;
+    sampler.accept_prompt(prompt);
     if prompt.len() >= n_ctx {
         return Err(Error::new(
             ErrorKind::ContextOverflow,
@@ -58,17 +62,18 @@ pub(crate) fn generate_tokens(
         if is_cancelled() {
             break FinishReason::Cancelled;
         }
-        let token = session.sample()?;
+        let token = sampler.sample(session.logits()?)?;
         if model.is_end_of_generation(token) {
             break FinishReason::Stop;
         }
+        sampler.accept(token)?;
         usage.completion_tokens += 1;
         let pushed = stream.push(&model.token_bytes(token));
         if !pushed.text.is_empty() && !sink(&pushed.text) {
             sink_open = false;
             break FinishReason::Cancelled;
         }
-        if pushed.stopped {
+        if pushed.stopped || sampler.is_finished() {
             break FinishReason::Stop;
         }
         if usage.completion_tokens >= params.max_tokens || pos + 1 >= n_ctx {

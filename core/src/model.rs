@@ -1,14 +1,14 @@
 //! `Model`: the one public entry point every host uses. It walks the flow of DESIGN.md:
 //! inspect → estimate → select backend → load (with progress) → generate / chat / embed.
 
-use crate::backend::{self, LoadPlan, LoadedModel, Token};
+use crate::backend::{self, Backend, LoadPlan, LoadedModel, Skipped, Token};
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::estimate::{self, EstimateOptions, MemoryEstimate};
 use crate::generate::{generate_tokens, Sink};
 use crate::hardware::{self, Hardware};
 use crate::inspect::{self, ModelInfo};
 use crate::options::LoadOptions;
-use crate::sampling::GenerateParams;
+use crate::sampling::{Constraint, ConstraintFactory, GenerateParams};
 use crate::stream::Completion;
 use crate::{CancelToken, Error, ErrorKind, Result};
 use serde::Serialize;
@@ -48,8 +48,12 @@ pub struct Model {
     plan: LoadPlan,
     estimate: MemoryEstimate,
     backend: &'static str,
+    skipped: Vec<Skipped>,
     chat_template: std::result::Result<ChatTemplate, Error>,
     default_seed: Option<u32>,
+    /// Built on the first constrained generation: indexing the vocabulary costs milliseconds
+    /// that unconstrained use should not pay.
+    constraints: once_cell::sync::OnceCell<ConstraintFactory>,
 }
 
 impl std::fmt::Debug for Model {
@@ -66,6 +70,8 @@ impl std::fmt::Debug for Model {
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadedInfo<'a> {
     pub backend: &'static str,
+    /// Backends passed over before `backend`, with the reason for each.
+    pub skipped_backends: &'a [Skipped],
     pub plan: &'a LoadPlan,
     pub memory: &'a MemoryEstimate,
     pub model: &'a ModelInfo,
@@ -94,24 +100,90 @@ impl Model {
             return Err(load_cancelled());
         }
         let info = inspect::inspect(path.as_ref())?;
-        let backend = backend::select(&info)?;
         let hw = hardware::detect();
-        let (plan, estimate) = plan_load(&info, options, &hw)?;
         if !progress(LoadStage::Inspect, 1.0) {
             return Err(load_cancelled());
         }
-        let inner = backend.load(&info, &plan, &mut |f| progress(LoadStage::Weights, f))?;
-        progress(LoadStage::Ready, 1.0);
-        let chat_template = chat_template_for(&info, options);
-        Ok(Model {
-            inner: std::mem::ManuallyDrop::new(inner),
+        Model::load_with(
+            backend::candidates(options.backend),
             info,
-            plan,
-            estimate,
-            backend: backend.name(),
-            chat_template,
-            default_seed: options.seed,
-        })
+            options,
+            &hw,
+            progress,
+        )
+    }
+
+    /// The load itself, over an explicit list of candidate backends.
+    pub(crate) fn load_with(
+        candidates: Vec<&dyn Backend>,
+        info: ModelInfo,
+        options: &LoadOptions,
+        hw: &Hardware,
+        progress: ProgressFn<'_>,
+    ) -> Result<Model> {
+        // Try each candidate in turn; a failed check, estimate or load moves on to the next,
+        // and the reasons stay on the model (or make up the error when every one failed).
+        let mut skipped = Vec::new();
+        for backend in candidates {
+            let skip = |stage: &'static str, e: Error| Skipped {
+                backend: backend.name(),
+                stage,
+                kind: e.kind(),
+                reason: e.message().to_string(),
+            };
+            if let Err(e) = backend.check(&info) {
+                skipped.push(skip("check", e));
+                continue;
+            }
+            let (plan, estimate) = match plan_load(backend, &info, options, hw) {
+                Ok(planned) => planned,
+                Err(e) => {
+                    skipped.push(skip("estimate", e));
+                    continue;
+                }
+            };
+            let loaded = backend.load(&info, &plan, &mut |f| progress(LoadStage::Weights, f));
+            let inner = match loaded {
+                Ok(inner) => inner,
+                // A cancelled load is the caller's decision, not a backend's failure.
+                Err(e) if e.kind() == ErrorKind::Cancelled => return Err(e),
+                Err(e) => {
+                    tracing::warn!(backend = backend.name(), error = %e, "load failed; trying the next backend");
+                    skipped.push(skip("load", e));
+                    continue;
+                }
+            };
+            progress(LoadStage::Ready, 1.0);
+            let chat_template = chat_template_for(&info, options);
+            return Ok(Model {
+                inner: std::mem::ManuallyDrop::new(inner),
+                info,
+                plan,
+                estimate,
+                backend: backend.name(),
+                skipped,
+                chat_template,
+                default_seed: options.seed,
+                constraints: once_cell::sync::OnceCell::new(),
+            });
+        }
+        if skipped.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "this build of uml has no {} backend (load option backend = \"{}\"); use \"auto\" \
+                     or a build with that backend's feature",
+                    options.backend.as_str(),
+                    options.backend.as_str()
+                ),
+            ));
+        }
+        Err(backend::no_backend_error(&info.path, &skipped))
+    }
+
+    /// Backends tried before the one that runs this model, and why each was passed over.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     /// What the file is (headers), as inspected before loading.
@@ -138,6 +210,7 @@ impl Model {
     pub fn describe(&self) -> LoadedInfo<'_> {
         LoadedInfo {
             backend: self.backend,
+            skipped_backends: &self.skipped,
             plan: &self.plan,
             memory: &self.estimate,
             model: &self.info,
@@ -175,8 +248,16 @@ impl Model {
     ) -> Result<Completion> {
         self.check_generates_text()?;
         let params = self.with_default_seed(params);
+        let constraint = self.constraint_for(&params)?;
         let tokens = self.inner.tokenize(prompt, true)?;
-        generate_tokens(self.inner.as_ref(), &tokens, &params, cancel, sink)
+        generate_tokens(
+            self.inner.as_ref(),
+            &tokens,
+            &params,
+            constraint,
+            cancel,
+            sink,
+        )
     }
 
     /// `generate` without streaming.
@@ -205,7 +286,15 @@ impl Model {
         self.check_generates_text()?;
         let tokens = self.chat_prompt_tokens(messages)?;
         let params = self.with_default_seed(params);
-        generate_tokens(self.inner.as_ref(), &tokens, &params, cancel, sink)
+        let constraint = self.constraint_for(&params)?;
+        generate_tokens(
+            self.inner.as_ref(),
+            &tokens,
+            &params,
+            constraint,
+            cancel,
+            sink,
+        )
     }
 
     /// The tokens `chat` evaluates for `messages`: the rendered template, tokenized with BOS
@@ -249,6 +338,18 @@ impl Model {
 
     pub(crate) fn loaded(&self) -> &dyn LoadedModel {
         self.inner.as_ref()
+    }
+
+    /// The compiled grammar or JSON schema of `params` (validated first, so a bad parameter is
+    /// reported as such before any grammar work).
+    fn constraint_for(&self, params: &GenerateParams) -> Result<Option<Constraint>> {
+        params.validate()?;
+        if params.grammar.is_none() && params.json_schema.is_none() {
+            return Ok(None);
+        }
+        self.constraints
+            .get_or_try_init(|| ConstraintFactory::new(self.inner.as_ref()))?
+            .for_params(params)
     }
 
     fn with_default_seed(&self, params: &GenerateParams) -> GenerateParams {
@@ -313,12 +414,15 @@ fn chat_template_for(
     }
 }
 
-/// Resolve `LoadOptions` into concrete numbers and check the estimate against free memory.
+/// Resolve `LoadOptions` into concrete numbers for `backend` and check its estimate against
+/// free memory.
 pub fn plan_load(
+    backend: &dyn Backend,
     info: &ModelInfo,
     options: &LoadOptions,
     hw: &Hardware,
 ) -> Result<(LoadPlan, MemoryEstimate)> {
+    let estimator = &|i: &ModelInfo, o: &EstimateOptions| backend.estimate(i, o);
     let threads = options
         .n_threads
         .unwrap_or_else(|| hw.recommended_threads() as u32)
@@ -332,8 +436,12 @@ pub fn plan_load(
             // The model's own context, shrunk (not refused) when that would not fit in memory.
             let wanted = trained_ctx.unwrap_or(4096);
             let est_opts = EstimateOptions::from_load_options(options);
-            let fits =
-                estimate::largest_context_that_fits(info, &est_opts, hw.available_memory_bytes);
+            let fits = estimate::largest_context_that_fits(
+                estimator,
+                info,
+                &est_opts,
+                hw.available_memory_bytes,
+            );
             match fits {
                 Some(f) if f < wanted => {
                     tracing::warn!(
@@ -351,8 +459,8 @@ pub fn plan_load(
         n_ctx: Some(n_ctx),
         ..options.clone()
     };
-    let estimate = estimate::for_load_options(info, &resolved, hw)?;
-    estimate::check_fits(info, &estimate, hw)?;
+    let estimate = estimate::for_backend(estimator, info, &resolved, hw)?;
+    estimate::check_fits(estimator, info, &estimate, hw)?;
     let n_batch = options.n_batch.min(n_ctx).max(1);
     let plan = LoadPlan {
         n_ctx,
@@ -369,3 +477,6 @@ pub fn plan_load(
     };
     Ok((plan, estimate))
 }
+
+#[cfg(test)]
+mod tests;

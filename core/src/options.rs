@@ -5,6 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::backend::BackendChoice;
 use crate::chat::ChatTemplate;
 use crate::error::{Error, Result};
 
@@ -132,6 +133,9 @@ pub struct LoadOptions {
     pub normalize_embeddings: bool,
     /// A Jinja chat template that replaces the model's own.
     pub chat_template: Option<String>,
+    /// Which engine loads the model: `auto` (the default: the preferred one for the format,
+    /// falling back to the next when one fails) or a named backend.
+    pub backend: BackendChoice,
 }
 
 impl Default for LoadOptions {
@@ -150,6 +154,7 @@ impl Default for LoadOptions {
             embeddings: false,
             normalize_embeddings: true,
             chat_template: None,
+            backend: BackendChoice::Auto,
         }
     }
 }
@@ -170,6 +175,7 @@ impl LoadOptions {
         "embeddings",
         "normalize_embeddings",
         "chat_template",
+        "backend",
     ];
 
     /// Parse a JSON object of load options (an empty string, `null` or `{}` gives the
@@ -342,7 +348,8 @@ mod tests {
     #[test]
     fn fields_list_matches_the_struct() {
         let v = serde_json::to_value(LoadOptions::default()).unwrap();
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort_unstable();
         let mut known = LoadOptions::FIELDS.to_vec();
         known.sort_unstable();
         assert_eq!(keys, known);

@@ -37,7 +37,7 @@ pub fn greedy_trace(model: &Model, prompt: &[Token], n_predict: u32) -> Result<V
         return Err(Error::invalid_argument("greedy_trace: the prompt is empty"));
     }
     let loaded = model.loaded();
-    let mut session = loaded.new_session(&crate::GenerateParams::greedy())?;
+    let mut session = loaded.new_session()?;
     let n_ctx = session.n_ctx() as usize;
     if prompt.len() + n_predict as usize > n_ctx {
         return Err(Error::new(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Dict, List, Tuple
 
@@ -125,3 +126,22 @@ def test_info_and_repr(smollm2: uml.Model) -> None:
     assert smollm2.backend
     assert "SmolLM2" in repr(smollm2)
     assert smollm2.memory.host_bytes > 0
+
+
+def test_grammar_and_json_schema_constrain_the_output(smollm2: uml.Model) -> None:
+    out = smollm2.generate("Is the sky blue? Answer:", grammar='root ::= "yes" | "no"', temperature=0)
+    assert out.text in ("yes", "no") and out.finish_reason == "stop"
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    out = smollm2.generate("A number as JSON:", json_schema=schema, max_tokens=32, temperature=0.7, seed=3)
+    assert isinstance(json.loads(out.text)["n"], int)
+    with pytest.raises(uml.InvalidArgumentError, match="line 1"):
+        smollm2.generate("x", grammar='root ::= "unterminated')
+
+
+def test_backend_option_names_the_engine_and_the_skipped_ones(smollm2_path: Any) -> None:
+    with uml.Loader(smollm2_path, n_ctx=256, backend="llamacpp") as m:
+        assert m.backend == "llama.cpp"
+        assert m.skipped_backends == []
+    with pytest.raises(uml.InvalidArgumentError, match="backend"):
+        with uml.Loader(smollm2_path, n_ctx=256, backend="tensorrt"):  # type: ignore[arg-type]  # a wrong value on purpose
+            pass

@@ -4,11 +4,11 @@
 //! borrows a context (KV cache + compute buffers) from a small pool, so concurrent generations
 //! never share state and a finished one hands its context to the next instead of reallocating.
 
-use super::{Backend, LoadPlan, LoadedModel, Session, Token};
+use super::{Backend, BackendChoice, LoadPlan, LoadedModel, Session, Token};
+use crate::estimate::{EstimateOptions, MemoryEstimate};
 use crate::format::Format;
 use crate::inspect::ModelInfo;
 use crate::options::KvCacheType;
-use crate::sampling::GenerateParams;
 use crate::{CancelToken, Error, ErrorKind, Result};
 use llama_cpp_2::context::params::{
     KvCacheType as LlamaKvType, LlamaContextParams, LlamaPoolingType,
@@ -18,8 +18,6 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::sampling::LlamaSampler;
-use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::token::LlamaToken;
 use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
@@ -59,6 +57,14 @@ struct LlamaCppBackend;
 impl Backend for LlamaCppBackend {
     fn name(&self) -> &'static str {
         "llama.cpp"
+    }
+
+    fn choice(&self) -> BackendChoice {
+        BackendChoice::LlamaCpp
+    }
+
+    fn estimate(&self, info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstimate> {
+        crate::estimate::estimate(info, opts)
     }
 
     fn check(&self, info: &ModelInfo) -> Result<()> {
@@ -269,78 +275,6 @@ impl LlamaLoaded {
             pool.push(pooled);
         }
     }
-
-    fn build_sampler(&self, params: &GenerateParams) -> Result<LlamaSampler> {
-        let n_vocab = self.model.n_vocab();
-        let mut chain = Vec::new();
-        if !params.logit_bias.is_empty() {
-            let mut biases = Vec::with_capacity(params.logit_bias.len());
-            for (&token, &bias) in &params.logit_bias {
-                if token < 0 || token >= n_vocab {
-                    return Err(Error::invalid_argument(format!(
-                        "logit_bias: token id {token} is outside the vocabulary (0..{n_vocab})"
-                    )));
-                }
-                biases.push(LlamaLogitBias::new(LlamaToken(token), bias));
-            }
-            chain.push(LlamaSampler::logit_bias(n_vocab, &biases));
-        }
-        let penalties_on = params.repeat_penalty != 1.0
-            || params.frequency_penalty != 0.0
-            || params.presence_penalty != 0.0;
-        if penalties_on {
-            // llama.cpp's -1 ("the whole context") is resolved here; the sampler wants a count.
-            let last_n = if params.repeat_last_n < 0 {
-                i32::try_from(self.plan.n_ctx).unwrap_or(i32::MAX)
-            } else {
-                params.repeat_last_n
-            };
-            chain.push(LlamaSampler::penalties(
-                n_vocab,
-                last_n,
-                params.repeat_penalty,
-                params.frequency_penalty,
-                params.presence_penalty,
-            ));
-        }
-        let grammar = match (&params.grammar, &params.json_schema) {
-            (Some(g), _) => Some(g.clone()),
-            (None, Some(schema)) => Some(
-                llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
-                    Error::invalid_argument(format!(
-                        "json_schema: cannot convert it to a grammar: {e}"
-                    ))
-                })?,
-            ),
-            (None, None) => None,
-        };
-        if let Some(grammar) = grammar {
-            let sampler = LlamaSampler::grammar(&self.model, &grammar, "root").map_err(|e| {
-                Error::invalid_argument(format!(
-                    "grammar: llama.cpp rejected the GBNF grammar ({e}); it needs a `root` rule"
-                ))
-            })?;
-            chain.push(sampler);
-        }
-        if params.is_greedy() {
-            chain.push(LlamaSampler::greedy());
-        } else {
-            if params.top_k > 0 {
-                chain.push(LlamaSampler::top_k(params.top_k));
-            }
-            if params.top_p < 1.0 {
-                chain.push(LlamaSampler::top_p(params.top_p, 1));
-            }
-            if params.min_p > 0.0 {
-                chain.push(LlamaSampler::min_p(params.min_p, 1));
-            }
-            chain.push(LlamaSampler::temp(params.temperature));
-            // llama.cpp's LLAMA_DEFAULT_SEED (u32::MAX) asks its dist sampler for a random seed.
-            let seed = params.seed.unwrap_or(u32::MAX);
-            chain.push(LlamaSampler::dist(seed));
-        }
-        Ok(LlamaSampler::chain_simple(chain))
-    }
 }
 
 impl LoadedModel for LlamaLoaded {
@@ -358,6 +292,15 @@ impl LoadedModel for LlamaLoaded {
             .token_to_piece(LlamaToken(token), false, None)
     }
 
+    fn special_token_text(&self, token: Token) -> Vec<u8> {
+        if !self.model.vocab().is_control(LlamaToken(token)) {
+            return Vec::new();
+        }
+        self.model
+            .vocab()
+            .token_to_piece(LlamaToken(token), true, None)
+    }
+
     fn is_end_of_generation(&self, token: Token) -> bool {
         self.model.vocab().is_eog(LlamaToken(token))
     }
@@ -366,14 +309,12 @@ impl LoadedModel for LlamaLoaded {
         u32::try_from(self.model.n_vocab()).unwrap_or(0)
     }
 
-    fn new_session(&self, params: &GenerateParams) -> Result<Box<dyn Session + '_>> {
-        let sampler = self.build_sampler(params)?;
+    fn new_session(&self) -> Result<Box<dyn Session + '_>> {
         let ctx = self.take_context(false)?;
         let n_batch = self.plan.n_batch;
         Ok(Box::new(LlamaSession {
             owner: self,
             ctx: Some(ctx),
-            sampler,
             batch: LlamaBatch::new(n_batch as usize, 1),
             last_index: -1,
         }))
@@ -442,7 +383,6 @@ impl LoadedModel for LlamaLoaded {
 struct LlamaSession<'m> {
     owner: &'m LlamaLoaded,
     ctx: Option<PooledContext>,
-    sampler: LlamaSampler,
     batch: LlamaBatch<'static>,
     last_index: i32,
 }
@@ -490,18 +430,6 @@ impl Session for LlamaSession<'_> {
         })?;
         self.last_index = last as i32;
         Ok(())
-    }
-
-    fn sample(&mut self) -> Result<Token> {
-        if self.last_index < 0 {
-            return Err(Error::internal("sample called before decode"));
-        }
-        let idx = self.last_index;
-        let ctx = self
-            .ctx
-            .as_ref()
-            .ok_or_else(|| Error::internal("session used after its context was returned"))?;
-        Ok(self.sampler.sample(&ctx.ctx, idx).0)
     }
 
     fn logits(&self) -> Result<&[f32]> {

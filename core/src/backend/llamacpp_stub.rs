@@ -1,7 +1,8 @@
 //! Stand-in for the llama.cpp backend in builds without the `llamacpp` feature: it refuses
 //! every model with `Unsupported`, naming the feature, so callers need no `cfg`.
 
-use super::{Backend, LoadPlan, LoadedModel};
+use super::{Backend, BackendChoice, LoadPlan, LoadedModel};
+use crate::estimate::{EstimateOptions, MemoryEstimate};
 use crate::inspect::ModelInfo;
 use crate::{Error, ErrorKind, Result};
 
@@ -25,7 +26,15 @@ impl Backend for LlamaCppStub {
         "llama.cpp"
     }
 
+    fn choice(&self) -> BackendChoice {
+        BackendChoice::LlamaCpp
+    }
+
     fn check(&self, _info: &ModelInfo) -> Result<()> {
+        Err(not_compiled())
+    }
+
+    fn estimate(&self, _info: &ModelInfo, _opts: &EstimateOptions) -> Result<MemoryEstimate> {
         Err(not_compiled())
     }
 

@@ -1,6 +1,6 @@
 //! Backends: the engines that actually run a model (llama.cpp for GGUF; candle and remote
-//! later). Core owns the flow (inspect, estimate, select, the generation loop); a backend only
-//! loads weights, tokenizes, decodes batches and samples.
+//! later). Core owns the flow (inspect, estimate, select, the generation loop, sampling); a
+//! backend only loads weights, tokenizes, decodes batches and exposes the logits.
 
 #[cfg(feature = "llamacpp")]
 mod llamacpp;
@@ -8,11 +8,11 @@ mod llamacpp;
 #[path = "llamacpp_stub.rs"]
 mod llamacpp;
 
+use crate::estimate::{EstimateOptions, MemoryEstimate};
 use crate::inspect::ModelInfo;
 use crate::options::KvCacheType;
-use crate::sampling::GenerateParams;
 use crate::{CancelToken, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A token id in the model's vocabulary.
 pub type Token = i32;
@@ -39,9 +39,14 @@ pub struct LoadPlan {
 pub trait Backend: Send + Sync {
     /// Short stable name ("llama.cpp").
     fn name(&self) -> &'static str;
+    /// The `backend` load option that asks for this backend.
+    fn choice(&self) -> BackendChoice;
     /// `Ok` if this backend can load the model, else why not (recorded when selection falls
     /// through to the next backend).
     fn check(&self, info: &ModelInfo) -> Result<()>;
+    /// The memory this backend would take to run `info` with `opts` (its own weights layout,
+    /// KV cache and compute buffers).
+    fn estimate(&self, info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstimate>;
     /// Load the weights. `progress` gets fractions in 0..=1 and returns false to abort the load
     /// (which then fails with `Cancelled`).
     fn load(
@@ -61,29 +66,63 @@ pub trait LoadedModel: Send + Sync {
     /// The raw bytes a token stands for (may be part of a UTF-8 character). Control tokens
     /// render as nothing.
     fn token_bytes(&self, token: Token) -> Vec<u8>;
+    /// The text of a control token (`<|im_end|>`), empty for other tokens; grammars use it to
+    /// name control tokens.
+    fn special_token_text(&self, token: Token) -> Vec<u8>;
     /// True for end-of-generation tokens (EOS, EOT, <|im_end|>, ...).
     fn is_end_of_generation(&self, token: Token) -> bool;
     fn vocab_size(&self) -> u32;
-    /// A fresh generation state with the sampler chain built from `params`.
-    fn new_session(&self, params: &GenerateParams) -> Result<Box<dyn Session + '_>>;
+    /// A fresh generation state (an empty KV cache).
+    fn new_session(&self) -> Result<Box<dyn Session + '_>>;
     /// Embed one text (pooled, L2-normalised if the plan says so).
     fn embed(&self, text: &str, cancel: Option<&CancelToken>) -> Result<Vec<f32>>;
     /// Width of the vectors `embed` returns.
     fn embedding_size(&self) -> usize;
 }
 
-/// One generation's state: a context with its KV cache and a sampler.
+/// One generation's state: a context with its KV cache. Sampling is core's (`Sampler`).
 pub trait Session {
     fn n_ctx(&self) -> u32;
     /// The most tokens one `decode` call may take.
     fn n_batch(&self) -> u32;
     /// Evaluate `tokens` at positions `first_pos..`; logits are kept for the last token only.
     fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()>;
-    /// Sample the next token from the last decoded position (the sampler accepts it).
-    fn sample(&mut self) -> Result<Token>;
     /// The raw logits (one per vocabulary entry) of the last decoded position, before any
     /// sampler touched them.
     fn logits(&self) -> Result<&[f32]>;
+}
+
+/// Which engine loads a model: the `backend` load option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum BackendChoice {
+    /// The preferred engine for the format and hardware, falling back to the next one when a
+    /// check, the memory estimate or the load itself fails. JSON: `"auto"`.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// llama.cpp (GGUF). JSON: `"llamacpp"`.
+    #[serde(rename = "llamacpp")]
+    LlamaCpp,
+}
+
+impl BackendChoice {
+    /// The JSON / CLI spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::LlamaCpp => "llamacpp",
+        }
+    }
+}
+
+/// A backend that was not used for a model, and why (kept on the model: `Model::skipped`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Skipped {
+    pub backend: &'static str,
+    /// Where it failed: "check", "estimate" or "load".
+    pub stage: &'static str,
+    pub kind: crate::ErrorKind,
+    pub reason: String,
 }
 
 /// The backends compiled into this build, in order of preference.
@@ -91,31 +130,35 @@ pub fn registry() -> Vec<&'static dyn Backend> {
     vec![llamacpp::backend()]
 }
 
-/// Pick the first backend that can load `info`; if none can, the error lists every reason.
-pub fn select(info: &ModelInfo) -> Result<&'static dyn Backend> {
-    let mut reasons = Vec::new();
-    for backend in registry() {
-        match backend.check(info) {
-            Ok(()) => return Ok(backend),
-            Err(e) => reasons.push((backend.name(), e)),
-        }
+/// The backends to try, in order: the one `choice` names, or with `auto` every compiled-in
+/// backend in order of preference.
+pub fn candidates(choice: BackendChoice) -> Vec<&'static dyn Backend> {
+    registry()
+        .into_iter()
+        .filter(|b| choice == BackendChoice::Auto || b.choice() == choice)
+        .collect()
+}
+
+/// The error when no candidate could load the model: a single candidate keeps its own error
+/// (kind and message); several are summarised, keeping the kind when they all agree.
+pub(crate) fn no_backend_error(path: &std::path::Path, skipped: &[Skipped]) -> crate::Error {
+    if let [only] = skipped {
+        return crate::Error::new(only.kind, only.reason.clone());
     }
-    // A single candidate keeps its own error kind and message; several are summarised.
-    if reasons.len() == 1 {
-        if let Some((_, e)) = reasons.pop() {
-            return Err(e);
-        }
-    }
-    let summary: Vec<String> = reasons
+    let kind = match skipped.first() {
+        Some(first) if skipped.iter().all(|s| s.kind == first.kind) => first.kind,
+        _ => crate::ErrorKind::Unsupported,
+    };
+    let summary: Vec<String> = skipped
         .iter()
-        .map(|(name, e)| format!("{name}: {e}"))
+        .map(|s| format!("{} ({}): {}", s.backend, s.stage, s.reason))
         .collect();
-    Err(crate::Error::new(
-        crate::ErrorKind::Unsupported,
+    crate::Error::new(
+        kind,
         format!(
-            "no backend in this build can load {}: {}",
-            info.path.display(),
+            "no backend in this build could load {}: {}",
+            path.display(),
             summary.join("; ")
         ),
-    ))
+    )
 }

@@ -220,9 +220,12 @@ fn fits_and_max_gpu_layers() {
     let e = estimate(&info, &ctx(2048)).unwrap();
     assert!(e.fits(&hw(e.host_bytes, None)));
     assert!(!e.fits(&hw(e.host_bytes - 1, None)));
-    assert_eq!(max_gpu_layers(&info, &ctx(2048), &hw(1 << 40, None)), 0);
     assert_eq!(
-        max_gpu_layers(&info, &ctx(2048), &hw(1 << 40, Some(80 << 30))),
+        max_gpu_layers(&estimate, &info, &ctx(2048), &hw(1 << 40, None)),
+        0
+    );
+    assert_eq!(
+        max_gpu_layers(&estimate, &info, &ctx(2048), &hw(1 << 40, Some(80 << 30))),
         31
     );
     let ten = estimate(
@@ -233,7 +236,12 @@ fn fits_and_max_gpu_layers() {
         },
     )
     .unwrap();
-    let g = max_gpu_layers(&info, &ctx(2048), &hw(1 << 40, Some(ten.device_bytes)));
+    let g = max_gpu_layers(
+        &estimate,
+        &info,
+        &ctx(2048),
+        &hw(1 << 40, Some(ten.device_bytes)),
+    );
     assert_eq!(g, 10);
     assert!(ten.fits(&hw(1 << 40, Some(ten.device_bytes))));
     assert!(!ten.fits(&hw(1 << 40, Some(ten.device_bytes - 1))));
@@ -245,29 +253,35 @@ fn largest_context() {
     let opts = EstimateOptions::default();
     let at = |n: u32| estimate(&info, &ctx(n)).unwrap().host_bytes;
     assert_eq!(
-        largest_context_that_fits(&info, &opts, at(8192)),
+        largest_context_that_fits(&estimate, &info, &opts, at(8192)),
         Some(8192)
     );
     assert_eq!(
-        largest_context_that_fits(&info, &opts, u64::MAX),
+        largest_context_that_fits(&estimate, &info, &opts, u64::MAX),
         Some(8192)
     );
     assert_eq!(
-        largest_context_that_fits(&info, &opts, at(4096)),
+        largest_context_that_fits(&estimate, &info, &opts, at(4096)),
         Some(4096)
     );
     assert_eq!(
-        largest_context_that_fits(&info, &opts, at(4096) + 1),
+        largest_context_that_fits(&estimate, &info, &opts, at(4096) + 1),
         Some(4096)
     );
     assert_eq!(
-        largest_context_that_fits(&info, &opts, at(4352) - 1),
+        largest_context_that_fits(&estimate, &info, &opts, at(4352) - 1),
         Some(4096)
     );
-    assert_eq!(largest_context_that_fits(&info, &opts, at(256)), Some(256));
-    assert_eq!(largest_context_that_fits(&info, &opts, at(256) - 1), None);
     assert_eq!(
-        largest_context_that_fits(&info, &ctx(1024), u64::MAX),
+        largest_context_that_fits(&estimate, &info, &opts, at(256)),
+        Some(256)
+    );
+    assert_eq!(
+        largest_context_that_fits(&estimate, &info, &opts, at(256) - 1),
+        None
+    );
+    assert_eq!(
+        largest_context_that_fits(&estimate, &info, &ctx(1024), u64::MAX),
         Some(1024)
     );
 }
@@ -276,9 +290,9 @@ fn largest_context() {
 fn check_fits_names_the_numbers_and_the_fixes() {
     let info = smollm2();
     let e = estimate(&info, &ctx(8192)).unwrap();
-    assert!(check_fits(&info, &e, &hw(e.host_bytes, None)).is_ok());
+    assert!(check_fits(&estimate, &info, &e, &hw(e.host_bytes, None)).is_ok());
     let available = estimate(&info, &ctx(2048)).unwrap().host_bytes;
-    let err = check_fits(&info, &e, &hw(available, None)).unwrap_err();
+    let err = check_fits(&estimate, &info, &e, &hw(available, None)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfMemory);
     let m = err.message();
     for needle in [
@@ -302,7 +316,7 @@ fn check_fits_names_the_numbers_and_the_fixes() {
         },
     )
     .unwrap();
-    let err = check_fits(&info, &g, &hw(1 << 40, Some(g.device_bytes / 2))).unwrap_err();
+    let err = check_fits(&estimate, &info, &g, &hw(1 << 40, Some(g.device_bytes / 2))).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfMemory);
     assert!(err.message().contains("gpu_layers"), "{err}");
 }

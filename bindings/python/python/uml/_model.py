@@ -74,6 +74,7 @@ class Model:
         self._memory = MemoryEstimate(described["memory"])
         self._plan: Dict[str, Any] = described["plan"]
         self._backend: str = described["backend"]
+        self._skipped: List[Dict[str, str]] = described["skipped_backends"]
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -120,7 +121,14 @@ class Model:
 
     @property
     def backend(self) -> str:
+        """The engine running the model ("llama.cpp")."""
         return self._backend
+
+    @property
+    def skipped_backends(self) -> List[Dict[str, str]]:
+        """Backends passed over before :attr:`backend`, each with ``backend``, ``stage``
+        ("check", "estimate" or "load"), ``kind`` (the error kind) and ``reason``."""
+        return [dict(s) for s in self._skipped]
 
     @property
     def path(self) -> str:

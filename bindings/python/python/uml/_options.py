@@ -32,6 +32,9 @@ class LoadOptions(TypedDict, total=False):
     """L2-normalise embeddings (default True)."""
     chat_template: Optional[str]
     """A Jinja chat template replacing the model's own."""
+    backend: Literal["auto", "llamacpp"]
+    """The engine: "auto" (default: the preferred one, falling back to the next when one
+    fails; ``Model.info()["skipped_backends"]`` says why) or a named one."""
 
 
 class GenerateOptions(TypedDict, total=False):
@@ -54,7 +57,7 @@ class GenerateOptions(TypedDict, total=False):
     logit_bias: Mapping[int, float]
     """Token id -> bias added to its logit."""
     grammar: Optional[str]
-    """A GBNF grammar constraining the output."""
+    """A grammar constraining the output: GBNF (llama.cpp's syntax) or llguidance Lark."""
     json_schema: Optional[Mapping[str, Any]]
     """A JSON schema constraining the output."""
 

@@ -32,17 +32,18 @@ pub struct GenerateParams {
     pub frequency_penalty: f32,
     /// OpenAI-style presence penalty, in [-2, 2].
     pub presence_penalty: f32,
-    /// Seed for the sampler; `None` = the model's default seed, else random per call.
+    /// Seed for the sampler; `None` = the model's default seed, else random per call. The same
+    /// seed, parameters and prompt give the same tokens in every backend and uml version.
     pub seed: Option<u32>,
     /// Stop generating when any of these strings appears; it is not part of the output.
     pub stop: Vec<String>,
     /// Bias added to a token's logit (token id -> bias; `f32::NEG_INFINITY` bans the token).
     /// In JSON the keys are strings of integers: `{"15043": -100}`.
     pub logit_bias: BTreeMap<i32, f32>,
-    /// A GBNF grammar constraining the output.
+    /// A grammar constraining the output: GBNF (llama.cpp's syntax, starting at `root`), or
+    /// llguidance's Lark syntax (starting at `start`, or with a `%llguidance` header).
     pub grammar: Option<String>,
-    /// A JSON schema constraining the output (the backend converts it to a grammar). Not
-    /// together with `grammar`.
+    /// A JSON schema constraining the output. Not together with `grammar`.
     pub json_schema: Option<serde_json::Value>,
 }
 
@@ -213,8 +214,7 @@ impl GenerateParams {
         }
         if self.grammar.is_some() && self.json_schema.is_some() {
             return Err(Error::invalid_argument(
-                "generate parameters grammar and json_schema were both given: pass only one \
-                 (json_schema is converted to a grammar)",
+                "generate parameters grammar and json_schema were both given: pass only one",
             ));
         }
         Ok(())
@@ -260,7 +260,8 @@ mod tests {
     #[test]
     fn fields_list_matches_the_struct() {
         let v = serde_json::to_value(GenerateParams::default()).unwrap();
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort_unstable();
         let mut known = GenerateParams::FIELDS.to_vec();
         known.sort_unstable();
         assert_eq!(keys, known);

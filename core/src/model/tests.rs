@@ -1,0 +1,181 @@
+//! Backend selection with fallback, on a tiny real GGUF run by the real llama.cpp backend, behind
+//! stand-in backends that fail at each stage the way a real one can.
+
+use super::*;
+use crate::backend::{BackendChoice, LoadedModel};
+use crate::estimate::EstimateOptions;
+
+/// A backend that passes or fails `check` and always fails `load` (as one out of memory, or
+/// missing a kernel for this CPU, would).
+struct Failing {
+    check_ok: bool,
+    kind: ErrorKind,
+}
+
+impl Backend for Failing {
+    fn name(&self) -> &'static str {
+        "failing"
+    }
+    fn choice(&self) -> BackendChoice {
+        BackendChoice::Auto
+    }
+    fn check(&self, _info: &ModelInfo) -> Result<()> {
+        if self.check_ok {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Unsupported,
+                "failing: this format is not mine",
+            ))
+        }
+    }
+    fn estimate(&self, info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstimate> {
+        estimate::estimate(info, opts)
+    }
+    fn load(
+        &self,
+        _info: &ModelInfo,
+        _plan: &LoadPlan,
+        _progress: &mut dyn FnMut(f32) -> bool,
+    ) -> Result<Box<dyn LoadedModel>> {
+        Err(Error::new(
+            self.kind,
+            "failing: could not allocate the weights",
+        ))
+    }
+}
+
+fn tiny() -> (tempfile::TempDir, ModelInfo) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    crate::testing::write_tiny_llama_gguf(&path, 1).unwrap();
+    let info = inspect::inspect(&path).unwrap();
+    (dir, info)
+}
+
+fn load(candidates: Vec<&dyn Backend>, info: ModelInfo) -> Result<Model> {
+    let options = LoadOptions {
+        n_ctx: Some(64),
+        ..LoadOptions::default()
+    };
+    Model::load_with(
+        candidates,
+        info,
+        &options,
+        &hardware::detect(),
+        &mut |_, _| true,
+    )
+}
+
+#[cfg(feature = "llamacpp")]
+#[test]
+fn a_failed_load_falls_through_to_the_next_backend_and_the_reason_is_kept() {
+    let (_dir, info) = tiny();
+    let first = Failing {
+        check_ok: true,
+        kind: ErrorKind::OutOfMemory,
+    };
+    let llama = backend::registry()[0];
+    let model = load(vec![&first, llama], info).unwrap();
+    assert_eq!(model.backend(), "llama.cpp");
+    assert_eq!(
+        model.skipped(),
+        [Skipped {
+            backend: "failing",
+            stage: "load",
+            kind: ErrorKind::OutOfMemory,
+            reason: "failing: could not allocate the weights".into(),
+        }]
+    );
+    let json = serde_json::to_value(model.describe()).unwrap();
+    assert_eq!(json["backend"], "llama.cpp");
+    assert_eq!(json["skipped_backends"][0]["stage"], "load");
+    assert_eq!(json["skipped_backends"][0]["kind"], "out_of_memory");
+    // The model that loaded works.
+    assert!(model
+        .complete(
+            "a",
+            &GenerateParams {
+                max_tokens: 2,
+                ..GenerateParams::greedy()
+            }
+        )
+        .is_ok());
+}
+
+#[cfg(feature = "llamacpp")]
+#[test]
+fn a_failed_check_is_recorded_too() {
+    let (_dir, info) = tiny();
+    let first = Failing {
+        check_ok: false,
+        kind: ErrorKind::Backend,
+    };
+    let model = load(vec![&first, backend::registry()[0]], info).unwrap();
+    assert_eq!(model.skipped().len(), 1);
+    assert_eq!(model.skipped()[0].stage, "check");
+    assert_eq!(model.skipped()[0].kind, ErrorKind::Unsupported);
+}
+
+#[test]
+fn when_every_backend_fails_the_error_names_each_reason() {
+    let (_dir, info) = tiny();
+    let a = Failing {
+        check_ok: true,
+        kind: ErrorKind::OutOfMemory,
+    };
+    let b = Failing {
+        check_ok: false,
+        kind: ErrorKind::OutOfMemory,
+    };
+    let err = load(vec![&a, &b], info.clone()).unwrap_err();
+    // Different kinds: Unsupported, with every backend, stage and reason.
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    let m = err.message();
+    assert!(
+        m.contains("failing (load): failing: could not allocate the weights"),
+        "{m}"
+    );
+    assert!(
+        m.contains("failing (check): failing: this format is not mine"),
+        "{m}"
+    );
+    // Agreeing kinds are kept; a single candidate's error is passed on as it was.
+    let err = load(vec![&a, &a], info.clone()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory);
+    let err = load(vec![&a], info.clone()).unwrap_err();
+    assert_eq!(
+        (err.kind(), err.message()),
+        (
+            ErrorKind::OutOfMemory,
+            "failing: could not allocate the weights"
+        )
+    );
+    let err = load(vec![], info).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(
+        err.message().contains("no auto backend") || err.message().contains("backend"),
+        "{err}"
+    );
+}
+
+#[test]
+fn backend_option_parses_and_names_the_choices() {
+    let o = LoadOptions::from_json(r#"{"backend": "llamacpp"}"#).unwrap();
+    assert_eq!(o.backend, BackendChoice::LlamaCpp);
+    assert_eq!(
+        LoadOptions::from_json("{}").unwrap().backend,
+        BackendChoice::Auto
+    );
+    let e = LoadOptions::from_json(r#"{"backend": "tensorrt"}"#).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(
+        e.message().contains("backend") && e.message().contains("tensorrt"),
+        "{e}"
+    );
+    assert_eq!(backend::candidates(BackendChoice::LlamaCpp).len(), 1);
+    assert_eq!(
+        backend::candidates(BackendChoice::Auto).len(),
+        backend::registry().len()
+    );
+}

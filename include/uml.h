@@ -238,7 +238,8 @@ uml_status uml_estimate(const char *path, const char *options_json, char **out_j
 uml_status uml_hardware(char **out_json);
 
 /**
- * Load a model file (GGUF through llama.cpp): inspect it, pick a backend, check its memory
+ * Load a model (a GGUF through llama.cpp, a Hugging Face folder through candle): inspect it,
+ * pick a backend, check its memory
  * estimate against available RAM, then load the weights. With `"backend": "auto"` a backend
  * that fails its check, its estimate or the load itself is passed over for the next one; the
  * reasons are in `uml_model_info`'s `skipped_backends`.
@@ -247,7 +248,8 @@ uml_status uml_hardware(char **out_json);
  * - `options_json`: NULL, "" or a JSON object of load options (`n_ctx`, `n_threads`,
  *   `n_threads_batch`, `n_batch`, `n_ubatch`, `gpu_layers`, `use_mmap`, `use_mlock`,
  *   `kv_cache_type`, `seed`, `embeddings`, `normalize_embeddings`, `chat_template`,
- *   `backend`: "auto" or "llamacpp"); omitted keys take their defaults. Borrowed for the call.
+ *   `backend`: "auto", "llamacpp" or "candle", `flash_attention`: null, true or false);
+ *   omitted keys take their defaults. Borrowed for the call.
  * - `progress`, `user`: optional progress callback (NULL for none) and the pointer passed to
  *   it unchanged.
  * - `out_model`: receives the new handle on success; the caller owns it and releases it with

@@ -37,7 +37,7 @@ enum Command {
         /// Context size in tokens (default: the model's).
         #[arg(long)]
         ctx: Option<u32>,
-        /// KV cache type: f16, q8_0 or q4_0.
+        /// KV cache type: f32, f16, q8_0 or q4_0.
         #[arg(long, default_value = "f16")]
         kv_cache_type: String,
         /// Layers to offload to a GPU.
@@ -90,6 +90,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Convert a GGUF to a Hugging Face folder (F32 safetensors + config + tokenizer, run by
+    /// the candle backend) or to a GGUF of another type (run by llama.cpp). Never overwrites.
+    Convert {
+        src: PathBuf,
+        dst: PathBuf,
+        /// "hf" (a Hugging Face folder) or "gguf".
+        #[arg(long)]
+        to: String,
+        /// Element type of a GGUF destination: f32, f16 or q8_0.
+        #[arg(long, default_value = "f32")]
+        r#type: String,
+    },
     /// Measure prompt (pp) and generation (tg) tokens/s, as llama-bench does.
     Bench {
         path: PathBuf,
@@ -122,10 +134,11 @@ struct LoadArgs {
     /// Layers on the GPU: a number or "auto".
     #[arg(long, default_value = "auto")]
     gpu_layers: String,
-    /// KV cache type: f16, q8_0 or q4_0.
+    /// KV cache type: f32, f16, q8_0 or q4_0.
     #[arg(long, default_value = "f16")]
     kv_cache_type: String,
-    /// Engine: auto (the preferred one for the format, falling back to the next) or llamacpp.
+    /// Engine: auto (the preferred one for the format, falling back to the next), llamacpp or
+    /// candle.
     #[arg(long, default_value = "auto")]
     backend: String,
     /// Hide the loading progress bar.
@@ -272,6 +285,28 @@ fn gib(bytes: u64) -> String {
 
 fn run(command: Command) -> Result<(), Error> {
     match command {
+        Command::Convert {
+            src,
+            dst,
+            to,
+            r#type,
+        } => {
+            match to.as_str() {
+                "hf" => uml_core::convert::gguf_to_hf(&src, &dst)?,
+                "gguf" => uml_core::convert::gguf_to_gguf(
+                    &src,
+                    &dst,
+                    uml_core::convert::GgufType::parse(&r#type)?,
+                )?,
+                other => {
+                    return Err(Error::invalid_argument(format!(
+                        "--to: '{other}' is not a destination format; use hf or gguf"
+                    )))
+                }
+            }
+            eprintln!("wrote {}", dst.display());
+            Ok(())
+        }
         Command::Inspect { path, json } => {
             let info = uml_core::inspect::inspect(&path)?;
             if json {

@@ -223,3 +223,50 @@ fn embed_json_prints_one_unit_vector_per_text() {
         assert!((a - b.as_f64().unwrap()).abs() <= 1e-4);
     }
 }
+
+#[test]
+fn convert_to_a_hugging_face_folder_then_run_it_with_candle() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("smollm2-hf");
+    let folder_s = folder.to_string_lossy().into_owned();
+    let out = uml(&["convert", &smollm2(), &folder_s, "--to", "hf"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert!(folder.join(f).is_file(), "{f} missing");
+    }
+    let out = uml(&[
+        "run",
+        &folder_s,
+        "The capital of France is",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "4",
+        "--quiet",
+        "--backend",
+        "candle",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 4, "{v}");
+    // Converting onto something that exists is refused and loses nothing.
+    let out = uml(&["convert", &smollm2(), &folder_s, "--to", "hf"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = uml(&["convert", &smollm2(), "x", "--to", "onnx"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use hf or gguf"));
+}

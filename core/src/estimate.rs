@@ -105,19 +105,19 @@ impl MemoryEstimate {
 }
 
 /// The hyperparameters the estimate needs, checked.
-struct Shape {
-    n_layer: u64,
-    n_embd: u64,
-    n_ff: u64,
-    n_head: u64,
-    n_head_kv: u64,
-    k_len: u64,
-    v_len: u64,
-    n_vocab: u64,
-    has_kv: bool,
+pub(crate) struct Shape {
+    pub(crate) n_layer: u64,
+    pub(crate) n_embd: u64,
+    pub(crate) n_ff: u64,
+    pub(crate) n_head: u64,
+    pub(crate) n_head_kv: u64,
+    pub(crate) k_len: u64,
+    pub(crate) v_len: u64,
+    pub(crate) n_vocab: u64,
+    pub(crate) has_kv: bool,
 }
 
-fn shape(info: &ModelInfo) -> Result<Shape> {
+pub(crate) fn shape(info: &ModelInfo) -> Result<Shape> {
     let missing = |what: &str| {
         Error::new(
             ErrorKind::Unsupported,
@@ -177,7 +177,7 @@ fn is_encoder_only(arch: &str) -> bool {
 }
 
 /// The context to estimate for: the option, else the model's, else 4096; padded to 256.
-fn effective_n_ctx(info: &ModelInfo, opts: &EstimateOptions) -> u32 {
+pub(crate) fn effective_n_ctx(info: &ModelInfo, opts: &EstimateOptions) -> u32 {
     let n = opts
         .n_ctx
         .filter(|&n| n > 0)
@@ -203,7 +203,7 @@ impl EstimateOptions {
             },
             n_batch: options.n_batch,
             n_ubatch: options.n_ubatch,
-            ..EstimateOptions::default()
+            flash_attention: options.flash_attention.unwrap_or(true),
         }
     }
 }
@@ -436,7 +436,9 @@ pub fn check_fits(
             _ => "a smaller n_ctx".to_string(),
         };
         let cache_hint = match est.cache_type {
-            KvCacheType::F16 => "a quantized KV cache (cache_type q8_0 or q4_0), ",
+            KvCacheType::F32 | KvCacheType::F16 => {
+                "a quantized KV cache (cache_type q8_0 or q4_0), "
+            }
             KvCacheType::Q8_0 => "a smaller KV cache type (cache_type q4_0), ",
             KvCacheType::Q4_0 => "",
         };

@@ -18,6 +18,8 @@ pub mod backend;
 pub mod bench;
 pub mod cancel;
 pub mod chat;
+#[cfg(feature = "candle")]
+pub mod convert;
 pub mod embed;
 pub mod error;
 pub mod estimate;

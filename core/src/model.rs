@@ -472,6 +472,7 @@ pub fn plan_load(
         use_mmap: options.use_mmap,
         use_mlock: options.use_mlock,
         kv_cache_type: options.kv_cache_type,
+        flash_attention: options.flash_attention,
         embeddings: options.embeddings,
         normalize_embeddings: options.normalize_embeddings,
     };

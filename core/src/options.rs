@@ -63,6 +63,9 @@ impl<'de> Deserialize<'de> for GpuLayers {
 /// Element type of the KV cache. Smaller types fit longer contexts at a small quality cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum KvCacheType {
+    /// Full precision: twice f16's memory; what the candle backend keeps on the CPU.
+    #[serde(rename = "f32")]
+    F32,
     #[default]
     #[serde(rename = "f16")]
     F16,
@@ -77,6 +80,7 @@ impl KvCacheType {
     /// q4_0 = 18 bytes per 32 values).
     pub fn bytes_per_element(self) -> f64 {
         match self {
+            KvCacheType::F32 => 4.0,
             KvCacheType::F16 => 2.0,
             KvCacheType::Q8_0 => 34.0 / 32.0,
             KvCacheType::Q4_0 => 18.0 / 32.0,
@@ -86,6 +90,7 @@ impl KvCacheType {
     /// Bytes of one row of `n` elements (quantized rows are whole 32-element blocks).
     pub fn row_bytes(self, n: u64) -> u64 {
         match self {
+            KvCacheType::F32 => n * 4,
             KvCacheType::F16 => n * 2,
             KvCacheType::Q8_0 => n.div_ceil(32) * 34,
             KvCacheType::Q4_0 => n.div_ceil(32) * 18,
@@ -95,6 +100,7 @@ impl KvCacheType {
     /// The JSON / CLI spelling.
     pub fn as_str(self) -> &'static str {
         match self {
+            KvCacheType::F32 => "f32",
             KvCacheType::F16 => "f16",
             KvCacheType::Q8_0 => "q8_0",
             KvCacheType::Q4_0 => "q4_0",
@@ -136,6 +142,10 @@ pub struct LoadOptions {
     /// Which engine loads the model: `auto` (the default: the preferred one for the format,
     /// falling back to the next when one fails) or a named backend.
     pub backend: BackendChoice,
+    /// llama.cpp's flash attention: `None` = llama.cpp decides (on where supported), `true` /
+    /// `false` to force it. Flash attention keeps K and V in f16 even with an f32 cache, so
+    /// exact f32 attention needs `false`.
+    pub flash_attention: Option<bool>,
 }
 
 impl Default for LoadOptions {
@@ -155,6 +165,7 @@ impl Default for LoadOptions {
             normalize_embeddings: true,
             chat_template: None,
             backend: BackendChoice::Auto,
+            flash_attention: None,
         }
     }
 }
@@ -176,6 +187,7 @@ impl LoadOptions {
         "normalize_embeddings",
         "chat_template",
         "backend",
+        "flash_attention",
     ];
 
     /// Parse a JSON object of load options (an empty string, `null` or `{}` gives the

@@ -73,6 +73,17 @@ pub fn greedy_trace(model: &Model, prompt: &[Token], n_predict: u32) -> Result<V
     Ok(steps)
 }
 
+/// The raw logits (one per vocabulary entry) of the last position after evaluating `tokens`
+/// from position 0 on a fresh context: what two backends are compared on.
+pub fn last_logits(model: &Model, tokens: &[Token]) -> Result<Vec<f32>> {
+    if tokens.is_empty() {
+        return Err(Error::invalid_argument("last_logits: no tokens"));
+    }
+    let mut session = model.loaded().new_session()?;
+    decode_prompt(session.as_mut(), tokens, &|| false)?;
+    Ok(session.logits()?.to_vec())
+}
+
 /// The best and second-best (token, logit); the lower id wins an exact tie.
 fn top_two(logits: &[f32]) -> Result<(Token, f32, Token, f32)> {
     if logits.len() < 2 {

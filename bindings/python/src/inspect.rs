@@ -55,3 +55,11 @@ pub fn write_tiny_llama_gguf(py: Python<'_>, path: PathBuf, seed: u64) -> PyResu
     py.detach(move || uml_core::testing::write_tiny_llama_gguf(&path, seed))
         .map_err(to_py)
 }
+
+/// Write the tiny llama as a Hugging Face folder (the same weights as seed 0 of the GGUF), run
+/// by the candle backend.
+#[pyfunction(name = "_write_tiny_hf_folder")]
+pub fn write_tiny_hf_folder(py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    py.detach(move || uml_core::testing::write_tiny_hf_folder(&path))
+        .map_err(to_py)
+}

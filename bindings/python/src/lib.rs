@@ -24,6 +24,7 @@ fn _uml(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(error::error_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(error::raise_error, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::write_tiny_llama_gguf, m)?)?;
+    m.add_function(wrap_pyfunction!(inspect::write_tiny_hf_folder, m)?)?;
     m.add_function(wrap_pyfunction!(worker::shutdown, m)?)?;
     Ok(())
 }

@@ -145,3 +145,24 @@ def test_backend_option_names_the_engine_and_the_skipped_ones(smollm2_path: Any)
     with pytest.raises(uml.InvalidArgumentError, match="backend"):
         with uml.Loader(smollm2_path, n_ctx=256, backend="tensorrt"):  # type: ignore[arg-type]  # a wrong value on purpose
             pass
+
+
+def test_a_hugging_face_folder_runs_on_candle_with_the_same_tokens_as_llama_cpp(tmp_path: Any) -> None:
+    from uml import _uml
+
+    folder = tmp_path / "tiny-hf"
+    _uml._write_tiny_hf_folder(folder)
+    gguf = tmp_path / "tiny.gguf"
+    _uml._write_tiny_llama_gguf(gguf, 0)
+    with uml.Loader(folder, n_ctx=128, n_threads=1) as hf, uml.Loader(
+        gguf, n_ctx=128, n_threads=1, kv_cache_type="f32", flash_attention=False
+    ) as ref:
+        assert hf.backend == "candle" and ref.backend == "llama.cpp"
+        assert [s["backend"] for s in hf.skipped_backends] == ["llama.cpp"]
+        assert hf.skipped_backends[0]["stage"] == "check"
+        assert hf.tokenize("the cat sat") == ref.tokenize("the cat sat")
+        a = hf.generate("the cat sat", max_tokens=16, temperature=0)
+        b = ref.generate("the cat sat", max_tokens=16, temperature=0)
+        assert a.text == b.text
+        seeded = dict(max_tokens=16, temperature=0.8, top_p=0.9, seed=42)
+        assert hf.generate("the dog", **seeded).text == ref.generate("the dog", **seeded).text  # type: ignore[arg-type]

@@ -167,6 +167,7 @@ fn pooling_type(info: &ModelInfo) -> LlamaPoolingType {
 
 fn llama_kv_type(t: KvCacheType) -> LlamaKvType {
     match t {
+        KvCacheType::F32 => LlamaKvType::F32,
         KvCacheType::F16 => LlamaKvType::F16,
         KvCacheType::Q8_0 => LlamaKvType::Q8_0,
         KvCacheType::Q4_0 => LlamaKvType::Q4_0,
@@ -224,7 +225,12 @@ impl LlamaLoaded {
             .with_n_threads(n_threads)
             .with_n_threads_batch(n_threads_batch)
             .with_type_k(llama_kv_type(plan.kv_cache_type))
-            .with_type_v(llama_kv_type(plan.kv_cache_type));
+            .with_type_v(llama_kv_type(plan.kv_cache_type))
+            .with_flash_attention_policy(match plan.flash_attention {
+                None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+                Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+            });
         if embeddings {
             params = params.with_embeddings(true).with_pooling_type(self.pooling);
         }

@@ -2,6 +2,11 @@
 //! later). Core owns the flow (inspect, estimate, select, the generation loop, sampling); a
 //! backend only loads weights, tokenizes, decodes batches and exposes the logits.
 
+#[cfg(feature = "candle")]
+mod candle;
+#[cfg(not(feature = "candle"))]
+#[path = "candle_stub.rs"]
+mod candle;
 #[cfg(feature = "llamacpp")]
 mod llamacpp;
 #[cfg(not(feature = "llamacpp"))]
@@ -30,6 +35,8 @@ pub struct LoadPlan {
     pub use_mmap: bool,
     pub use_mlock: bool,
     pub kv_cache_type: KvCacheType,
+    /// Flash attention: `None` = the backend decides.
+    pub flash_attention: Option<bool>,
     /// Loaded for embedding: the context made at load time is an embedding one.
     pub embeddings: bool,
     pub normalize_embeddings: bool,
@@ -103,6 +110,10 @@ pub enum BackendChoice {
     /// llama.cpp (GGUF). JSON: `"llamacpp"`.
     #[serde(rename = "llamacpp")]
     LlamaCpp,
+    /// candle (Hugging Face folders: config.json + safetensors + tokenizer.json). JSON:
+    /// `"candle"`.
+    #[serde(rename = "candle")]
+    Candle,
 }
 
 impl BackendChoice {
@@ -111,6 +122,7 @@ impl BackendChoice {
         match self {
             BackendChoice::Auto => "auto",
             BackendChoice::LlamaCpp => "llamacpp",
+            BackendChoice::Candle => "candle",
         }
     }
 }
@@ -127,7 +139,7 @@ pub struct Skipped {
 
 /// The backends compiled into this build, in order of preference.
 pub fn registry() -> Vec<&'static dyn Backend> {
-    vec![llamacpp::backend()]
+    vec![llamacpp::backend(), candle::backend()]
 }
 
 /// The backends to try, in order: the one `choice` names, or with `auto` every compiled-in
@@ -139,17 +151,25 @@ pub fn candidates(choice: BackendChoice) -> Vec<&'static dyn Backend> {
         .collect()
 }
 
-/// The error when no candidate could load the model: a single candidate keeps its own error
-/// (kind and message); several are summarised, keeping the kind when they all agree.
+/// The error when no candidate could load the model. Backends that could not even take the
+/// format (a failed check) are left out when another got further: the user needs that one's
+/// reason (out of memory, a corrupt file), not "not a GGUF". A single remaining failure keeps
+/// its own kind and message; several are summarised, keeping the kind when they all agree.
 pub(crate) fn no_backend_error(path: &std::path::Path, skipped: &[Skipped]) -> crate::Error {
-    if let [only] = skipped {
+    let further: Vec<&Skipped> = skipped.iter().filter(|s| s.stage != "check").collect();
+    let relevant: Vec<&Skipped> = if further.is_empty() {
+        skipped.iter().collect()
+    } else {
+        further
+    };
+    if let [only] = relevant.as_slice() {
         return crate::Error::new(only.kind, only.reason.clone());
     }
-    let kind = match skipped.first() {
-        Some(first) if skipped.iter().all(|s| s.kind == first.kind) => first.kind,
+    let kind = match relevant.first() {
+        Some(first) if relevant.iter().all(|s| s.kind == first.kind) => first.kind,
         _ => crate::ErrorKind::Unsupported,
     };
-    let summary: Vec<String> = skipped
+    let summary: Vec<String> = relevant
         .iter()
         .map(|s| format!("{} ({}): {}", s.backend, s.stage, s.reason))
         .collect();

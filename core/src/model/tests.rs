@@ -128,17 +128,30 @@ fn when_every_backend_fails_the_error_names_each_reason() {
         check_ok: false,
         kind: ErrorKind::OutOfMemory,
     };
+    // One got past its check: its reason is the error, as it was (the other could not even
+    // take the format).
     let err = load(vec![&a, &b], info.clone()).unwrap_err();
-    // Different kinds: Unsupported, with every backend, stage and reason.
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory);
+    assert_eq!(err.message(), "failing: could not allocate the weights");
+    // None did: every reason, summarised.
+    let err = load(vec![&b, &b], info.clone()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported);
-    let m = err.message();
     assert!(
-        m.contains("failing (load): failing: could not allocate the weights"),
-        "{m}"
+        err.message()
+            .contains("failing (check): failing: this format is not mine"),
+        "{err}"
     );
+    // Different kinds past the check: Unsupported, with every backend, stage and reason.
+    let c = Failing {
+        check_ok: true,
+        kind: ErrorKind::Backend,
+    };
+    let err = load(vec![&a, &c], info.clone()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
     assert!(
-        m.contains("failing (check): failing: this format is not mine"),
-        "{m}"
+        err.message()
+            .contains("failing (load): failing: could not allocate the weights"),
+        "{err}"
     );
     // Agreeing kinds are kept; a single candidate's error is passed on as it was.
     let err = load(vec![&a, &a], info.clone()).unwrap_err();

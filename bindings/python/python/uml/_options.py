@@ -23,7 +23,7 @@ class LoadOptions(TypedDict, total=False):
     """Layers offloaded to a GPU: a count or "auto" (default)."""
     use_mmap: bool
     use_mlock: bool
-    kv_cache_type: Literal["f16", "q8_0", "q4_0"]
+    kv_cache_type: Literal["f32", "f16", "q8_0", "q4_0"]
     seed: Optional[int]
     """Seed for generations that give none (default: random)."""
     embeddings: bool
@@ -32,9 +32,12 @@ class LoadOptions(TypedDict, total=False):
     """L2-normalise embeddings (default True)."""
     chat_template: Optional[str]
     """A Jinja chat template replacing the model's own."""
-    backend: Literal["auto", "llamacpp"]
-    """The engine: "auto" (default: the preferred one, falling back to the next when one
-    fails; ``Model.info()["skipped_backends"]`` says why) or a named one."""
+    backend: Literal["auto", "llamacpp", "candle"]
+    """The engine: "auto" (default: the preferred one for the format, falling back to the next
+    when one fails; :attr:`Model.skipped_backends` says why), "llamacpp" (GGUF) or "candle"
+    (Hugging Face folders)."""
+    flash_attention: Optional[bool]
+    """llama.cpp's flash attention: None (default) lets llama.cpp decide."""
 
 
 class GenerateOptions(TypedDict, total=False):

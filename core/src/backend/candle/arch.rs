@@ -1,0 +1,166 @@
+//! The causal LM architectures the candle backend runs, behind one shape: weights shared by
+//! every session, and per session a KV cache. candle's Llama keeps its cache outside the model;
+//! the others keep it inside, so a session clones a never-used copy of the model (tensors are
+//! reference-counted: the clone shares the weights and owns only the empty cache).
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::{gemma3, llama, mistral, phi3, qwen2, qwen3};
+use serde_json::Value;
+
+use crate::{Error, ErrorKind, Result};
+
+/// `config.json` `architectures` names this backend runs, for the "not supported" message.
+pub(super) const SUPPORTED: &[&str] = &[
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+    "Gemma3ForCausalLM",
+    "Phi3ForCausalLM",
+];
+
+/// Loaded weights of one architecture.
+pub(super) enum Weights {
+    Llama {
+        model: llama::Llama,
+        /// An empty cache (with the rotary tables) cloned for each session.
+        cache: llama::Cache,
+    },
+    Mistral(mistral::Model),
+    Qwen2(qwen2::ModelForCausalLM),
+    Qwen3(qwen3::ModelForCausalLM),
+    Gemma3(gemma3::Model),
+    Phi3(phi3::Model),
+}
+
+/// One session's model state.
+pub(super) enum State<'w> {
+    Llama {
+        model: &'w llama::Llama,
+        cache: llama::Cache,
+    },
+    Mistral(mistral::Model),
+    Qwen2(qwen2::ModelForCausalLM),
+    Qwen3(qwen3::ModelForCausalLM),
+    Gemma3(gemma3::Model),
+    Phi3(phi3::Model),
+}
+
+/// The architecture `config.json` declares (its first `architectures` entry).
+pub(super) fn architecture(config: &Value) -> Option<&str> {
+    config
+        .get("architectures")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(config: &Value, arch: &str) -> Result<T> {
+    serde_json::from_value(config.clone()).map_err(|e| {
+        Error::invalid_model(format!(
+            "config.json does not describe a {arch} the candle backend can build: {e}"
+        ))
+    })
+}
+
+fn candle_error(what: &str) -> impl Fn(candle_core::Error) -> Error + '_ {
+    move |e| Error::invalid_model(format!("{what}: {e}"))
+}
+
+impl Weights {
+    /// Build the model `config` describes from the tensors in `vb`.
+    pub(super) fn load(
+        config: &Value,
+        vb: VarBuilder,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Weights> {
+        let arch = architecture(config).unwrap_or_default().to_string();
+        let load = candle_error("loading the weights failed");
+        let weights = match arch.as_str() {
+            "LlamaForCausalLM" => {
+                let cfg: llama::LlamaConfig = parse(config, &arch)?;
+                let cfg = cfg.into_config(false);
+                let model = llama::Llama::load(vb, &cfg).map_err(&load)?;
+                let cache = llama::Cache::new(true, dtype, &cfg, device).map_err(&load)?;
+                Weights::Llama { model, cache }
+            }
+            "MistralForCausalLM" => {
+                Weights::Mistral(mistral::Model::new(&parse(config, &arch)?, vb).map_err(&load)?)
+            }
+            "Qwen2ForCausalLM" => {
+                let mut config = config.clone();
+                // candle wants a number; HF writes null when sliding attention is off.
+                if config.get("sliding_window").is_none_or(Value::is_null) {
+                    config["sliding_window"] = Value::from(u32::MAX);
+                }
+                Weights::Qwen2(
+                    qwen2::ModelForCausalLM::new(&parse(&config, &arch)?, vb).map_err(&load)?,
+                )
+            }
+            "Qwen3ForCausalLM" => Weights::Qwen3(
+                qwen3::ModelForCausalLM::new(&parse(config, &arch)?, vb).map_err(&load)?,
+            ),
+            "Gemma3ForCausalLM" => {
+                let mut config = config.clone();
+                // Newer transformers write layer_types instead of the pattern candle reads;
+                // Gemma 3 alternates five local layers with one global.
+                if config.get("sliding_window_pattern").is_none() {
+                    config["sliding_window_pattern"] = Value::from(6);
+                }
+                Weights::Gemma3(
+                    gemma3::Model::new(false, &parse(&config, &arch)?, vb).map_err(&load)?,
+                )
+            }
+            "Phi3ForCausalLM" => {
+                Weights::Phi3(phi3::Model::new(&parse(config, &arch)?, vb).map_err(&load)?)
+            }
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "the candle backend does not run the {} architecture; it runs: {}",
+                        if other.is_empty() {
+                            "(none declared)"
+                        } else {
+                            other
+                        },
+                        SUPPORTED.join(", ")
+                    ),
+                ))
+            }
+        };
+        Ok(weights)
+    }
+
+    /// A fresh state: an empty KV cache over these weights.
+    pub(super) fn session(&self) -> State<'_> {
+        match self {
+            Weights::Llama { model, cache } => State::Llama {
+                model,
+                cache: cache.clone(),
+            },
+            Weights::Mistral(m) => State::Mistral(m.clone()),
+            Weights::Qwen2(m) => State::Qwen2(m.clone()),
+            Weights::Qwen3(m) => State::Qwen3(m.clone()),
+            Weights::Gemma3(m) => State::Gemma3(m.clone()),
+            Weights::Phi3(m) => State::Phi3(m.clone()),
+        }
+    }
+}
+
+impl State<'_> {
+    /// Run `ids` (shape `(1, n)`) at positions `pos..`; the logits of the last position, F32.
+    pub(super) fn forward(&mut self, ids: &Tensor, pos: usize) -> candle_core::Result<Vec<f32>> {
+        let logits = match self {
+            State::Llama { model, cache } => model.forward(ids, pos, cache)?,
+            State::Mistral(m) => m.forward(ids, pos)?,
+            State::Qwen2(m) => m.forward(ids, pos)?,
+            State::Qwen3(m) => m.forward(ids, pos)?,
+            State::Gemma3(m) => m.forward(ids, pos)?,
+            State::Phi3(m) => m.forward(ids, pos)?,
+        };
+        logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()
+    }
+}

@@ -1,0 +1,60 @@
+//! candle's memory model on the CPU: every weight as F32 (whatever the file stores), F32 KV
+//! caches that grow to the context, attention over a prompt chunk against the whole context,
+//! and the rotary tables.
+
+use crate::estimate::{effective_n_ctx, shape, EstimateOptions, MemoryEstimate};
+use crate::inspect::ModelInfo;
+use crate::options::KvCacheType;
+use crate::Result;
+
+const MIB: u64 = 1 << 20;
+/// The process's share for candle's thread pools, the tokenizer's tables and allocator slack.
+const RUNTIME_OVERHEAD: u64 = 48 * MIB;
+/// tokenizers keeps a few maps of every token's string.
+const TOKENIZER_BYTES_PER_TOKEN: u64 = 200;
+const F32: u64 = 4;
+
+pub(super) fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstimate> {
+    let s = shape(info)?;
+    let n_ctx = effective_n_ctx(info, opts);
+    let ctx = u64::from(n_ctx);
+    let chunk = u64::from(opts.n_batch.min(n_ctx).max(1));
+
+    // Weights are converted to F32 on load: scale what the file holds by 4 / stored bytes.
+    let weights = match info.parameter_count {
+        0 => info.weights_bytes.saturating_mul(F32) / stored_bytes_per_param(info),
+        n => n * F32,
+    };
+    let kv = s.n_layer * ctx * s.n_head_kv * (s.k_len + s.v_len) * F32;
+    let rope = 2 * ctx * s.k_len * F32;
+    // One prompt chunk's activations, its attention scores against the context, and a row of
+    // logits (candle computes the head for the last position only).
+    let widths = 3 * s.n_embd + s.n_head * s.k_len + s.n_head_kv * (s.k_len + s.v_len) + 3 * s.n_ff;
+    let compute = chunk * widths * F32 + 2 * chunk * ctx * s.n_head * F32 + s.n_vocab * F32;
+    let overhead = RUNTIME_OVERHEAD + s.n_vocab * TOKENIZER_BYTES_PER_TOKEN + rope;
+    let total = weights + kv + compute + overhead;
+    Ok(MemoryEstimate {
+        n_ctx,
+        // This backend keeps its cache in F32 whatever was asked.
+        cache_type: KvCacheType::F32,
+        gpu_layers: 0,
+        n_ubatch: chunk as u32,
+        flash_attention: false,
+        weights_bytes: weights,
+        kv_cache_bytes: kv,
+        compute_bytes: compute,
+        compute_reserved_bytes: compute,
+        overhead_bytes: overhead,
+        host_bytes: total,
+        device_bytes: 0,
+        total_bytes: total,
+    })
+}
+
+fn stored_bytes_per_param(info: &ModelInfo) -> u64 {
+    match info.quantization.as_deref() {
+        Some("F16" | "BF16") => 2,
+        Some("F64") => 8,
+        _ => 4,
+    }
+}

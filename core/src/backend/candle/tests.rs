@@ -1,0 +1,259 @@
+//! The candle backend against llama.cpp on the same weights (the tiny llama our code writes as
+//! both GGUF and a Hugging Face folder), and its errors on broken folders.
+
+use crate::backend::BackendChoice;
+use crate::testing::{write_tiny_hf_folder, write_tiny_llama_gguf};
+use crate::{ErrorKind, GenerateParams, LoadOptions, Model};
+
+fn options(backend: BackendChoice) -> LoadOptions {
+    LoadOptions {
+        n_ctx: Some(128),
+        n_threads: Some(1),
+        backend,
+        ..LoadOptions::default()
+    }
+}
+
+/// The tiny llama as a folder run by candle and as a GGUF run by llama.cpp (seed 0 = the folder's
+/// weights).
+fn both() -> (tempfile::TempDir, Model, Option<Model>) {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("tiny-hf");
+    write_tiny_hf_folder(&folder).unwrap();
+    let candle = Model::load(&folder, &options(BackendChoice::Auto), None).unwrap();
+    let gguf = dir.path().join("tiny.gguf");
+    write_tiny_llama_gguf(&gguf, 0).unwrap();
+    // F32 attention, as candle computes it: an f16 KV cache (or flash attention, which uses f16
+    // K and V whatever the cache type) alone moves the logits by ~1e-3.
+    let llama_options = LoadOptions {
+        kv_cache_type: crate::KvCacheType::F32,
+        flash_attention: Some(false),
+        ..options(BackendChoice::LlamaCpp)
+    };
+    let llama =
+        cfg!(feature = "llamacpp").then(|| Model::load(&gguf, &llama_options, None).unwrap());
+    (dir, candle, llama)
+}
+
+fn last_logits(model: &Model, tokens: &[i32]) -> Vec<f32> {
+    let loaded = model.loaded();
+    let mut session = loaded.new_session().unwrap();
+    session.decode(tokens, 0).unwrap();
+    session.logits().unwrap().to_vec()
+}
+
+#[test]
+fn auto_picks_candle_for_a_folder_and_says_why_not_llama_cpp() {
+    let (_dir, candle, _) = both();
+    assert_eq!(candle.backend(), "candle");
+    let skipped = candle.skipped();
+    if cfg!(feature = "llamacpp") {
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(
+            (skipped[0].backend, skipped[0].stage),
+            ("llama.cpp", "check")
+        );
+        assert!(skipped[0].reason.contains("GGUF files only"), "{skipped:?}");
+    }
+    assert_eq!(candle.plan().n_ctx, 128);
+    assert_eq!(candle.memory().cache_type.as_str(), "f32");
+}
+
+#[cfg(feature = "llamacpp")]
+#[test]
+fn same_weights_same_logits_same_greedy_text_same_seeded_sample() {
+    let (_dir, candle, llama) = both();
+    let llama = llama.unwrap();
+    for prompt in [
+        "once upon a time there was a cat",
+        "the dog sat on the mat and",
+    ] {
+        let ids = llama.tokenize(prompt, true).unwrap();
+        assert_eq!(
+            candle.tokenize(prompt, true).unwrap(),
+            ids,
+            "{prompt}: tokenization"
+        );
+        let (a, b) = (last_logits(&candle, &ids), last_logits(&llama, &ids));
+        assert_eq!(a.len(), b.len());
+        let max_abs = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(max_abs < 1e-3, "{prompt}: logits differ by {max_abs}");
+
+        let greedy = GenerateParams {
+            max_tokens: 32,
+            ..GenerateParams::greedy()
+        };
+        let (x, y) = (
+            candle.complete(prompt, &greedy).unwrap(),
+            llama.complete(prompt, &greedy).unwrap(),
+        );
+        assert_eq!(x.text, y.text, "{prompt}: greedy");
+        assert_eq!(x.usage.completion_tokens, y.usage.completion_tokens);
+
+        let seeded = GenerateParams {
+            max_tokens: 32,
+            temperature: 0.8,
+            top_p: 0.9,
+            seed: Some(42),
+            ..GenerateParams::default()
+        };
+        let (x, y) = (
+            candle.complete(prompt, &seeded).unwrap(),
+            llama.complete(prompt, &seeded).unwrap(),
+        );
+        assert_eq!(x.text, y.text, "{prompt}: seeded sample");
+    }
+}
+
+#[test]
+fn candle_streams_chats_and_honours_grammars_through_the_shared_loop() {
+    let (_dir, candle, _) = both();
+    let mut pieces = String::new();
+    let out = candle
+        .generate(
+            "the cat",
+            &GenerateParams {
+                max_tokens: 12,
+                ..GenerateParams::greedy()
+            },
+            None,
+            &mut |p| {
+                pieces.push_str(p);
+                true
+            },
+        )
+        .unwrap();
+    assert_eq!(pieces, out.text);
+    assert!(out.usage.completion_tokens > 0);
+    let grammar = GenerateParams {
+        grammar: Some(r#"root ::= "yes" | "no""#.into()),
+        ..GenerateParams::greedy()
+    };
+    let out = candle.complete("is it", &grammar).unwrap();
+    assert!(out.text == "yes" || out.text == "no", "{:?}", out.text);
+    let messages = vec![crate::ChatMessage::new("user", "hello")];
+    let chat = candle.chat(
+        &messages,
+        &GenerateParams {
+            max_tokens: 4,
+            ..GenerateParams::greedy()
+        },
+        None,
+        &mut |_| true,
+    );
+    assert!(chat.is_ok(), "{chat:?}");
+}
+
+fn broken(edit: impl FnOnce(&std::path::Path)) -> crate::Error {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("m");
+    write_tiny_hf_folder(&folder).unwrap();
+    edit(&folder);
+    Model::load(&folder, &options(BackendChoice::Candle), None).unwrap_err()
+}
+
+fn edit_json(path: &std::path::Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn broken_folders_are_clear_errors_of_the_right_kind() {
+    let e = broken(|d| std::fs::remove_file(d.join("tokenizer.json")).unwrap());
+    assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
+    assert!(e.message().contains("no tokenizer.json"), "{e}");
+
+    let e = broken(|d| {
+        edit_json(&d.join("config.json"), |v| {
+            v["architectures"] = serde_json::json!(["GPT2LMHeadModel"])
+        })
+    });
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(
+        e.message().contains("GPT2LMHeadModel") && e.message().contains("Qwen3ForCausalLM"),
+        "{e}"
+    );
+
+    // Shapes that do not match the config (a wider model declared over these weights).
+    let e = broken(|d| {
+        edit_json(&d.join("config.json"), |v| {
+            v["intermediate_size"] = serde_json::json!(256)
+        })
+    });
+    assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
+
+    // A sharded folder whose index names a shard that is not there.
+    let e = broken(|d| {
+        std::fs::rename(
+            d.join("model.safetensors"),
+            d.join("model-00001-of-00002.safetensors"),
+        )
+        .unwrap();
+        let index = serde_json::json!({"metadata": {}, "weight_map": {
+            "model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+            "lm_head.weight": "model-00002-of-00002.safetensors"}});
+        std::fs::write(d.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    });
+    assert!(
+        matches!(e.kind(), ErrorKind::NotFound | ErrorKind::InvalidModel),
+        "{e}"
+    );
+    assert!(
+        e.message().contains("model-00002-of-00002.safetensors"),
+        "{e}"
+    );
+
+    // Asking candle for a GGUF names what it loads.
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("t.gguf");
+    write_tiny_llama_gguf(&gguf, 0).unwrap();
+    let e = Model::load(&gguf, &options(BackendChoice::Candle), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.message().contains("Hugging Face folders"), "{e}");
+}
+
+#[test]
+fn a_sharded_folder_loads_and_matches_the_single_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let single = dir.path().join("single");
+    write_tiny_hf_folder(&single).unwrap();
+    let sharded = dir.path().join("sharded");
+    write_tiny_hf_folder(&sharded).unwrap();
+    std::fs::remove_file(sharded.join("model.safetensors")).unwrap();
+    let tensors = crate::testing::tiny_llama_safetensors(0);
+    let (a, b) = tensors.split_at(tensors.len() / 2);
+    let mut map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
+        let owned: Vec<crate::testing::SafeTensor> = part
+            .iter()
+            .map(|t| crate::testing::SafeTensor {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+                data: t.data.clone(),
+            })
+            .collect();
+        crate::testing::write_safetensors(&sharded.join(file), &owned).unwrap();
+        for t in part {
+            map.insert(t.name.clone(), serde_json::json!(file));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(
+        sharded.join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    let one = Model::load(&single, &options(BackendChoice::Candle), None).unwrap();
+    let two = Model::load(&sharded, &options(BackendChoice::Candle), None).unwrap();
+    let ids = one.tokenize("the cat sat", true).unwrap();
+    assert_eq!(last_logits(&one, &ids), last_logits(&two, &ids));
+}

@@ -1,0 +1,159 @@
+//! candle against llama.cpp on the same real weights: SmolLM2-135M-Instruct dequantized once to
+//! F32, written as a GGUF for llama.cpp and as a Hugging Face folder for candle
+//! (`uml_core::convert`). Same tokens in, same logits (to 1e-3), same greedy text, same seeded
+//! sample out.
+#![cfg(all(feature = "candle", feature = "llamacpp"))]
+
+mod common;
+
+use common::{model_path, reference, SMOLLM2};
+use std::sync::OnceLock;
+use uml_core::backend::BackendChoice;
+use uml_core::convert::{gguf_to_gguf, gguf_to_hf, GgufType};
+use uml_core::{ChatMessage, GenerateParams, LoadOptions, Model};
+
+struct Pair {
+    _dir: tempfile::TempDir,
+    llama: Model,
+    candle: Model,
+}
+
+fn pair() -> &'static Pair {
+    static PAIR: OnceLock<Pair> = OnceLock::new();
+    PAIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let src = model_path(SMOLLM2);
+        let gguf = dir.path().join("smollm2-f32.gguf");
+        gguf_to_gguf(&src, &gguf, GgufType::F32).expect("dequantize to an F32 GGUF");
+        let folder = dir.path().join("smollm2-hf");
+        gguf_to_hf(&src, &folder).expect("convert to a Hugging Face folder");
+        // F32 attention on both sides, as candle computes it: llama.cpp's f16 KV cache (or its
+        // flash attention, which uses f16 K and V whatever the cache type) alone moves the
+        // logits by ~1e-3.
+        let options = |backend| LoadOptions {
+            n_ctx: Some(512),
+            backend,
+            kv_cache_type: uml_core::KvCacheType::F32,
+            flash_attention: Some(false),
+            ..LoadOptions::default()
+        };
+        let llama = Model::load(&gguf, &options(BackendChoice::LlamaCpp), None).unwrap();
+        let candle = Model::load(&folder, &options(BackendChoice::Auto), None).unwrap();
+        assert_eq!(candle.backend(), "candle");
+        Pair {
+            _dir: dir,
+            llama,
+            candle,
+        }
+    })
+}
+
+fn prompts() -> Vec<(String, Vec<i32>)> {
+    let p = pair();
+    let mut out = Vec::new();
+    for name in ["smollm2_count_greedy.json", "smollm2_code_greedy.json"] {
+        let prompt = reference(name).prompt;
+        let ids = p.llama.tokenize(&prompt, true).unwrap();
+        out.push((prompt, ids));
+    }
+    let chat = reference("smollm2_chat_greedy.json");
+    let messages: Vec<ChatMessage> =
+        serde_json::from_str(chat.messages.as_deref().unwrap()).unwrap();
+    let ids = p.llama.chat_prompt_tokens(&messages).unwrap();
+    assert_eq!(
+        p.candle.chat_prompt_tokens(&messages).unwrap(),
+        ids,
+        "chat tokens"
+    );
+    out.push((chat.prompt, ids));
+    out
+}
+
+#[test]
+fn both_backends_tokenize_alike() {
+    let p = pair();
+    for text in [
+        "Hello, world!",
+        "def f(x):\n\treturn x ** 2  # ünïcödé ✓",
+        "  two  spaces",
+        "<|im_start|>user\nhi<|im_end|>",
+    ] {
+        assert_eq!(
+            p.candle.tokenize(text, true).unwrap(),
+            p.llama.tokenize(text, true).unwrap(),
+            "{text:?}"
+        );
+        let ids = p.llama.tokenize(text, false).unwrap();
+        assert_eq!(
+            p.candle.detokenize(&ids).unwrap(),
+            p.llama.detokenize(&ids).unwrap(),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn last_position_logits_agree_to_1e_3() {
+    let p = pair();
+    for (prompt, ids) in prompts() {
+        let logits = |m: &Model| uml_core::trace::last_logits(m, &ids).unwrap();
+        let (a, b) = (logits(&p.candle), logits(&p.llama));
+        assert_eq!(a.len(), b.len());
+        let max_abs = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            max_abs < 1e-3,
+            "{prompt:?}: max |candle - llama.cpp| = {max_abs}"
+        );
+    }
+}
+
+#[test]
+fn greedy_text_is_equal_for_32_tokens() {
+    let p = pair();
+    let params = GenerateParams {
+        max_tokens: 32,
+        ..GenerateParams::greedy()
+    };
+    let count = reference("smollm2_count_greedy.json").prompt;
+    let code = reference("smollm2_code_greedy.json").prompt;
+    for prompt in [count, code] {
+        let (a, b) = (
+            p.candle.complete(&prompt, &params).unwrap(),
+            p.llama.complete(&prompt, &params).unwrap(),
+        );
+        assert_eq!(a.text, b.text, "{prompt:?}");
+    }
+    let chat = reference("smollm2_chat_greedy.json");
+    let messages: Vec<ChatMessage> =
+        serde_json::from_str(chat.messages.as_deref().unwrap()).unwrap();
+    let chat_of = |m: &Model| {
+        m.chat(&messages, &params, None, &mut |_| true)
+            .unwrap()
+            .text
+    };
+    assert_eq!(chat_of(&p.candle), chat_of(&p.llama));
+}
+
+#[test]
+fn a_seeded_sample_gives_identical_tokens() {
+    let p = pair();
+    let params = GenerateParams {
+        max_tokens: 32,
+        temperature: 0.8,
+        top_p: 0.9,
+        seed: Some(42),
+        ..GenerateParams::default()
+    };
+    for prompt in ["Once upon a time", "The three primary colours are"] {
+        let (a, b) = (
+            p.candle.complete(prompt, &params).unwrap(),
+            p.llama.complete(prompt, &params).unwrap(),
+        );
+        assert_eq!(a.text, b.text, "{prompt:?}");
+        assert_eq!(a.usage.completion_tokens, b.usage.completion_tokens);
+    }
+}

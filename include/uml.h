@@ -239,10 +239,9 @@ uml_status uml_hardware(char **out_json);
 
 /**
  * Load a model (a GGUF through llama.cpp, a Hugging Face folder through candle): inspect it,
- * pick a backend, check its memory
- * estimate against available RAM, then load the weights. With `"backend": "auto"` a backend
- * that fails its check, its estimate or the load itself is passed over for the next one; the
- * reasons are in `uml_model_info`'s `skipped_backends`.
+ * pick a backend, check its memory estimate against available RAM, then load the weights.
+ * With `"backend": "auto"` a backend that fails its check, its estimate or the load itself is
+ * passed over for the next one; the reasons are in `uml_model_info`'s `skipped_backends`.
  *
  * - `path`: NUL-terminated UTF-8 path; borrowed for the call.
  * - `options_json`: NULL, "" or a JSON object of load options (`n_ctx`, `n_threads`,

@@ -193,6 +193,21 @@ fn api_errors_from_c_shared_and_static() {
 }
 
 #[test]
+fn candle_backend_from_c_matches_llama_cpp_on_the_same_weights() {
+    let dir = scratch("candle");
+    let folder = dir.join("tiny-hf");
+    if !folder.join("config.json").is_file() {
+        uml_core::testing::write_tiny_hf_folder(&folder).expect("write the tiny HF folder");
+    }
+    // Seed 0: the folder's weights.
+    let gguf = dir.join("tiny-seed0.gguf");
+    uml_core::testing::write_tiny_llama_gguf(&gguf, 0).expect("write the tiny GGUF");
+    let exe = dir.join("test_candle");
+    compile(&c_test("test_candle.c"), &exe, Link::Shared, false);
+    run(&exe, &[folder.as_os_str(), gguf.as_os_str()], None);
+}
+
+#[test]
 fn cpp_wrapper_from_cpp() {
     let tiny = tiny_model("cpp");
     let exe = scratch("cpp").join("test_cpp");

@@ -5,7 +5,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::{gemma3, llama, mistral, phi3, qwen2, qwen3};
+use candle_transformers::models::{bert, gemma3, llama, mistral, phi3, qwen2, qwen3};
 use serde_json::Value;
 
 use crate::{Error, ErrorKind, Result};
@@ -18,6 +18,7 @@ pub(super) const SUPPORTED: &[&str] = &[
     "Qwen3ForCausalLM",
     "Gemma3ForCausalLM",
     "Phi3ForCausalLM",
+    "BertModel",
 ];
 
 /// Loaded weights of one architecture.
@@ -32,6 +33,8 @@ pub(super) enum Weights {
     Qwen3(qwen3::ModelForCausalLM),
     Gemma3(gemma3::Model),
     Phi3(phi3::Model),
+    /// A BERT sentence encoder (embeddings only; it cannot generate).
+    Bert(bert::BertModel),
 }
 
 /// One session's model state.
@@ -116,6 +119,9 @@ impl Weights {
             "Phi3ForCausalLM" => {
                 Weights::Phi3(phi3::Model::new(&parse(config, &arch)?, vb).map_err(&load)?)
             }
+            "BertModel" => {
+                Weights::Bert(bert::BertModel::load(vb, &parse(config, &arch)?).map_err(&load)?)
+            }
             other => {
                 return Err(Error::new(
                     ErrorKind::Unsupported,
@@ -134,9 +140,10 @@ impl Weights {
         Ok(weights)
     }
 
-    /// A fresh state: an empty KV cache over these weights.
-    pub(super) fn session(&self) -> State<'_> {
-        match self {
+    /// A fresh state: an empty KV cache over these weights; `None` for an encoder, which has no
+    /// generation state.
+    pub(super) fn session(&self) -> Option<State<'_>> {
+        Some(match self {
             Weights::Llama { model, cache } => State::Llama {
                 model,
                 cache: cache.clone(),
@@ -146,7 +153,35 @@ impl Weights {
             Weights::Qwen3(m) => State::Qwen3(m.clone()),
             Weights::Gemma3(m) => State::Gemma3(m.clone()),
             Weights::Phi3(m) => State::Phi3(m.clone()),
-        }
+            Weights::Bert(_) => return None,
+        })
+    }
+
+    /// The sentence vector of `ids` (one text, every token attended): the mean of the token
+    /// states, or the first ([CLS]) token's with `cls`. For encoders; `None` for causal LMs.
+    pub(super) fn embed(&self, ids: &Tensor, cls: bool) -> Option<candle_core::Result<Vec<f32>>> {
+        let Weights::Bert(model) = self else {
+            return None;
+        };
+        let pooled = (|| {
+            let types = ids.zeros_like()?;
+            let hidden = model.forward(ids, &types, None)?; // (1, n, hidden)
+            let pooled = if cls {
+                hidden.get_on_dim(1, 0)?
+            } else {
+                hidden.mean(1)?
+            };
+            pooled.flatten_all()?.to_dtype(DType::F32)?.to_vec1()
+        })();
+        Some(pooled)
+    }
+
+    /// Width of `embed`'s vectors (0 for causal LMs).
+    pub(super) fn hidden_size(config: &Value) -> usize {
+        config
+            .get("hidden_size")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as usize
     }
 }
 

@@ -116,12 +116,32 @@ impl Backend for CandleBackend {
             _ => plan.n_batch,
         };
         progress(1.0);
+        // A BERT encoder's learned position table bounds its input, whatever n_ctx says.
+        let n_ctx = match weights {
+            Weights::Bert(_) => plan.n_ctx.min(
+                config
+                    .get("max_position_embeddings")
+                    .and_then(Value::as_u64)
+                    .map_or(512, |n| n.min(u64::from(u32::MAX)) as u32),
+            ),
+            _ => plan.n_ctx,
+        };
+        let embedding_size = match weights {
+            Weights::Bert(_) => Weights::hidden_size(&config),
+            _ => 0,
+        };
         Ok(Box::new(CandleLoaded {
             weights,
             tokenizer,
             device,
-            n_ctx: plan.n_ctx,
+            n_ctx,
             n_batch: n_batch.max(1),
+            normalize: plan.normalize_embeddings,
+            cls_pooling: read_config(&dir.join("1_Pooling"))
+                .ok()
+                .and_then(|p| p.get("pooling_mode_cls_token").and_then(Value::as_bool))
+                .unwrap_or(false),
+            embedding_size,
         }))
     }
 }
@@ -209,6 +229,10 @@ struct CandleLoaded {
     device: Device,
     n_ctx: u32,
     n_batch: u32,
+    normalize: bool,
+    /// sentence-transformers' pooling (1_Pooling/config.json): the [CLS] state, else the mean.
+    cls_pooling: bool,
+    embedding_size: usize,
 }
 
 impl LoadedModel for CandleLoaded {
@@ -233,24 +257,64 @@ impl LoadedModel for CandleLoaded {
     }
 
     fn new_session(&self) -> Result<Box<dyn Session + '_>> {
+        let state = self.weights.session().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                "this is a sentence-embedding model (BERT); it cannot generate text: use embed",
+            )
+        })?;
         Ok(Box::new(CandleSession {
             owner: self,
-            state: self.weights.session(),
+            state,
             logits: Vec::new(),
             next_pos: 0,
         }))
     }
 
-    fn embed(&self, _text: &str, _cancel: Option<&CancelToken>) -> Result<Vec<f32>> {
-        Err(Error::new(
-            ErrorKind::Unsupported,
-            "embeddings from the candle backend are not available yet for causal LMs; load a \
-             GGUF embedding model with the llama.cpp backend",
-        ))
+    fn embed(&self, text: &str, cancel: Option<&CancelToken>) -> Result<Vec<f32>> {
+        if text.is_empty() {
+            return Err(Error::invalid_argument(
+                "embed: the text is empty; pass at least one character",
+            ));
+        }
+        let tokens = self.tokenizer.encode(text, true)?;
+        let limit = self.n_ctx as usize;
+        if tokens.len() > limit {
+            return Err(Error::new(
+                ErrorKind::ContextOverflow,
+                format!(
+                    "embed: the text is {} tokens but at most {limit} fit (the model's positions); \
+                     split the text into smaller chunks",
+                    tokens.len()
+                ),
+            ));
+        }
+        if cancel.is_some_and(|c| c.is_cancelled()) {
+            return Err(Error::new(ErrorKind::Cancelled, "embed cancelled"));
+        }
+        let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
+        let input = Tensor::new(ids.as_slice(), &self.device)
+            .and_then(|t| t.unsqueeze(0))
+            .map_err(|e| Error::backend(format!("candle: {e}")))?;
+        let mut vector = self
+            .weights
+            .embed(&input, self.cls_pooling)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Unsupported,
+                    "embeddings from causal LMs are not offered by the candle backend; load a \
+                     sentence-embedding model (BERT) or a GGUF through llama.cpp",
+                )
+            })?
+            .map_err(|e| Error::backend(format!("candle encoder failed: {e}")))?;
+        if self.normalize {
+            crate::embed::l2_normalize(&mut vector);
+        }
+        Ok(vector)
     }
 
     fn embedding_size(&self) -> usize {
-        0
+        self.embedding_size
     }
 }
 

@@ -63,8 +63,14 @@ impl HfTokenizer {
                 ),
             ));
         }
-        let inner = Tokenizer::from_file(&path)
+        let mut inner = Tokenizer::from_file(&path)
             .map_err(|e| Error::invalid_model(format!("{} cannot be read: {e}", path.display())))?;
+        // Saved tokenizers often pad every text to a fixed length and truncate it (for batched
+        // training); uml runs one text at a time and refuses, never cuts, one that is too long.
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| Error::invalid_model(format!("{}: {e}", path.display())))?;
         let n_vocab = inner.get_vocab_size(true);
         let pieces = piece_style(&inner);
         let added = inner.get_added_tokens_decoder();

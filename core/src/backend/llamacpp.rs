@@ -73,9 +73,11 @@ impl Backend for LlamaCppBackend {
             other => Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
-                    "{} is a {other:?} model; the llama.cpp backend loads GGUF files only \
-                     (convert it with llama.cpp's convert_hf_to_gguf.py, or use a build with the candle backend)",
-                    info.path.display()
+                    "{} is a {} model; the llama.cpp backend loads GGUF files only (the \
+                     candle backend runs Hugging Face folders; or convert it with llama.cpp's \
+                     convert_hf_to_gguf.py)",
+                    info.path.display(),
+                    other.name()
                 ),
             )),
         }

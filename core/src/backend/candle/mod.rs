@@ -130,10 +130,18 @@ impl Backend for CandleBackend {
             Weights::Bert(_) => Weights::hidden_size(&config),
             _ => 0,
         };
+        // candle's matmuls run on the current rayon pool: this model's own, sized by the plan,
+        // so n_threads means what it means for llama.cpp and two models do not oversubscribe.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(plan.n_threads.max(1) as usize)
+            .thread_name(|i| format!("uml-candle-{i}"))
+            .build()
+            .map_err(|e| Error::backend(format!("cannot start candle's threads: {e}")))?;
         Ok(Box::new(CandleLoaded {
             weights,
             tokenizer,
             device,
+            pool,
             n_ctx,
             n_batch: n_batch.max(1),
             normalize: plan.normalize_embeddings,
@@ -227,6 +235,7 @@ struct CandleLoaded {
     weights: Weights,
     tokenizer: HfTokenizer,
     device: Device,
+    pool: rayon::ThreadPool,
     n_ctx: u32,
     n_batch: u32,
     normalize: bool,
@@ -297,8 +306,8 @@ impl LoadedModel for CandleLoaded {
             .and_then(|t| t.unsqueeze(0))
             .map_err(|e| Error::backend(format!("candle: {e}")))?;
         let mut vector = self
-            .weights
-            .embed(&input, self.cls_pooling)
+            .pool
+            .install(|| self.weights.embed(&input, self.cls_pooling))
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::Unsupported,
@@ -353,9 +362,11 @@ impl Session for CandleSession<'_> {
         let input = Tensor::new(ids.as_slice(), &self.owner.device)
             .and_then(|t| t.unsqueeze(0))
             .map_err(|e| Error::backend(format!("candle: {e}")))?;
+        let state = &mut self.state;
         self.logits = self
-            .state
-            .forward(&input, first_pos as usize)
+            .owner
+            .pool
+            .install(|| state.forward(&input, first_pos as usize))
             .map_err(|e| Error::backend(format!("candle forward failed: {e}")))?;
         // Checkpoints often pad the output layer past the tokenizer's vocabulary; those rows
         // are no tokens and must never be sampled.

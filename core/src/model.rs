@@ -247,17 +247,8 @@ impl Model {
         sink: Sink<'_>,
     ) -> Result<Completion> {
         self.check_generates_text()?;
-        let params = self.with_default_seed(params);
-        let constraint = self.constraint_for(&params)?;
         let tokens = self.inner.tokenize(prompt, true)?;
-        generate_tokens(
-            self.inner.as_ref(),
-            &tokens,
-            &params,
-            constraint,
-            cancel,
-            sink,
-        )
+        self.generate_from(&tokens, params, cancel, sink)
     }
 
     /// `generate` without streaming.
@@ -285,11 +276,23 @@ impl Model {
     ) -> Result<Completion> {
         self.check_generates_text()?;
         let tokens = self.chat_prompt_tokens(messages)?;
+        self.generate_from(&tokens, params, cancel, sink)
+    }
+
+    /// The generation behind `generate` and `chat`: the load's default seed, the compiled
+    /// grammar, then the shared loop.
+    fn generate_from(
+        &self,
+        tokens: &[Token],
+        params: &GenerateParams,
+        cancel: Option<&CancelToken>,
+        sink: Sink<'_>,
+    ) -> Result<Completion> {
         let params = self.with_default_seed(params);
         let constraint = self.constraint_for(&params)?;
         generate_tokens(
             self.inner.as_ref(),
-            &tokens,
+            tokens,
             &params,
             constraint,
             cancel,

@@ -12,6 +12,8 @@ mod llamacpp;
 #[cfg(not(feature = "llamacpp"))]
 #[path = "llamacpp_stub.rs"]
 mod llamacpp;
+#[cfg(not(all(feature = "llamacpp", feature = "candle")))]
+mod not_compiled;
 
 use crate::estimate::{EstimateOptions, MemoryEstimate};
 use crate::inspect::ModelInfo;

@@ -8,6 +8,7 @@ use uml_core::options::LoadOptions;
 use uml_core::Model;
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
 
 #[allow(unused_imports)]
 pub use uml_core::testing::repo_root;

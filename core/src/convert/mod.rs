@@ -1,0 +1,133 @@
+//! Converting models between the two engines' formats: a GGUF (any ggml type, dequantized by
+//! candle's reference kernels) to a Hugging Face folder that the candle backend runs, and a
+//! GGUF to a GGUF of another type (F32, F16, Q8_0) that llama.cpp runs. Together they give both
+//! backends the very same weights, which is how their outputs are compared.
+
+mod to_hf;
+mod vocab;
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{self, Value as GgufValue};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::Device;
+
+use crate::{Error, ErrorKind, Result};
+
+pub use to_hf::gguf_to_hf;
+
+/// Element types `gguf_to_gguf` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgufType {
+    F32,
+    F16,
+    Q8_0,
+}
+
+impl GgufType {
+    /// Parse "f32", "f16" or "q8_0".
+    pub fn parse(s: &str) -> Result<GgufType> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(GgufType::F32),
+            "f16" => Ok(GgufType::F16),
+            "q8_0" => Ok(GgufType::Q8_0),
+            other => Err(Error::invalid_argument(format!(
+                "GGUF type '{other}' is not one uml writes; use f32, f16 or q8_0"
+            ))),
+        }
+    }
+
+    fn ggml(self) -> GgmlDType {
+        match self {
+            GgufType::F32 => GgmlDType::F32,
+            GgufType::F16 => GgmlDType::F16,
+            GgufType::Q8_0 => GgmlDType::Q8_0,
+        }
+    }
+}
+
+fn candle_err<'p>(what: &str, path: &'p Path) -> impl Fn(candle_core::Error) -> Error + 'p {
+    let what = what.to_string();
+    move |e| Error::invalid_model(format!("{what} {}: {e}", path.display()))
+}
+
+fn read_gguf(path: &Path) -> Result<(gguf_file::Content, BufReader<File>)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = BufReader::new(file);
+    let content = gguf_file::Content::read(&mut reader).map_err(candle_err("cannot read", path))?;
+    Ok((content, reader))
+}
+
+/// Refuse to write into a folder or file that already holds something: conversion never
+/// overwrites a user's files.
+fn check_destination(dst: &Path) -> Result<()> {
+    let occupied = if dst.is_dir() {
+        std::fs::read_dir(dst)
+            .map_err(|e| Error::io(dst, e))?
+            .next()
+            .is_some()
+    } else {
+        dst.exists()
+    };
+    if occupied {
+        return Err(Error::invalid_argument(format!(
+            "{} already exists; choose a new destination (uml does not overwrite files)",
+            dst.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Write `src` as a GGUF whose tensors are all of type `to` (1-D tensors such as norms stay
+/// F32, as llama.cpp's own quantizer keeps them), with every metadata key copied.
+pub fn gguf_to_gguf(src: &Path, dst: &Path, to: GgufType) -> Result<()> {
+    check_destination(dst)?;
+    let (content, mut reader) = read_gguf(src)?;
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let mut tensors = Vec::with_capacity(names.len());
+    for name in names {
+        let q = content
+            .tensor(&mut reader, name, &Device::Cpu)
+            .map_err(candle_err(&format!("tensor {name} of"), src))?;
+        let f = q
+            .dequantize(&Device::Cpu)
+            .map_err(candle_err("cannot dequantize", src))?;
+        let target = if f.dims().len() < 2 {
+            GgmlDType::F32
+        } else {
+            to.ggml()
+        };
+        let out = QTensor::quantize(&f, target).map_err(|e| {
+            Error::invalid_argument(format!("tensor {name} cannot be stored as {target:?}: {e}"))
+        })?;
+        tensors.push((name.clone(), out));
+    }
+    let mut metadata: Vec<(&str, &GgufValue)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    metadata.sort_by_key(|(k, _)| *k);
+    let file_type = GgufValue::U32(match to {
+        GgufType::F32 => 0,
+        GgufType::F16 => 1,
+        GgufType::Q8_0 => 7,
+    });
+    metadata.retain(|(k, _)| *k != "general.file_type");
+    metadata.push(("general.file_type", &file_type));
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let partial = dst.with_extension("gguf.part");
+    let mut out = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
+    gguf_file::write(&mut out, &metadata, &refs)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("writing {}: {e}", partial.display())))?;
+    drop(out);
+    std::fs::rename(&partial, dst).map_err(|e| Error::io(dst, e))
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}

@@ -91,7 +91,8 @@ enum Command {
         json: bool,
     },
     /// Convert a GGUF to a Hugging Face folder (F32 safetensors + config + tokenizer, run by
-    /// the candle backend) or to a GGUF of another type (run by llama.cpp). Never overwrites.
+    /// the candle backend), or a GGUF or Hugging Face folder to a GGUF of the given type (run
+    /// by llama.cpp). Never overwrites.
     Convert {
         src: PathBuf,
         dst: PathBuf,
@@ -291,19 +292,17 @@ fn run(command: Command) -> Result<(), Error> {
             to,
             r#type,
         } => {
-            match to.as_str() {
-                "hf" => uml_core::convert::gguf_to_hf(&src, &dst)?,
-                "gguf" => uml_core::convert::gguf_to_gguf(
-                    &src,
-                    &dst,
-                    uml_core::convert::GgufType::parse(&r#type)?,
-                )?,
+            use uml_core::convert::{convert, Destination, GgufType};
+            let destination = match to.as_str() {
+                "hf" => Destination::HuggingFace,
+                "gguf" => Destination::Gguf(GgufType::parse(&r#type)?),
                 other => {
                     return Err(Error::invalid_argument(format!(
                         "--to: '{other}' is not a destination format; use hf or gguf"
                     )))
                 }
-            }
+            };
+            convert(&src, &dst, destination)?;
             eprintln!("wrote {}", dst.display());
             Ok(())
         }

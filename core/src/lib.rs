@@ -27,6 +27,8 @@ pub mod format;
 mod generate;
 pub mod gguf;
 pub mod hardware;
+#[cfg(feature = "candle")]
+mod hf_folder;
 pub mod inspect;
 pub mod model;
 pub mod options;

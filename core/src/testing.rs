@@ -289,6 +289,98 @@ pub fn write_safetensors(path: &Path, tensors: &[SafeTensor]) -> Result<()> {
     std::fs::write(path, out).map_err(|e| Error::io(path, e))
 }
 
+/// Write F32 `tensors` as a PyTorch zip checkpoint laid out as `torch.save` writes one:
+/// `archive/data.pkl`, a protocol-2 pickle of an OrderedDict whose values call
+/// `torch._utils._rebuild_tensor_v2` on a persistent storage id, and one storage per tensor
+/// under `archive/data/N`. `extra_global` adds an entry `payload` whose value calls that
+/// (module, name) global on a string, as a malicious checkpoint does.
+pub fn write_pytorch_checkpoint(
+    path: &Path,
+    tensors: &[SafeTensor],
+    extra_global: Option<(&str, &str)>,
+) -> Result<()> {
+    fn global(p: &mut Vec<u8>, module: &str, name: &str) {
+        p.push(b'c');
+        p.extend_from_slice(module.as_bytes());
+        p.push(b'\n');
+        p.extend_from_slice(name.as_bytes());
+        p.push(b'\n');
+    }
+    fn text(p: &mut Vec<u8>, s: &str) {
+        p.push(b'X');
+        p.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        p.extend_from_slice(s.as_bytes());
+    }
+    fn int(p: &mut Vec<u8>, v: u64) {
+        p.push(b'J');
+        p.extend_from_slice(&(v as i32).to_le_bytes());
+    }
+    fn ints(p: &mut Vec<u8>, vs: &[u64]) {
+        p.push(b'(');
+        for &v in vs {
+            int(p, v);
+        }
+        p.push(b't');
+    }
+    let mut p = vec![0x80, 2];
+    global(&mut p, "collections", "OrderedDict");
+    p.extend_from_slice(b")R(");
+    for (i, t) in tensors.iter().enumerate() {
+        if t.dtype != "F32" {
+            return Err(Error::invalid_argument(
+                "write_pytorch_checkpoint writes F32 only",
+            ));
+        }
+        let numel: u64 = t.shape.iter().product();
+        let mut stride = vec![1u64; t.shape.len()];
+        for d in (0..t.shape.len().saturating_sub(1)).rev() {
+            stride[d] = stride[d + 1] * t.shape[d + 1];
+        }
+        text(&mut p, &t.name);
+        global(&mut p, "torch._utils", "_rebuild_tensor_v2");
+        p.extend_from_slice(b"((");
+        text(&mut p, "storage");
+        global(&mut p, "torch", "FloatStorage");
+        text(&mut p, &i.to_string());
+        text(&mut p, "cpu");
+        int(&mut p, numel);
+        p.extend_from_slice(b"tQ");
+        int(&mut p, 0);
+        ints(&mut p, &t.shape);
+        ints(&mut p, &stride);
+        p.push(0x89);
+        global(&mut p, "collections", "OrderedDict");
+        p.extend_from_slice(b")RtR");
+    }
+    if let Some((module, name)) = extra_global {
+        text(&mut p, "payload");
+        global(&mut p, module, name);
+        p.push(b'(');
+        text(&mut p, "echo pwned");
+        p.extend_from_slice(b"tR");
+    }
+    p.extend_from_slice(b"u.");
+
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut zip = zip::ZipWriter::new(file);
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let zip_err = |e: zip::result::ZipError| Error::io(path, std::io::Error::other(e));
+    zip.start_file("archive/data.pkl", stored)
+        .map_err(zip_err)?;
+    zip.write_all(&p).map_err(|e| Error::io(path, e))?;
+    for (i, t) in tensors.iter().enumerate() {
+        zip.start_file(format!("archive/data/{i}"), stored)
+            .map_err(zip_err)?;
+        zip.write_all(&t.data).map_err(|e| Error::io(path, e))?;
+    }
+    zip.start_file("archive/version", stored).map_err(zip_err)?;
+    zip.write_all(b"3\n").map_err(|e| Error::io(path, e))?;
+    zip.finish().map_err(zip_err)?;
+    Ok(())
+}
+
 /// GGUF stores the Q and K rows of llama attention permuted for ggml's rope (see llama.cpp's
 /// convert_hf_to_gguf.py `permute`): GGUF row `h*hd + 2b + a` is HF row `h*hd + a*hd/2 + b`.
 /// This undoes it, giving the HF layout.

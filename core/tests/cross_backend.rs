@@ -9,11 +9,13 @@ mod common;
 use common::{model_path, reference, GEMMA3, SMOLLM2};
 use std::sync::OnceLock;
 use uml_core::backend::BackendChoice;
-use uml_core::convert::{gguf_to_gguf, gguf_to_hf, GgufType};
+use uml_core::convert::{gguf_to_gguf, gguf_to_hf, hf_to_gguf, GgufType};
 use uml_core::{trace, ChatMessage, GenerateParams, LoadOptions, Model};
 
 struct Pair {
     _dir: tempfile::TempDir,
+    /// The Hugging Face folder candle runs.
+    folder: std::path::PathBuf,
     llama: Model,
     candle: Model,
 }
@@ -42,6 +44,7 @@ fn pair() -> &'static Pair {
         assert_eq!(candle.backend(), "candle");
         Pair {
             _dir: dir,
+            folder,
             llama,
             candle,
         }
@@ -190,6 +193,7 @@ fn gemma_pair() -> &'static Pair {
         assert_eq!(candle.backend(), "candle");
         Pair {
             _dir: dir,
+            folder,
             llama,
             candle,
         }
@@ -252,6 +256,55 @@ fn gemma3_last_position_logits_agree_to_2e_2() {
         assert!(
             max_abs < 2e-2,
             "{prompt:?}: max |candle - llama.cpp| = {max_abs}"
+        );
+    }
+}
+
+/// Hugging Face folder → GGUF gives llama.cpp back the model it started from: SmolLM2
+/// (byte-level BPE, smollm pre-tokenizer, chat template) and Gemma 3 (SentencePiece with
+/// scores rebuilt from the merges, shifted norms) converted GGUF → folder → GGUF tokenize,
+/// template and compute exactly as the GGUF dequantized directly.
+#[test]
+fn a_round_trip_through_a_folder_gives_llama_cpp_the_same_model() {
+    let texts = [
+        "Hello, world!",
+        "def f(x):\n\treturn x ** 2  # ünïcödé ✓ 𓀀",
+        "  two  spaces\n\n\nthree newlines 1234567",
+        "<|im_start|>user\nhi<|im_end|><start_of_turn>model\n",
+    ];
+    for p in [pair(), gemma_pair()] {
+        let dir = tempfile::tempdir().unwrap();
+        let back = dir.path().join("back.gguf");
+        hf_to_gguf(&p.folder, &back, GgufType::F32).unwrap();
+        let options = LoadOptions {
+            n_ctx: Some(256),
+            backend: BackendChoice::LlamaCpp,
+            kv_cache_type: uml_core::KvCacheType::F32,
+            flash_attention: Some(false),
+            ..LoadOptions::default()
+        };
+        let m = Model::load(&back, &options, None).unwrap();
+        for text in texts {
+            assert_eq!(
+                m.tokenize(text, true).unwrap(),
+                p.llama.tokenize(text, true).unwrap(),
+                "{}: {text:?}",
+                p.folder.display()
+            );
+        }
+        let messages = [ChatMessage::new("user", "What is 2 + 2?")];
+        if p.llama.info().chat_template.is_some() {
+            assert_eq!(
+                m.render_chat(&messages, true).unwrap(),
+                p.llama.render_chat(&messages, true).unwrap()
+            );
+        }
+        let ids = p.llama.tokenize("The capital of France is", true).unwrap();
+        assert_eq!(
+            trace::last_logits(&m, &ids).unwrap(),
+            trace::last_logits(&p.llama, &ids).unwrap(),
+            "{}",
+            p.folder.display()
         );
     }
 }

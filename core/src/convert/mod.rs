@@ -1,8 +1,11 @@
 //! Converting models between the two engines' formats: a GGUF (any ggml type, dequantized by
-//! candle's reference kernels) to a Hugging Face folder that the candle backend runs, and a
-//! GGUF to a GGUF of another type (F32, F16, Q8_0) that llama.cpp runs. Together they give both
-//! backends the very same weights, which is how their outputs are compared.
+//! candle's reference kernels) to a Hugging Face folder that the candle backend runs, a Hugging
+//! Face folder to a GGUF (F32, F16, Q8_0) that llama.cpp runs, and a GGUF to a GGUF of another
+//! type. Together they give both backends the very same weights, which is how their outputs
+//! are compared, and let a user run a model in whichever engine suits the machine.
 
+mod family;
+mod from_hf;
 mod to_hf;
 mod vocab;
 
@@ -14,8 +17,10 @@ use candle_core::quantized::gguf_file::{self, Value as GgufValue};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 
+use crate::format::Format;
 use crate::{Error, ErrorKind, Result};
 
+pub use from_hf::hf_to_gguf;
 pub use to_hf::gguf_to_hf;
 
 /// Element types `gguf_to_gguf` writes.
@@ -39,12 +44,45 @@ impl GgufType {
         }
     }
 
+    /// llama.cpp's `general.file_type` for a file whose tensors are of this type.
+    fn file_type(self) -> u32 {
+        match self {
+            GgufType::F32 => 0,
+            GgufType::F16 => 1,
+            GgufType::Q8_0 => 7,
+        }
+    }
+
     fn ggml(self) -> GgmlDType {
         match self {
             GgufType::F32 => GgmlDType::F32,
             GgufType::F16 => GgmlDType::F16,
             GgufType::Q8_0 => GgmlDType::Q8_0,
         }
+    }
+}
+
+/// What [`convert`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// A Hugging Face folder with F32 safetensors, run by the candle backend.
+    HuggingFace,
+    /// A GGUF of the given type, run by llama.cpp.
+    Gguf(GgufType),
+}
+
+/// Convert the model at `src` (a GGUF, or a Hugging Face folder or a file in one) to `dst`,
+/// choosing the direction from what `src` holds. Never overwrites `dst`.
+pub fn convert(src: &Path, dst: &Path, to: Destination) -> Result<()> {
+    let format = crate::format::detect(src)?;
+    match (format, to) {
+        (Format::Gguf, Destination::HuggingFace) => gguf_to_hf(src, dst),
+        (Format::Gguf, Destination::Gguf(t)) => gguf_to_gguf(src, dst, t),
+        (_, Destination::Gguf(t)) => hf_to_gguf(src, dst, t),
+        (other, Destination::HuggingFace) => Err(Error::invalid_argument(format!(
+            "{} is already a {other} model; convert it to GGUF (--to gguf), or load it as it is",
+            src.display()
+        ))),
     }
 }
 
@@ -111,11 +149,7 @@ pub fn gguf_to_gguf(src: &Path, dst: &Path, to: GgufType) -> Result<()> {
         .map(|(k, v)| (k.as_str(), v))
         .collect();
     metadata.sort_by_key(|(k, _)| *k);
-    let file_type = GgufValue::U32(match to {
-        GgufType::F32 => 0,
-        GgufType::F16 => 1,
-        GgufType::Q8_0 => 7,
-    });
+    let file_type = GgufValue::U32(to.file_type());
     metadata.retain(|(k, _)| *k != "general.file_type");
     metadata.push(("general.file_type", &file_type));
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
@@ -131,3 +165,6 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value)?;
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
+
+#[cfg(test)]
+mod tests;

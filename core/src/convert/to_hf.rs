@@ -9,27 +9,9 @@ use candle_core::quantized::gguf_file::{Content, Value as GgufValue};
 use candle_core::{Device, Tensor};
 use serde_json::{json, Value};
 
+use super::family::{hf_name, Family};
 use super::{candle_err, check_destination, read_gguf, vocab, write_json};
 use crate::{Error, ErrorKind, Result};
-
-/// The GGUF architectures `gguf_to_hf` converts, and how each differs from the HF layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    /// Llama, SmolLM2, TinyLlama, Mistral v0.1: Q/K rows interleaved by llama.cpp's converter.
-    Llama,
-    /// Gemma 3 text models: norm weights stored with HF's `1 +` already added.
-    Gemma3,
-}
-
-impl Family {
-    fn of(arch: &str) -> Option<Family> {
-        match arch {
-            "llama" => Some(Family::Llama),
-            "gemma3" => Some(Family::Gemma3),
-            _ => None,
-        }
-    }
-}
 
 /// Metadata lookups under the architecture's prefix, with errors naming the file and key.
 struct Meta<'a> {
@@ -87,7 +69,7 @@ pub fn gguf_to_hf(src: &Path, dst: &Path) -> Result<()> {
         .and_then(|v| v.to_string().ok())
         .cloned()
         .unwrap_or_default();
-    let Some(family) = Family::of(&arch) else {
+    let Some(family) = Family::of_gguf(&arch) else {
         return Err(Error::new(
             ErrorKind::Unsupported,
             format!(
@@ -261,39 +243,6 @@ fn gemma3_config(meta: &Meta, head_dim: u32) -> Result<Value> {
         "tie_word_embeddings": true,
         "torch_dtype": "float32",
     }))
-}
-
-/// The Hugging Face name of a GGUF tensor, or None for tables runtimes derive themselves.
-fn hf_name(family: Family, gguf: &str) -> Option<String> {
-    let fixed = match gguf {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(f) = fixed {
-        return Some(f.to_string());
-    }
-    let rest = gguf.strip_prefix("blk.")?;
-    let (layer, part) = rest.split_once('.')?;
-    let hf = match (family, part) {
-        (_, "attn_q.weight") => "self_attn.q_proj.weight",
-        (_, "attn_k.weight") => "self_attn.k_proj.weight",
-        (_, "attn_v.weight") => "self_attn.v_proj.weight",
-        (_, "attn_output.weight") => "self_attn.o_proj.weight",
-        (_, "ffn_gate.weight") => "mlp.gate_proj.weight",
-        (_, "ffn_up.weight") => "mlp.up_proj.weight",
-        (_, "ffn_down.weight") => "mlp.down_proj.weight",
-        (_, "attn_norm.weight") => "input_layernorm.weight",
-        (Family::Llama, "ffn_norm.weight") => "post_attention_layernorm.weight",
-        (Family::Gemma3, "ffn_norm.weight") => "pre_feedforward_layernorm.weight",
-        (Family::Gemma3, "post_attention_norm.weight") => "post_attention_layernorm.weight",
-        (Family::Gemma3, "post_ffw_norm.weight") => "post_feedforward_layernorm.weight",
-        (Family::Gemma3, "attn_q_norm.weight") => "self_attn.q_norm.weight",
-        (Family::Gemma3, "attn_k_norm.weight") => "self_attn.k_norm.weight",
-        _ => return None,
-    };
-    Some(format!("model.layers.{layer}.{hf}"))
 }
 
 /// llama.cpp's converter interleaves the two rotary halves of each head's Q and K rows

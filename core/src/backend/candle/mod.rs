@@ -6,15 +6,15 @@ mod arch;
 mod estimate;
 mod tokenizer;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use serde_json::Value;
 
 use super::{Backend, BackendChoice, LoadPlan, LoadedModel, Session, Token};
 use crate::estimate::{EstimateOptions, MemoryEstimate};
-use crate::format::{Format, SHARD_INDEX};
+use crate::format::Format;
+use crate::hf_folder::{read_config, var_builder, weight_files};
 use crate::inspect::ModelInfo;
 use crate::{CancelToken, Error, ErrorKind, Result};
 use arch::Weights;
@@ -74,13 +74,8 @@ impl Backend for CandleBackend {
         let files = weight_files(dir)?;
         let device = Device::Cpu;
         let dtype = DType::F32;
-        // SAFETY: the files are mapped read-only while the VarBuilder lives (to the end of this
-        // function); on the CPU candle copies each tensor out of the map, so nothing refers to
-        // the mapping afterwards. A file truncated by another process during these few seconds
-        // is the one case memmap cannot guard against, as for every mmap-based loader.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, &device) }.map_err(
-            |e| Error::invalid_model(format!("{}: cannot map the weights: {e}", dir.display())),
-        )?;
+        let vb = var_builder(&files, dtype, &device)
+            .map_err(|e| Error::new(e.kind(), format!("{}: {}", dir.display(), e.message())))?;
         // candle's Llama builder unwraps a missing tensor (a panic); turn that into the error it is.
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             Weights::load(&config, vb, dtype, &device)
@@ -159,7 +154,10 @@ impl Backend for CandleBackend {
 fn model_folder(info: &ModelInfo) -> Result<PathBuf> {
     let folder_format = matches!(
         info.format,
-        Format::HuggingFaceFolder | Format::Safetensors | Format::ShardedSafetensors
+        Format::HuggingFaceFolder
+            | Format::Safetensors
+            | Format::ShardedSafetensors
+            | Format::PyTorch
     );
     let dir = crate::format::model_dir(&info.path);
     if !folder_format || !dir.join("config.json").is_file() {
@@ -174,61 +172,6 @@ fn model_folder(info: &ModelInfo) -> Result<PathBuf> {
         ));
     }
     Ok(dir)
-}
-
-fn read_config(dir: &Path) -> Result<Value> {
-    let path = dir.join("config.json");
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::invalid_model(format!("{} is not valid JSON: {e}", path.display())))
-}
-
-/// The safetensors files of a folder: the shards its index lists (each must exist), else
-/// `model.safetensors`, else every `*.safetensors`.
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index = dir.join(SHARD_INDEX);
-    let files: Vec<PathBuf> = if index.is_file() {
-        let bytes = std::fs::read(&index).map_err(|e| Error::io(&index, e))?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::invalid_model(format!("{} is not valid JSON: {e}", index.display()))
-        })?;
-        let mut names: Vec<&str> = v
-            .get("weight_map")
-            .and_then(Value::as_object)
-            .map(|m| m.values().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        names.sort_unstable();
-        names.dedup();
-        names.iter().map(|n| dir.join(n)).collect()
-    } else if dir.join("model.safetensors").is_file() {
-        vec![dir.join("model.safetensors")]
-    } else {
-        let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        all.sort();
-        all
-    };
-    if let Some(missing) = files.iter().find(|f| !f.is_file()) {
-        return Err(Error::new(
-            ErrorKind::NotFound,
-            format!(
-                "{} lists the shard {} but it is missing; download the whole model again",
-                index.display(),
-                missing.display()
-            ),
-        ));
-    }
-    if files.is_empty() {
-        return Err(Error::invalid_model(format!(
-            "{} holds no safetensors weights (PyTorch .bin checkpoints are not loaded by the \
-             candle backend yet: convert them to safetensors)",
-            dir.display()
-        )));
-    }
-    Ok(files)
 }
 
 struct CandleLoaded {

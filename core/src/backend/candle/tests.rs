@@ -257,3 +257,58 @@ fn a_sharded_folder_loads_and_matches_the_single_file() {
     let ids = one.tokenize("the cat sat", true).unwrap();
     assert_eq!(last_logits(&one, &ids), last_logits(&two, &ids));
 }
+
+/// The tiny folder with its weights as `pytorch_model.bin` instead of safetensors.
+fn pytorch_folder(
+    parent: &std::path::Path,
+    extra_global: Option<(&str, &str)>,
+) -> std::path::PathBuf {
+    let folder = parent.join("pt");
+    write_tiny_hf_folder(&folder).unwrap();
+    std::fs::remove_file(folder.join("model.safetensors")).unwrap();
+    crate::testing::write_pytorch_checkpoint(
+        &folder.join("pytorch_model.bin"),
+        &crate::testing::tiny_llama_safetensors(0),
+        extra_global,
+    )
+    .unwrap();
+    folder
+}
+
+#[test]
+fn a_pytorch_checkpoint_loads_and_matches_the_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("st");
+    write_tiny_hf_folder(&st).unwrap();
+    let pt = pytorch_folder(dir.path(), None);
+    let a = Model::load(&st, &options(BackendChoice::Candle), None).unwrap();
+    let b = Model::load(&pt, &options(BackendChoice::Auto), None).unwrap();
+    assert_eq!(b.backend(), "candle");
+    let ids = a.tokenize("the cat sat", true).unwrap();
+    assert_eq!(last_logits(&a, &ids), last_logits(&b, &ids));
+    // The checkpoint file itself names the folder's model too.
+    let c = Model::load(
+        pt.join("pytorch_model.bin"),
+        &options(BackendChoice::Candle),
+        None,
+    )
+    .unwrap();
+    assert_eq!(last_logits(&a, &ids), last_logits(&c, &ids));
+}
+
+#[test]
+fn a_pickle_naming_any_other_global_is_refused() {
+    for (module, name) in [
+        ("os", "system"),
+        ("builtins", "eval"),
+        ("subprocess", "check_output"),
+        ("torch", "load"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let pt = pytorch_folder(dir.path(), Some((module, name)));
+        let e = Model::load(&pt, &options(BackendChoice::Candle), None).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
+        assert!(e.message().contains(&format!("{module}.{name}")), "{e}");
+        assert!(e.message().contains("safetensors"), "{e}");
+    }
+}

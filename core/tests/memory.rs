@@ -1,17 +1,24 @@
-//! The memory estimate against reality: the resident memory a load (plus one generation, so
-//! every weight page has been touched) adds to a process must be within 25% of the estimate.
-//! Each context size is measured in a fresh child process (this test binary re-run), so memory
-//! kept by the allocator from an earlier load cannot hide part of the next one.
+//! The memory estimate against reality, per backend, at two context sizes: the resident memory
+//! a load plus a generation that fills the context adds to a process (read while generating)
+//! must be within 10% of the estimate. Each case runs in a fresh child process (this test
+//! binary re-run), so memory kept by the allocator from an earlier load cannot hide part of
+//! the next one.
+//!
+//! The context is filled because that is the peak the estimate promises: llama.cpp allocates
+//! and clears its whole KV cache up front, candle grows its cache as tokens arrive.
+//! Measured on SmolLM2 (RSS / estimate): llama.cpp 0.929 at 2048 and 0.928 at 8192,
+//! candle 0.994 at 512 and 0.939 at 2048.
 
 mod common;
 
 use common::{model_path, SMOLLM2};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use uml_core::options::LoadOptions;
 use uml_core::sampling::GenerateParams;
 use uml_core::Model;
 
-const CHILD_ENV: &str = "UML_MEMORY_CHILD_N_CTX";
+const CHILD_ENV: &str = "UML_MEMORY_CHILD";
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
@@ -23,63 +30,108 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-#[test]
-fn estimate_is_within_25_percent_of_real_rss() {
-    for n_ctx in [2048u32, 8192] {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "measure_in_child",
-                "--include-ignored",
-                "--nocapture",
-            ])
-            .env(CHILD_ENV, n_ctx.to_string())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "child failed: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("MEASURED "))
-            .unwrap_or_else(|| panic!("no measurement in: {stdout}"));
-        let nums: Vec<f64> = line
-            .split_whitespace()
-            .map(|n| n.parse().unwrap())
-            .collect();
-        let (estimated, used) = (nums[0], nums[1]);
+/// Load `path` in a child process with `backend` and `n_ctx`, fill the context, and return
+/// (estimated, measured) bytes.
+fn measure(path: &Path, backend: &str, n_ctx: u32) -> (f64, f64) {
+    let spec = format!("{backend} {n_ctx} {}", path.display());
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "measure_in_child",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, &spec)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child {spec} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("MEASURED "))
+        .unwrap_or_else(|| panic!("no measurement in: {stdout}"));
+    let nums: Vec<f64> = line
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    (nums[0], nums[1])
+}
+
+fn check(path: &Path, backend: &str, sizes: [u32; 2]) {
+    for n_ctx in sizes {
+        let (estimated, used) = measure(path, backend, n_ctx);
         let ratio = used / estimated;
         eprintln!(
-            "n_ctx {n_ctx}: estimated {estimated:.0} B, measured {used:.0} B, ratio {ratio:.3}"
+            "{backend} n_ctx {n_ctx}: estimated {:.1} MiB, measured {:.1} MiB, ratio {ratio:.3}",
+            estimated / 1048576.0,
+            used / 1048576.0
         );
         assert!(
-            (0.75..=1.25).contains(&ratio),
-            "n_ctx {n_ctx}: estimate {estimated} vs measured RSS growth {used} (ratio {ratio:.3})"
+            (0.90..=1.10).contains(&ratio),
+            "{backend} n_ctx {n_ctx}: estimate {estimated} vs measured RSS growth {used} \
+             (ratio {ratio:.3}, allowed 0.90..1.10)"
         );
+    }
+}
+
+/// One test for both backends, so the measurements run one after the other: a second child
+/// loading beside the first changes how much freed memory the allocator keeps by ~5%.
+#[test]
+fn estimates_are_within_10_percent_of_real_rss() {
+    check(&model_path(SMOLLM2), "llamacpp", [2048, 8192]);
+    #[cfg(feature = "candle")]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let folder: PathBuf = dir.path().join("smollm2-hf");
+        uml_core::convert::gguf_to_hf(&model_path(SMOLLM2), &folder).unwrap();
+        check(&folder, "candle", [512, 2048]);
     }
 }
 
 /// Run only as the child of the test above.
 #[test]
-#[ignore = "run by estimate_is_within_25_percent_of_real_rss in a fresh process"]
+#[ignore = "run by the estimate tests in a fresh process"]
 fn measure_in_child() {
-    let Some(n_ctx) = std::env::var(CHILD_ENV).ok().and_then(|v| v.parse().ok()) else {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
+    let mut parts = spec.splitn(3, ' ');
+    let (backend, n_ctx, path) = (
+        parts.next().unwrap(),
+        parts.next().unwrap().parse::<u32>().unwrap(),
+        PathBuf::from(parts.next().unwrap()),
+    );
     let before = rss_bytes();
     let options = LoadOptions {
         n_ctx: Some(n_ctx),
+        backend: serde_json::from_value(serde_json::json!(backend)).unwrap(),
         ..LoadOptions::default()
     };
-    let model = Model::load(model_path(SMOLLM2), &options, None).unwrap();
+    let model = Model::load(&path, &options, None).unwrap();
+    // A prompt that leaves room for the generated tokens: " the" is one token in SmolLM2.
     let params = GenerateParams {
         max_tokens: 8,
         ..GenerateParams::greedy()
     };
-    model.complete("The capital of France is", &params).unwrap();
-    let used = rss_bytes().saturating_sub(before);
-    println!("MEASURED {} {used}", model.memory().host_bytes);
+    let prompt = " the".repeat(n_ctx as usize - 16);
+    // Sampled while the session is alive with its context full; read after the generation, RSS
+    // would also hold (or not) whatever the allocator kept of the freed session, which swung
+    // by 10% between identical runs.
+    let mut peak = 0u64;
+    let out = model
+        .generate(&prompt, &params, None, &mut |_| {
+            peak = peak.max(rss_bytes());
+            true
+        })
+        .unwrap();
+    assert!(out.usage.prompt_tokens + 16 >= n_ctx, "{:?}", out.usage);
+    println!(
+        "MEASURED {} {}",
+        model.memory().host_bytes,
+        peak.saturating_sub(before)
+    );
 }

@@ -8,8 +8,11 @@ use crate::options::KvCacheType;
 use crate::Result;
 
 const MIB: u64 = 1 << 20;
-/// The process's share for candle's thread pools, the tokenizer's tables and allocator slack.
-const RUNTIME_OVERHEAD: u64 = 48 * MIB;
+/// The process's share for candle's thread pools and allocator slack.
+const RUNTIME_OVERHEAD: u64 = 24 * MIB;
+/// Score-sized (chunk × context × heads) F32 buffers live at once while a prompt chunk attends:
+/// the scores and their masked (or softmaxed) copy.
+const SCORE_BUFFERS: u64 = 2;
 /// tokenizers keeps a few maps of every token's string.
 const TOKENIZER_BYTES_PER_TOKEN: u64 = 200;
 const F32: u64 = 4;
@@ -30,7 +33,8 @@ pub(super) fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<Memor
     // One prompt chunk's activations, its attention scores against the context, and a row of
     // logits (candle computes the head for the last position only).
     let widths = 3 * s.n_embd + s.n_head * s.k_len + s.n_head_kv * (s.k_len + s.v_len) + 3 * s.n_ff;
-    let compute = chunk * widths * F32 + 2 * chunk * ctx * s.n_head * F32 + s.n_vocab * F32;
+    let compute =
+        chunk * widths * F32 + SCORE_BUFFERS * chunk * ctx * s.n_head * F32 + s.n_vocab * F32;
     let overhead = RUNTIME_OVERHEAD + s.n_vocab * TOKENIZER_BYTES_PER_TOKEN + rope;
     let total = weights + kv + compute + overhead;
     Ok(MemoryEstimate {

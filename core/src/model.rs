@@ -433,11 +433,25 @@ pub fn plan_load(
     let trained_ctx = info
         .context_length
         .map(|c| c.min(u64::from(u32::MAX)) as u32);
+    let backend_max = backend.max_context(info);
     let n_ctx = match options.n_ctx {
-        Some(n) => n,
+        Some(n) => {
+            if let Some(max) = backend_max.filter(|&m| n > m) {
+                return Err(Error::invalid_argument(format!(
+                    "n_ctx {n} is more than the {} backend can give {} ({max} tokens); ask for \
+                     at most {max}, or use another backend",
+                    backend.name(),
+                    info.path.display()
+                )));
+            }
+            n
+        }
         None => {
-            // The model's own context, shrunk (not refused) when that would not fit in memory.
-            let wanted = trained_ctx.unwrap_or(4096);
+            // The model's own context (or the backend's limit), shrunk (not refused) when that
+            // would not fit in memory.
+            let wanted = trained_ctx
+                .unwrap_or(4096)
+                .min(backend_max.unwrap_or(u32::MAX));
             let est_opts = EstimateOptions::from_load_options(options);
             let fits = estimate::largest_context_that_fits(
                 estimator,

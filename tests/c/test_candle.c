@@ -50,10 +50,23 @@ int main(int argc, char **argv) {
         uml_string_free(b);
     }
 
-    /* Asking candle for a GGUF, or for an unknown backend, is a clear error. */
+    /* candle runs the GGUF too when asked (its quantized kernels), with the folder's text;
+     * a context past its rotary tables, or an unknown backend, is a clear error. */
+    uml_model *q = NULL;
+    CHECK_OK(uml_model_load(argv[2], "{\"n_ctx\": 128, \"n_threads\": 1, \"backend\": \"candle\"}", NULL,
+                            NULL, &q));
+    char *a = greedy_text(hf, prompts[0]);
+    char *b = greedy_text(q, prompts[0]);
+    const char *cut_a = strstr(a, "\"finish_reason\"");
+    const char *cut_b = strstr(b, "\"finish_reason\"");
+    CHECK(cut_a != NULL && cut_b != NULL);
+    CHECK(cut_a - a == cut_b - b && strncmp(a, b, (size_t)(cut_a - a)) == 0);
+    uml_string_free(a);
+    uml_string_free(b);
+    uml_model_free(q);
     uml_model *m = NULL;
-    CHECK_STATUS(uml_model_load(argv[2], "{\"backend\": \"candle\"}", NULL, NULL, &m), UML_ERR_UNSUPPORTED,
-                 "Hugging Face folders");
+    CHECK_STATUS(uml_model_load(argv[2], "{\"backend\": \"candle\", \"n_ctx\": 8192}", NULL, NULL, &m),
+                 UML_ERR_INVALID_ARGUMENT, "4096");
     CHECK_STATUS(uml_model_load(argv[1], "{\"backend\": \"tensorrt\"}", NULL, NULL, &m), UML_ERR_INVALID_ARGUMENT,
                  "backend");
     CHECK(m == NULL);

@@ -56,6 +56,11 @@ pub trait Backend: Send + Sync {
     /// The memory this backend would take to run `info` with `opts` (its own weights layout,
     /// KV cache and compute buffers).
     fn estimate(&self, info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstimate>;
+    /// The longest context this backend can give `info`, when it is below the model's own
+    /// (the default context shrinks to it; asking for more is an error naming it).
+    fn max_context(&self, _info: &ModelInfo) -> Option<u32> {
+        None
+    }
     /// Load the weights. `progress` gets fractions in 0..=1 and returns false to abort the load
     /// (which then fails with `Cancelled`).
     fn load(
@@ -156,7 +161,9 @@ pub fn candidates(choice: BackendChoice) -> Vec<&'static dyn Backend> {
 /// The error when no candidate could load the model. Backends that could not even take the
 /// format (a failed check) are left out when another got further: the user needs that one's
 /// reason (out of memory, a corrupt file), not "not a GGUF". A single remaining failure keeps
-/// its own kind and message; several are summarised, keeping the kind when they all agree.
+/// its own kind and message; several are summarised under the kind of the first (preferred)
+/// one, which is what `auto` would have run: a GGUF too large for llama.cpp is OutOfMemory
+/// even when the candle fallback then refuses its context length.
 pub(crate) fn no_backend_error(path: &std::path::Path, skipped: &[Skipped]) -> crate::Error {
     let further: Vec<&Skipped> = skipped.iter().filter(|s| s.stage != "check").collect();
     let relevant: Vec<&Skipped> = if further.is_empty() {
@@ -167,10 +174,9 @@ pub(crate) fn no_backend_error(path: &std::path::Path, skipped: &[Skipped]) -> c
     if let [only] = relevant.as_slice() {
         return crate::Error::new(only.kind, only.reason.clone());
     }
-    let kind = match relevant.first() {
-        Some(first) if relevant.iter().all(|s| s.kind == first.kind) => first.kind,
-        _ => crate::ErrorKind::Unsupported,
-    };
+    let kind = relevant
+        .first()
+        .map_or(crate::ErrorKind::Unsupported, |first| first.kind);
     let summary: Vec<String> = relevant
         .iter()
         .map(|s| format!("{} ({}): {}", s.backend, s.stage, s.reason))

@@ -22,6 +22,7 @@ use crate::{Error, ErrorKind, Result};
 
 pub use from_hf::hf_to_gguf;
 pub use to_hf::gguf_to_hf;
+pub(crate) use vocab::tokenizer_json;
 
 /// Element types `gguf_to_gguf` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ const TYPE_USER_DEFINED: i32 = 4;
 const TYPE_BYTE: i32 = 6;
 
 /// The tokenizer.json for the GGUF's vocabulary, or an Unsupported error naming its kind.
-pub(super) fn tokenizer_json(content: &Content, src: &Path) -> Result<Value> {
+pub(crate) fn tokenizer_json(content: &Content, src: &Path) -> Result<Value> {
     let model = content
         .metadata
         .get("tokenizer.ggml.model")

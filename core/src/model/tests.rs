@@ -141,13 +141,16 @@ fn when_every_backend_fails_the_error_names_each_reason() {
             .contains("failing (check): failing: this format is not mine"),
         "{err}"
     );
-    // Different kinds past the check: Unsupported, with every backend, stage and reason.
+    // Different kinds past the check: the preferred backend's kind, with every backend, stage
+    // and reason.
     let c = Failing {
         check_ok: true,
         kind: ErrorKind::Backend,
     };
     let err = load(vec![&a, &c], info.clone()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory);
+    let err = load(vec![&c, &a], info.clone()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Backend);
     assert!(
         err.message()
             .contains("failing (load): failing: could not allocate the weights"),

@@ -35,7 +35,7 @@ class LoadOptions(TypedDict, total=False):
     backend: Literal["auto", "llamacpp", "candle"]
     """The engine: "auto" (default: the preferred one for the format, falling back to the next
     when one fails; :attr:`Model.skipped_backends` says why), "llamacpp" (GGUF) or "candle"
-    (Hugging Face folders)."""
+    (Hugging Face folders, and llama-architecture GGUFs through its quantized kernels)."""
     flash_attention: Optional[bool]
     """llama.cpp's flash attention: None (default) lets llama.cpp decide."""
 

@@ -5,6 +5,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use candle_transformers::models::quantized_llama;
 use candle_transformers::models::{bert, gemma3, llama, mistral, phi3, qwen2, qwen3};
 use serde_json::Value;
 
@@ -35,6 +36,8 @@ pub(super) enum Weights {
     Phi3(phi3::Model),
     /// A BERT sentence encoder (embeddings only; it cannot generate).
     Bert(bert::BertModel),
+    /// A llama-architecture GGUF run by candle's quantized kernels.
+    QuantizedLlama(quantized_llama::ModelWeights),
 }
 
 /// One session's model state.
@@ -48,7 +51,32 @@ pub(super) enum State<'w> {
     Qwen3(qwen3::ModelForCausalLM),
     Gemma3(gemma3::Model),
     Phi3(phi3::Model),
+    QuantizedLlama(quantized_llama::ModelWeights),
 }
+
+/// GGUF architectures this backend runs through candle's quantized models, and why the others
+/// are not: the message for a GGUF it refuses.
+pub(super) const GGUF_SUPPORTED: &[&str] = &["llama"];
+
+/// Why a GGUF architecture is not run by candle's quantized models.
+pub(super) fn gguf_refusal(arch: &str) -> String {
+    let why = match arch {
+        "gemma3" => {
+            "candle's quantized Gemma 3 uses SiLU where Gemma uses GELU, so it would \
+                     generate wrong text"
+        }
+        "qwen2" => "candle's quantized Qwen2 cannot give each generation its own KV cache",
+        _ => "candle has no quantized model for it that uml has checked",
+    };
+    format!(
+        "the candle backend does not run '{arch}' GGUFs ({why}); it runs {} GGUFs. Use llama.cpp, \
+         or convert the model with `uml convert MODEL.gguf DIR --to hf` and load the folder",
+        GGUF_SUPPORTED.join(", ")
+    )
+}
+
+/// The longest context candle's quantized llama has rotary tables for.
+pub(super) const QUANTIZED_LLAMA_MAX_CTX: u32 = quantized_llama::MAX_SEQ_LEN as u32;
 
 /// The architecture `config.json` declares (its first `architectures` entry).
 pub(super) fn architecture(config: &Value) -> Option<&str> {
@@ -140,6 +168,26 @@ impl Weights {
         Ok(weights)
     }
 
+    /// Build the GGUF's model (one of `GGUF_SUPPORTED`) from its tensors.
+    pub(super) fn load_gguf<R: std::io::Read + std::io::Seek>(
+        content: candle_core::quantized::gguf_file::Content,
+        reader: &mut R,
+        device: &Device,
+    ) -> Result<Weights> {
+        let arch = content
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if !GGUF_SUPPORTED.contains(&arch.as_str()) {
+            return Err(Error::new(ErrorKind::Unsupported, gguf_refusal(&arch)));
+        }
+        let model = quantized_llama::ModelWeights::from_gguf(content, reader, device)
+            .map_err(candle_error("loading the GGUF's weights failed"))?;
+        Ok(Weights::QuantizedLlama(model))
+    }
+
     /// A fresh state: an empty KV cache over these weights; `None` for an encoder, which has no
     /// generation state.
     pub(super) fn session(&self) -> Option<State<'_>> {
@@ -153,6 +201,7 @@ impl Weights {
             Weights::Qwen3(m) => State::Qwen3(m.clone()),
             Weights::Gemma3(m) => State::Gemma3(m.clone()),
             Weights::Phi3(m) => State::Phi3(m.clone()),
+            Weights::QuantizedLlama(m) => State::QuantizedLlama(m.clone()),
             Weights::Bert(_) => return None,
         })
     }
@@ -195,6 +244,7 @@ impl State<'_> {
             State::Qwen3(m) => m.forward(ids, pos)?,
             State::Gemma3(m) => m.forward(ids, pos)?,
             State::Phi3(m) => m.forward(ids, pos)?,
+            State::QuantizedLlama(m) => m.forward(ids, pos)?,
         };
         logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()
     }

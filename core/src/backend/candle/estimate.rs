@@ -1,8 +1,10 @@
-//! candle's memory model on the CPU: every weight as F32 (whatever the file stores), F32 KV
-//! caches that grow to the context, attention over a prompt chunk against the whole context,
-//! and the rotary tables.
+//! candle's memory model on the CPU: every weight of a folder as F32 (whatever the file
+//! stores), a GGUF's weights as stored plus its embeddings in F32, F32 KV caches that grow to
+//! the context, attention over a prompt chunk against the whole context, and the rotary
+//! tables.
 
 use crate::estimate::{effective_n_ctx, shape, EstimateOptions, MemoryEstimate};
+use crate::format::Format;
 use crate::inspect::ModelInfo;
 use crate::options::KvCacheType;
 use crate::Result;
@@ -23,10 +25,17 @@ pub(super) fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<Memor
     let ctx = u64::from(n_ctx);
     let chunk = u64::from(opts.n_batch.min(n_ctx).max(1));
 
-    // Weights are converted to F32 on load: scale what the file holds by 4 / stored bytes.
-    let weights = match info.parameter_count {
-        0 => info.weights_bytes.saturating_mul(F32) / stored_bytes_per_param(info),
-        n => n * F32,
+    let weights = if info.format == Format::Gguf {
+        // A GGUF's tensors stay quantized in memory, but candle's quantized llama dequantizes
+        // the token embeddings to F32 for its lookup table.
+        info.weights_bytes + s.n_vocab * s.n_embd * F32
+    } else {
+        // Folder weights are converted to F32 on load: scale what the file holds by 4 / stored
+        // bytes.
+        match info.parameter_count {
+            0 => info.weights_bytes.saturating_mul(F32) / stored_bytes_per_param(info),
+            n => n * F32,
+        }
     };
     let kv = s.n_layer * ctx * s.n_head_kv * (s.k_len + s.v_len) * F32;
     let rope = 2 * ctx * s.k_len * F32;

@@ -1,12 +1,13 @@
-//! The candle backend: Hugging Face folders (config.json + safetensors + tokenizer.json) run
-//! in-process on the CPU, in F32. Weights are read from the memory-mapped safetensors once and
-//! shared by every session; each session has its own KV cache.
+//! The candle backend: Hugging Face folders (config.json + safetensors or a PyTorch
+//! checkpoint + tokenizer.json) run in-process on the CPU, in F32, and llama-architecture GGUFs
+//! through candle's quantized kernels. Weights are read once and shared by every session; each
+//! session has its own KV cache.
 
 mod arch;
 mod estimate;
 mod tokenizer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
@@ -38,6 +39,14 @@ impl Backend for CandleBackend {
     }
 
     fn check(&self, info: &ModelInfo) -> Result<()> {
+        if info.format == Format::Gguf {
+            let arch = info.architecture.as_deref().unwrap_or("(undeclared)");
+            return if arch::GGUF_SUPPORTED.contains(&arch) {
+                Ok(())
+            } else {
+                Err(Error::new(ErrorKind::Unsupported, arch::gguf_refusal(arch)))
+            };
+        }
         let dir = model_folder(info)?;
         let config = read_config(&dir)?;
         match arch::architecture(&config) {
@@ -58,6 +67,10 @@ impl Backend for CandleBackend {
         estimate::estimate(info, opts)
     }
 
+    fn max_context(&self, info: &ModelInfo) -> Option<u32> {
+        (info.format == Format::Gguf).then_some(arch::QUANTIZED_LLAMA_MAX_CTX)
+    }
+
     fn load(
         &self,
         info: &ModelInfo,
@@ -66,6 +79,11 @@ impl Backend for CandleBackend {
     ) -> Result<Box<dyn LoadedModel>> {
         if !progress(0.0) {
             return Err(Error::new(ErrorKind::Cancelled, "model load cancelled"));
+        }
+        if info.format == Format::Gguf {
+            let loaded = load_gguf(&info.path, plan)?;
+            progress(1.0);
+            return Ok(Box::new(loaded));
         }
         let folder = model_folder(info)?;
         let dir = folder.as_path();
@@ -125,18 +143,11 @@ impl Backend for CandleBackend {
             Weights::Bert(_) => Weights::hidden_size(&config),
             _ => 0,
         };
-        // candle's matmuls run on the current rayon pool: this model's own, sized by the plan,
-        // so n_threads means what it means for llama.cpp and two models do not oversubscribe.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(plan.n_threads.max(1) as usize)
-            .thread_name(|i| format!("uml-candle-{i}"))
-            .build()
-            .map_err(|e| Error::backend(format!("cannot start candle's threads: {e}")))?;
         Ok(Box::new(CandleLoaded {
             weights,
             tokenizer,
             device,
-            pool,
+            pool: thread_pool(plan)?,
             n_ctx,
             n_batch: n_batch.max(1),
             normalize: plan.normalize_embeddings,
@@ -147,6 +158,40 @@ impl Backend for CandleBackend {
             embedding_size,
         }))
     }
+}
+
+/// candle's matmuls run on the current rayon pool: each model gets its own, sized by the plan,
+/// so n_threads means what it means for llama.cpp and two models do not oversubscribe.
+fn thread_pool(plan: &LoadPlan) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(plan.n_threads.max(1) as usize)
+        .thread_name(|i| format!("uml-candle-{i}"))
+        .build()
+        .map_err(|e| Error::backend(format!("cannot start candle's threads: {e}")))
+}
+
+/// A GGUF through candle's quantized kernels: the fallback when llama.cpp is not compiled in,
+/// or when `backend: "candle"` asks for it.
+fn load_gguf(path: &Path, plan: &LoadPlan) -> Result<CandleLoaded> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = std::io::BufReader::new(file);
+    let content = candle_core::quantized::gguf_file::Content::read(&mut reader)
+        .map_err(|e| Error::invalid_model(format!("{} cannot be read: {e}", path.display())))?;
+    let tokenizer = HfTokenizer::from_gguf(&content, path)?;
+    let device = Device::Cpu;
+    let weights = Weights::load_gguf(content, &mut reader, &device)
+        .map_err(|e| Error::new(e.kind(), format!("{}: {}", path.display(), e.message())))?;
+    Ok(CandleLoaded {
+        weights,
+        tokenizer,
+        device,
+        pool: thread_pool(plan)?,
+        n_ctx: plan.n_ctx,
+        n_batch: plan.n_batch.max(1),
+        normalize: plan.normalize_embeddings,
+        cls_pooling: false,
+        embedding_size: 0,
+    })
 }
 
 /// The Hugging Face folder a model lives in: the folder itself, or the one holding the given

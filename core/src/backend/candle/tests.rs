@@ -207,14 +207,6 @@ fn broken_folders_are_clear_errors_of_the_right_kind() {
         e.message().contains("model-00002-of-00002.safetensors"),
         "{e}"
     );
-
-    // Asking candle for a GGUF names what it loads.
-    let dir = tempfile::tempdir().unwrap();
-    let gguf = dir.path().join("t.gguf");
-    write_tiny_llama_gguf(&gguf, 0).unwrap();
-    let e = Model::load(&gguf, &options(BackendChoice::Candle), None).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
-    assert!(e.message().contains("Hugging Face folders"), "{e}");
 }
 
 #[test]
@@ -311,4 +303,46 @@ fn a_pickle_naming_any_other_global_is_refused() {
         assert!(e.message().contains(&format!("{module}.{name}")), "{e}");
         assert!(e.message().contains("safetensors"), "{e}");
     }
+}
+
+#[test]
+fn a_gguf_runs_in_candle_when_asked_with_the_folders_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("tiny.gguf");
+    write_tiny_llama_gguf(&gguf, 0).unwrap();
+    let folder = dir.path().join("tiny-hf");
+    write_tiny_hf_folder(&folder).unwrap();
+    let quantized = Model::load(&gguf, &options(BackendChoice::Candle), None).unwrap();
+    assert_eq!(quantized.backend(), "candle");
+    let f32_folder = Model::load(&folder, &options(BackendChoice::Candle), None).unwrap();
+    let ids = f32_folder.tokenize("the cat sat", true).unwrap();
+    assert_eq!(quantized.tokenize("the cat sat", true).unwrap(), ids);
+    let (a, b) = (
+        last_logits(&quantized, &ids),
+        last_logits(&f32_folder, &ids),
+    );
+    let max_abs = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max_abs < 1e-4, "max |GGUF - folder| = {max_abs}");
+    let text = quantized
+        .complete(
+            "the cat",
+            &GenerateParams {
+                max_tokens: 8,
+                ..GenerateParams::greedy()
+            },
+        )
+        .unwrap();
+    assert!(text.usage.completion_tokens > 0);
+    // Past the rotary tables of candle's quantized llama: a clear error, not a crash.
+    let big = LoadOptions {
+        n_ctx: Some(8192),
+        ..options(BackendChoice::Candle)
+    };
+    let e = Model::load(&gguf, &big, None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.message().contains("4096"), "{e}");
 }

@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use candle_core::quantized::gguf_file::Content;
 use serde_json::Value;
+use std::str::FromStr;
 use tokenizers::{DecoderWrapper, Tokenizer};
 
 use crate::backend::Token;
@@ -71,28 +73,6 @@ impl HfTokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| Error::invalid_model(format!("{}: {e}", path.display())))?;
-        let n_vocab = inner.get_vocab_size(true);
-        let pieces = piece_style(&inner);
-        let added = inner.get_added_tokens_decoder();
-        let mut bytes = Vec::with_capacity(n_vocab);
-        let mut special = Vec::with_capacity(n_vocab);
-        for id in 0..n_vocab as u32 {
-            let text = inner.id_to_token(id).unwrap_or_default();
-            match added.get(&id) {
-                Some(t) if t.special => {
-                    bytes.push(Vec::new());
-                    special.push(t.content.clone());
-                }
-                Some(t) => {
-                    bytes.push(t.content.clone().into_bytes());
-                    special.push(String::new());
-                }
-                None => {
-                    bytes.push(piece_bytes(&text, pieces));
-                    special.push(String::new());
-                }
-            }
-        }
         let tokenizer_config = read_json(&dir.join("tokenizer_config.json"));
         let config = read_json(&dir.join("config.json"));
         let generation = read_json(&dir.join("generation_config.json"));
@@ -115,14 +95,6 @@ impl HfTokenizer {
             }
         }
         end_of_generation.extend(tokenizer_config.get("eos_token").and_then(token_id));
-        for name in END_OF_TURN {
-            if let Some(id) = inner.token_to_id(name) {
-                if added.get(&id).is_some_and(|t| t.special) {
-                    end_of_generation.insert(id);
-                }
-            }
-        }
-        end_of_generation.retain(|&id| (id as usize) < n_vocab);
         let wants_bos = tokenizer_config
             .get("add_bos_token")
             .and_then(Value::as_bool)
@@ -140,13 +112,89 @@ impl HfTokenizer {
         } else {
             None
         };
-        Ok(HfTokenizer {
+        Ok(HfTokenizer::build(inner, end_of_generation, bos))
+    }
+
+    /// The tokenizer of a GGUF's vocabulary, as llama.cpp splits text (see
+    /// `convert::vocab`), with its BOS and end-of-generation tokens from the metadata.
+    pub(super) fn from_gguf(content: &Content, path: &Path) -> Result<HfTokenizer> {
+        let json = crate::convert::tokenizer_json(content, path)?;
+        let inner = Tokenizer::from_str(&json.to_string()).map_err(|e| {
+            Error::invalid_model(format!(
+                "{}: its vocabulary cannot be built: {e}",
+                path.display()
+            ))
+        })?;
+        let md = &content.metadata;
+        let id = |key: &str| md.get(key).and_then(|v| v.to_u32().ok());
+        let end_of_generation: BTreeSet<u32> = [
+            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.eot_token_id",
+            "tokenizer.ggml.eom_token_id",
+        ]
+        .iter()
+        .filter_map(|k| id(k))
+        .collect();
+        // llama.cpp's default: SentencePiece vocabularies start with BOS, BPE ones do not.
+        let model = md
+            .get("tokenizer.ggml.model")
+            .and_then(|v| v.to_string().ok());
+        let wants_bos = md
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.to_bool().ok())
+            .unwrap_or(model.is_some_and(|m| m == "llama"));
+        let bos = if wants_bos {
+            id("tokenizer.ggml.bos_token_id")
+        } else {
+            None
+        };
+        Ok(HfTokenizer::build(inner, end_of_generation, bos))
+    }
+
+    /// Tables over `inner`: each token's bytes, the control tokens' text, and the
+    /// end-of-generation set completed with the chat models' end-of-turn tokens.
+    fn build(
+        inner: Tokenizer,
+        mut end_of_generation: BTreeSet<u32>,
+        bos: Option<u32>,
+    ) -> HfTokenizer {
+        let n_vocab = inner.get_vocab_size(true);
+        let pieces = piece_style(&inner);
+        let added = inner.get_added_tokens_decoder();
+        let mut bytes = Vec::with_capacity(n_vocab);
+        let mut special = Vec::with_capacity(n_vocab);
+        for id in 0..n_vocab as u32 {
+            let text = inner.id_to_token(id).unwrap_or_default();
+            match added.get(&id) {
+                Some(t) if t.special => {
+                    bytes.push(Vec::new());
+                    special.push(t.content.clone());
+                }
+                Some(t) => {
+                    bytes.push(t.content.clone().into_bytes());
+                    special.push(String::new());
+                }
+                None => {
+                    bytes.push(piece_bytes(&text, pieces));
+                    special.push(String::new());
+                }
+            }
+        }
+        for name in END_OF_TURN {
+            if let Some(id) = inner.token_to_id(name) {
+                if added.get(&id).is_some_and(|t| t.special) {
+                    end_of_generation.insert(id);
+                }
+            }
+        }
+        end_of_generation.retain(|&id| (id as usize) < n_vocab);
+        HfTokenizer {
             inner,
             bytes,
             special,
             end_of_generation,
             bos,
-        })
+        }
     }
 
     pub(super) fn vocab_size(&self) -> usize {

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""candle against llama.cpp on the same weights: SmolLM2-135M dequantized to F32, as a GGUF
-(llama.cpp) and as a Hugging Face folder (candle), both written by `uml convert`. `uml bench`
-measures both the same way (pp = prompt tokens/s in n_batch chunks on a fresh context, tg =
-one-token decodes), alternated, same threads; reports candle/llama.cpp per test with a 95%
-bootstrap CI (bench/stats.py) against the target (>= 0.8 at F32). With --quantized it also
-reports candle F32 against llama.cpp's Q8_0 and the original Q4_1 GGUF, to show what the
-quantized kernels buy.
+"""candle against llama.cpp on the same weights, per weight type: SmolLM2-135M dequantized to
+F32 (a Hugging Face folder for candle, a GGUF for llama.cpp), and requantized to Q8_0 and Q4_0
+GGUFs that both engines run (candle through its quantized kernels), plus the original Q4_1
+file. All written by `uml convert`. `uml bench` measures each the same way (pp = prompt
+tokens/s in n_batch chunks on a fresh context, tg = one-token decodes), candle and llama.cpp
+alternated, same threads; reports candle/llama.cpp per test with a 95% bootstrap CI
+(bench/stats.py) against the target (>= 0.8 at F32).
 
-Usage: bench/candle_vs_llama.py [--rounds 7] [--reps 3] [--quantized]
+Usage: bench/candle_vs_llama.py [--rounds 7] [--reps 3]
 """
 import argparse
 import json
@@ -39,38 +39,38 @@ def main():
     ap.add_argument("-p", type=int, default=512)
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("--target", type=float, default=0.8)
-    ap.add_argument("--quantized", action="store_true", help="also compare with Q8_0 and the original GGUF")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        f32 = os.path.join(tmp, "f32.gguf")
-        hf = os.path.join(tmp, "hf")
-        subprocess.run([args.uml, "convert", args.model, f32, "--to", "gguf", "--type", "f32"], check=True)
-        subprocess.run([args.uml, "convert", args.model, hf, "--to", "hf"], check=True)
-        references = [("llama.cpp F32", f32)]
-        if args.quantized:
-            q8 = os.path.join(tmp, "q8_0.gguf")
-            subprocess.run([args.uml, "convert", args.model, q8, "--to", "gguf", "--type", "q8_0"], check=True)
-            references += [("llama.cpp Q8_0", q8), ("llama.cpp " + os.path.basename(args.model), args.model)]
+        def convert(dst, *extra):
+            subprocess.run([args.uml, "convert", args.model, dst, *extra], check=True,
+                           capture_output=True)
+            return dst
 
-        samples = {"candle F32": {}}
-        for name, _ in references:
-            samples[name] = {}
+        hf = convert(os.path.join(tmp, "hf"), "--to", "hf")
+        pairs = [("F32", hf, convert(os.path.join(tmp, "f32.gguf"), "--to", "gguf", "--type", "f32"))]
+        for ty in ["q8_0", "q4_0"]:
+            path = convert(os.path.join(tmp, f"{ty}.gguf"), "--to", "gguf", "--type", ty)
+            pairs.append((ty.upper(), path, path))
+        pairs.append(("Q4_1 (original)", args.model, args.model))
+
+        samples = {name: {"candle": {}, "llamacpp": {}} for name, _, _ in pairs}
         for _ in range(args.rounds):
-            runs = [("candle F32", hf, "candle")] + [(name, path, "llamacpp") for name, path in references]
-            for name, path, backend in runs:
-                for test, tps in bench(args.uml, path, backend, args.threads, args.p, args.n, args.reps).items():
-                    samples[name].setdefault(test, []).append(tps)
+            for name, candle_model, llama_model in pairs:
+                for backend, path in [("candle", candle_model), ("llamacpp", llama_model)]:
+                    for test, tps in bench(args.uml, path, backend, args.threads, args.p, args.n,
+                                           args.reps).items():
+                        samples[name][backend].setdefault(test, []).append(tps)
     print(json.dumps(samples, indent=1), file=sys.stderr)
 
     print(f"SmolLM2-135M, threads {args.threads}, {args.rounds} rounds x {args.reps} repetitions, alternated\n")
-    print("| test | candle F32 t/s | reference | reference t/s | candle / reference [95% CI] | verdict |")
-    print("| --- | ---: | --- | ---: | ---: | --- |")
-    for name, _ in references:
-        for test in samples["candle F32"]:
-            ci = stats.ratio_ci(samples["candle F32"][test], samples[name][test])
-            verdict = stats.verdict(ci, args.target) if name == "llama.cpp F32" else "(context)"
-            print(f"| {test} | {ci['uml']:.1f} | {name} | {ci['ref']:.1f} | {stats.fmt_ci(ci)} | {verdict} |")
+    print("| weights | test | candle t/s | llama.cpp t/s | candle / llama.cpp [95% CI] | verdict |")
+    print("| --- | --- | ---: | ---: | ---: | --- |")
+    for name, _, _ in pairs:
+        for test in samples[name]["candle"]:
+            ci = stats.ratio_ci(samples[name]["candle"][test], samples[name]["llamacpp"][test])
+            verdict = stats.verdict(ci, args.target) if name == "F32" else "(reported)"
+            print(f"| {name} | {test} | {ci['uml']:.1f} | {ci['ref']:.1f} | {stats.fmt_ci(ci)} | {verdict} |")
 
 
 if __name__ == "__main__":

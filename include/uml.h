@@ -247,7 +247,8 @@ uml_status uml_hardware(char **out_json);
  * - `options_json`: NULL, "" or a JSON object of load options (`n_ctx`, `n_threads`,
  *   `n_threads_batch`, `n_batch`, `n_ubatch`, `gpu_layers`, `use_mmap`, `use_mlock`,
  *   `kv_cache_type`, `seed`, `embeddings`, `normalize_embeddings`, `chat_template`,
- *   `backend`: "auto", "llamacpp" or "candle", `flash_attention`: null, true or false);
+ *   `backend`: "auto", "llamacpp" or "candle", `flash_attention`: null, true or false,
+ *   `dtype`: null, "f32", "f16" or "bf16": a Hugging Face folder's weight type in candle);
  *   omitted keys take their defaults. Borrowed for the call.
  * - `progress`, `user`: optional progress callback (NULL for none) and the pointer passed to
  *   it unchanged.

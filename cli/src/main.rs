@@ -99,7 +99,7 @@ enum Command {
         /// "hf" (a Hugging Face folder) or "gguf".
         #[arg(long)]
         to: String,
-        /// Element type of a GGUF destination: f32, f16 or q8_0.
+        /// Element type of a GGUF destination: f32, f16, q8_0 or q4_0.
         #[arg(long, default_value = "f32")]
         r#type: String,
     },
@@ -142,6 +142,9 @@ struct LoadArgs {
     /// candle.
     #[arg(long, default_value = "auto")]
     backend: String,
+    /// Weight type of a Hugging Face folder in candle: f32 (the CPU default), f16 or bf16.
+    #[arg(long)]
+    dtype: Option<String>,
     /// Hide the loading progress bar.
     #[arg(long)]
     quiet: bool,
@@ -215,6 +218,11 @@ impl LoadArgs {
             gpu_layers,
             kv_cache_type: parse_enum::<KvCacheType>("kv-cache-type", &self.kv_cache_type)?,
             backend: parse_enum("backend", &self.backend)?,
+            dtype: self
+                .dtype
+                .as_deref()
+                .map(|d| parse_enum("dtype", d))
+                .transpose()?,
             embeddings,
             ..LoadOptions::default()
         })

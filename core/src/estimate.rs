@@ -57,6 +57,8 @@ pub struct EstimateOptions {
     /// Whether llama.cpp uses flash attention (its default "auto" enables it on CPU and
     /// CUDA).
     pub flash_attention: bool,
+    /// The weight type for backends that convert weights on load (candle): `None` = f32.
+    pub dtype: Option<crate::options::WeightDtype>,
 }
 
 impl Default for EstimateOptions {
@@ -68,6 +70,7 @@ impl Default for EstimateOptions {
             n_batch: 512,
             n_ubatch: 512,
             flash_attention: true,
+            dtype: None,
         }
     }
 }
@@ -204,6 +207,7 @@ impl EstimateOptions {
             n_batch: options.n_batch,
             n_ubatch: options.n_ubatch,
             flash_attention: options.flash_attention.unwrap_or(true),
+            dtype: options.dtype,
         }
     }
 }
@@ -414,11 +418,13 @@ pub fn largest_context_that_fits(
     (lo > 0).then_some(lo * N_CTX_PAD)
 }
 
-/// `OutOfMemory` with the numbers and the fixes when `est` does not fit `hw`.
+/// `OutOfMemory` with the numbers and the fixes when `est` does not fit `hw`. `dtype` is the
+/// weight type `est` was made for (it is not part of the estimate itself).
 pub fn check_fits(
     estimator: Estimator<'_>,
     info: &ModelInfo,
     est: &MemoryEstimate,
+    dtype: Option<crate::options::WeightDtype>,
     hw: &Hardware,
 ) -> Result<()> {
     let opts = EstimateOptions {
@@ -428,6 +434,7 @@ pub fn check_fits(
         n_batch: est.n_ubatch.max(1),
         n_ubatch: est.n_ubatch.max(1),
         flash_attention: est.flash_attention,
+        dtype,
     };
     if est.host_bytes > hw.available_memory_bytes {
         let largest = largest_context_that_fits(estimator, info, &opts, hw.available_memory_bytes);

@@ -100,6 +100,10 @@ impl Model {
             return Err(load_cancelled());
         }
         let info = inspect::inspect(path.as_ref())?;
+        // One clear error rather than the same one from every backend.
+        if let (Some(d), crate::format::Format::Gguf) = (options.dtype, info.format) {
+            return Err(backend::gguf_dtype_error(d));
+        }
         let hw = hardware::detect();
         if !progress(LoadStage::Inspect, 1.0) {
             return Err(load_cancelled());
@@ -477,7 +481,7 @@ pub fn plan_load(
         ..options.clone()
     };
     let estimate = estimate::for_backend(estimator, info, &resolved, hw)?;
-    estimate::check_fits(estimator, info, &estimate, hw)?;
+    estimate::check_fits(estimator, info, &estimate, options.dtype, hw)?;
     let n_batch = options.n_batch.min(n_ctx).max(1);
     let plan = LoadPlan {
         n_ctx,
@@ -490,6 +494,7 @@ pub fn plan_load(
         use_mlock: options.use_mlock,
         kv_cache_type: options.kv_cache_type,
         flash_attention: options.flash_attention,
+        dtype: options.dtype,
         embeddings: options.embeddings,
         normalize_embeddings: options.normalize_embeddings,
     };

@@ -108,6 +108,40 @@ impl KvCacheType {
     }
 }
 
+/// Element type candle keeps a Hugging Face folder's weights (and its KV cache) in. GGUF
+/// weights keep the types stored in the file (convert them with `uml convert --type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WeightDtype {
+    /// Full precision: candle's default on the CPU, what its CPU kernels are fastest at.
+    #[serde(rename = "f32")]
+    F32,
+    /// Half the memory of f32.
+    #[serde(rename = "f16")]
+    F16,
+    /// Half the memory of f32, with f32's range: what most checkpoints are trained in.
+    #[serde(rename = "bf16")]
+    BF16,
+}
+
+impl WeightDtype {
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            WeightDtype::F32 => 4,
+            WeightDtype::F16 | WeightDtype::BF16 => 2,
+        }
+    }
+
+    /// The JSON / CLI spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightDtype::F32 => "f32",
+            WeightDtype::F16 => "f16",
+            WeightDtype::BF16 => "bf16",
+        }
+    }
+}
+
 /// How to load a model. JSON keys are the field names; omitted keys take the defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -146,6 +180,10 @@ pub struct LoadOptions {
     /// `false` to force it. Flash attention keeps K and V in f16 even with an f32 cache, so
     /// exact f32 attention needs `false`.
     pub flash_attention: Option<bool>,
+    /// The element type of a Hugging Face folder's weights in the candle backend: `None` =
+    /// the backend's default for the device (f32 on the CPU). A GGUF keeps its stored types,
+    /// so asking llama.cpp (or candle with a GGUF) for a dtype is an error.
+    pub dtype: Option<WeightDtype>,
 }
 
 impl Default for LoadOptions {
@@ -166,6 +204,7 @@ impl Default for LoadOptions {
             chat_template: None,
             backend: BackendChoice::Auto,
             flash_attention: None,
+            dtype: None,
         }
     }
 }
@@ -188,6 +227,7 @@ impl LoadOptions {
         "chat_template",
         "backend",
         "flash_attention",
+        "dtype",
     ];
 
     /// Parse a JSON object of load options (an empty string, `null` or `{}` gives the

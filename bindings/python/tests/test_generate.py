@@ -166,3 +166,22 @@ def test_a_hugging_face_folder_runs_on_candle_with_the_same_tokens_as_llama_cpp(
         assert a.text == b.text
         seeded = dict(max_tokens=16, temperature=0.8, top_p=0.9, seed=42)
         assert hf.generate("the dog", **seeded).text == ref.generate("the dog", **seeded).text  # type: ignore[arg-type]
+
+
+def test_dtype_halves_a_folders_weights_in_candle_and_is_refused_for_a_gguf(tmp_path: Any) -> None:
+    from uml import _uml
+
+    folder = tmp_path / "tiny-hf"
+    _uml._write_tiny_hf_folder(folder)
+    with uml.Loader(folder, n_ctx=128, n_threads=1) as full, uml.Loader(
+        folder, n_ctx=128, n_threads=1, dtype="bf16"
+    ) as half:
+        assert half.backend == "candle"
+        assert half.memory.weights_bytes * 2 == full.memory.weights_bytes
+        out = half.generate("the cat sat", max_tokens=4, temperature=0)
+        assert out.usage.completion_tokens > 0
+    gguf = tmp_path / "tiny.gguf"
+    _uml._write_tiny_llama_gguf(gguf, 0)
+    with pytest.raises(uml.InvalidArgumentError, match="dtype"):
+        with uml.Loader(gguf, n_ctx=128, dtype="f16"):
+            pass

@@ -89,6 +89,9 @@ impl Backend for LlamaCppBackend {
         plan: &LoadPlan,
         progress: &mut dyn FnMut(f32) -> bool,
     ) -> Result<Box<dyn LoadedModel>> {
+        if let Some(d) = plan.dtype {
+            return Err(super::gguf_dtype_error(d));
+        }
         let backend = llama()?;
         let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let progress: *mut (dyn FnMut(f32) -> bool + '_) = progress;

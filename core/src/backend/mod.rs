@@ -39,6 +39,8 @@ pub struct LoadPlan {
     pub kv_cache_type: KvCacheType,
     /// Flash attention: `None` = the backend decides.
     pub flash_attention: Option<bool>,
+    /// Weight element type for backends that convert weights on load (candle's folders).
+    pub dtype: Option<crate::options::WeightDtype>,
     /// Loaded for embedding: the context made at load time is an embedding one.
     pub embeddings: bool,
     pub normalize_embeddings: bool,
@@ -156,6 +158,16 @@ pub fn candidates(choice: BackendChoice) -> Vec<&'static dyn Backend> {
         .into_iter()
         .filter(|b| choice == BackendChoice::Auto || b.choice() == choice)
         .collect()
+}
+
+/// The error for a dtype asked of a GGUF, whose weights keep their stored types.
+pub(crate) fn gguf_dtype_error(d: crate::options::WeightDtype) -> crate::Error {
+    crate::Error::invalid_argument(format!(
+        "load option dtype = \"{}\" applies to Hugging Face folders run by candle; a GGUF keeps \
+         the types stored in the file (write another with `uml convert MODEL.gguf OUT.gguf \
+         --to gguf --type f16`), so omit dtype",
+        d.as_str()
+    ))
 }
 
 /// The error when no candidate could load the model. Backends that could not even take the

@@ -30,17 +30,19 @@ pub enum GgufType {
     F32,
     F16,
     Q8_0,
+    Q4_0,
 }
 
 impl GgufType {
-    /// Parse "f32", "f16" or "q8_0".
+    /// Parse "f32", "f16", "q8_0" or "q4_0".
     pub fn parse(s: &str) -> Result<GgufType> {
         match s.to_ascii_lowercase().as_str() {
             "f32" => Ok(GgufType::F32),
             "f16" => Ok(GgufType::F16),
             "q8_0" => Ok(GgufType::Q8_0),
+            "q4_0" => Ok(GgufType::Q4_0),
             other => Err(Error::invalid_argument(format!(
-                "GGUF type '{other}' is not one uml writes; use f32, f16 or q8_0"
+                "GGUF type '{other}' is not one uml writes; use f32, f16, q8_0 or q4_0"
             ))),
         }
     }
@@ -51,6 +53,7 @@ impl GgufType {
             GgufType::F32 => 0,
             GgufType::F16 => 1,
             GgufType::Q8_0 => 7,
+            GgufType::Q4_0 => 2,
         }
     }
 
@@ -59,6 +62,7 @@ impl GgufType {
             GgufType::F32 => GgmlDType::F32,
             GgufType::F16 => GgmlDType::F16,
             GgufType::Q8_0 => GgmlDType::Q8_0,
+            GgufType::Q4_0 => GgmlDType::Q4_0,
         }
     }
 }

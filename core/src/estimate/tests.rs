@@ -290,9 +290,9 @@ fn largest_context() {
 fn check_fits_names_the_numbers_and_the_fixes() {
     let info = smollm2();
     let e = estimate(&info, &ctx(8192)).unwrap();
-    assert!(check_fits(&estimate, &info, &e, &hw(e.host_bytes, None)).is_ok());
+    assert!(check_fits(&estimate, &info, &e, None, &hw(e.host_bytes, None)).is_ok());
     let available = estimate(&info, &ctx(2048)).unwrap().host_bytes;
-    let err = check_fits(&estimate, &info, &e, &hw(available, None)).unwrap_err();
+    let err = check_fits(&estimate, &info, &e, None, &hw(available, None)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfMemory);
     let m = err.message();
     for needle in [
@@ -316,7 +316,14 @@ fn check_fits_names_the_numbers_and_the_fixes() {
         },
     )
     .unwrap();
-    let err = check_fits(&estimate, &info, &g, &hw(1 << 40, Some(g.device_bytes / 2))).unwrap_err();
+    let err = check_fits(
+        &estimate,
+        &info,
+        &g,
+        None,
+        &hw(1 << 40, Some(g.device_bytes / 2)),
+    )
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfMemory);
     assert!(err.message().contains("gpu_layers"), "{err}");
 }

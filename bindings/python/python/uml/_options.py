@@ -38,6 +38,9 @@ class LoadOptions(TypedDict, total=False):
     (Hugging Face folders, and llama-architecture GGUFs through its quantized kernels)."""
     flash_attention: Optional[bool]
     """llama.cpp's flash attention: None (default) lets llama.cpp decide."""
+    dtype: Optional[Literal["f32", "f16", "bf16"]]
+    """A Hugging Face folder's weight type in candle: None (default) = f32 on the CPU; f16 and
+    bf16 take half the memory. A GGUF keeps its stored types (asking for a dtype is an error)."""
 
 
 class GenerateOptions(TypedDict, total=False):

@@ -6,7 +6,7 @@
 use crate::estimate::{effective_n_ctx, shape, EstimateOptions, MemoryEstimate};
 use crate::format::Format;
 use crate::inspect::ModelInfo;
-use crate::options::KvCacheType;
+use crate::options::{KvCacheType, WeightDtype};
 use crate::Result;
 
 const MIB: u64 = 1 << 20;
@@ -24,20 +24,23 @@ pub(super) fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<Memor
     let n_ctx = effective_n_ctx(info, opts);
     let ctx = u64::from(n_ctx);
     let chunk = u64::from(opts.n_batch.min(n_ctx).max(1));
+    let dtype = opts.dtype.unwrap_or(WeightDtype::F32);
+    let elem = dtype.size();
 
     let weights = if info.format == Format::Gguf {
         // A GGUF's tensors stay quantized in memory, but candle's quantized llama dequantizes
         // the token embeddings to F32 for its lookup table.
         info.weights_bytes + s.n_vocab * s.n_embd * F32
     } else {
-        // Folder weights are converted to F32 on load: scale what the file holds by 4 / stored
-        // bytes.
+        // Folder weights are converted to `dtype` on load: scale what the file holds by its
+        // size / stored bytes.
         match info.parameter_count {
-            0 => info.weights_bytes.saturating_mul(F32) / stored_bytes_per_param(info),
-            n => n * F32,
+            0 => info.weights_bytes.saturating_mul(elem) / stored_bytes_per_param(info),
+            n => n * elem,
         }
     };
-    let kv = s.n_layer * ctx * s.n_head_kv * (s.k_len + s.v_len) * F32;
+    // The cache holds keys and values in the weights' type.
+    let kv = s.n_layer * ctx * s.n_head_kv * (s.k_len + s.v_len) * elem;
     let rope = 2 * ctx * s.k_len * F32;
     // One prompt chunk's activations, its attention scores against the context, and a row of
     // logits (candle computes the head for the last position only).
@@ -48,8 +51,11 @@ pub(super) fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<Memor
     let total = weights + kv + compute + overhead;
     Ok(MemoryEstimate {
         n_ctx,
-        // This backend keeps its cache in F32 whatever was asked.
-        cache_type: KvCacheType::F32,
+        // This backend keeps its cache in the weights' type whatever was asked.
+        cache_type: match dtype {
+            WeightDtype::F32 => KvCacheType::F32,
+            _ => KvCacheType::F16,
+        },
         gpu_layers: 0,
         n_ubatch: chunk as u32,
         flash_attention: false,

@@ -17,6 +17,7 @@ use crate::estimate::{EstimateOptions, MemoryEstimate};
 use crate::format::Format;
 use crate::hf_folder::{read_config, var_builder, weight_files};
 use crate::inspect::ModelInfo;
+use crate::options::WeightDtype;
 use crate::{CancelToken, Error, ErrorKind, Result};
 use arch::Weights;
 use tokenizer::HfTokenizer;
@@ -91,7 +92,11 @@ impl Backend for CandleBackend {
         let tokenizer = HfTokenizer::load(dir)?;
         let files = weight_files(dir)?;
         let device = Device::Cpu;
-        let dtype = DType::F32;
+        let dtype = match plan.dtype {
+            None | Some(WeightDtype::F32) => DType::F32,
+            Some(WeightDtype::F16) => DType::F16,
+            Some(WeightDtype::BF16) => DType::BF16,
+        };
         let vb = var_builder(&files, dtype, &device)
             .map_err(|e| Error::new(e.kind(), format!("{}: {}", dir.display(), e.message())))?;
         // candle's Llama builder unwraps a missing tensor (a panic); turn that into the error it is.
@@ -173,6 +178,9 @@ fn thread_pool(plan: &LoadPlan) -> Result<rayon::ThreadPool> {
 /// A GGUF through candle's quantized kernels: the fallback when llama.cpp is not compiled in,
 /// or when `backend: "candle"` asks for it.
 fn load_gguf(path: &Path, plan: &LoadPlan) -> Result<CandleLoaded> {
+    if let Some(d) = plan.dtype {
+        return Err(super::gguf_dtype_error(d));
+    }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = std::io::BufReader::new(file);
     let content = candle_core::quantized::gguf_file::Content::read(&mut reader)

@@ -346,3 +346,65 @@ fn a_gguf_runs_in_candle_when_asked_with_the_folders_numbers() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     assert!(e.message().contains("4096"), "{e}");
 }
+
+#[test]
+fn a_folder_loads_in_f16_and_bf16_at_half_the_weight_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("tiny-hf");
+    write_tiny_hf_folder(&folder).unwrap();
+    let load = |dtype| {
+        let opts = LoadOptions {
+            dtype,
+            ..options(BackendChoice::Candle)
+        };
+        Model::load(&folder, &opts, None).unwrap()
+    };
+    let full = load(None);
+    let ids = full.tokenize("the cat sat", true).unwrap();
+    let reference = last_logits(&full, &ids);
+    for (dtype, bound) in [
+        (crate::options::WeightDtype::F16, 1e-2f32),
+        (crate::options::WeightDtype::BF16, 5e-2),
+    ] {
+        let half = load(Some(dtype));
+        assert_eq!(
+            half.memory().weights_bytes * 2,
+            full.memory().weights_bytes,
+            "{dtype:?}"
+        );
+        let diff = last_logits(&half, &ids)
+            .iter()
+            .zip(&reference)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < bound, "{dtype:?}: max |{dtype:?} - f32| = {diff}");
+        let out = half
+            .complete(
+                "the cat",
+                &GenerateParams {
+                    max_tokens: 4,
+                    ..GenerateParams::greedy()
+                },
+            )
+            .unwrap();
+        assert!(out.usage.completion_tokens > 0);
+    }
+    // A GGUF keeps its stored types, in either backend.
+    let gguf = dir.path().join("tiny.gguf");
+    write_tiny_llama_gguf(&gguf, 0).unwrap();
+    for backend in [BackendChoice::Candle, BackendChoice::LlamaCpp] {
+        if backend == BackendChoice::LlamaCpp && !cfg!(feature = "llamacpp") {
+            continue;
+        }
+        let opts = LoadOptions {
+            dtype: Some(crate::options::WeightDtype::BF16),
+            ..options(backend)
+        };
+        let e = Model::load(&gguf, &opts, None).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(
+            e.message().contains("dtype") && e.message().contains("--type"),
+            "{e}"
+        );
+    }
+}

@@ -1,5 +1,7 @@
 //! Embeddings from a real GGUF embedding model: all-MiniLM-L6-v2 (BERT, mean pooling), converted
 //! from the PyPI wheel by scripts/fetch-models, checked against llama.cpp's own llama-embedding.
+// The GGUF runs on llama.cpp: a build without it has nothing to test here.
+#![cfg(feature = "llamacpp")]
 
 mod common;
 

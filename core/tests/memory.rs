@@ -8,6 +8,8 @@
 //! and clears its whole KV cache up front, candle grows its cache as tokens arrive.
 //! Measured on SmolLM2 (RSS / estimate): llama.cpp 0.929 at 2048 and 0.928 at 8192,
 //! candle 0.994 at 512 and 0.939 at 2048.
+// Measures llama.cpp (and candle when built): a build without llama.cpp has nothing to measure.
+#![cfg(feature = "llamacpp")]
 
 mod common;
 

@@ -361,7 +361,7 @@ fn load_options_map_onto_the_estimate() {
         gpu_layers: GpuLayers::Count(1),
         ..LoadOptions::default()
     };
-    let e = for_load_options(&info, &options, &hw(1024 * MIB, None)).unwrap();
+    let e = for_backend(&estimate, &info, &options, &hw(1024 * MIB, None)).unwrap();
     assert_eq!(
         (e.n_ctx, e.cache_type, e.gpu_layers),
         (512, KvCacheType::Q8_0, 1)
@@ -372,13 +372,13 @@ fn load_options_map_onto_the_estimate() {
         ..options
     };
     assert_eq!(
-        for_load_options(&info, &auto, &hw(1024 * MIB, None))
+        for_backend(&estimate, &info, &auto, &hw(1024 * MIB, None))
             .unwrap()
             .gpu_layers,
         0
     );
     assert_eq!(
-        for_load_options(&info, &auto, &hw(1024 * MIB, Some(8192 * MIB)))
+        for_backend(&estimate, &info, &auto, &hw(1024 * MIB, Some(8192 * MIB)))
             .unwrap()
             .gpu_layers,
         3

@@ -408,3 +408,150 @@ fn a_folder_loads_in_f16_and_bf16_at_half_the_weight_memory() {
         );
     }
 }
+
+/// The tiny llama's weights declared as each other causal LM candle runs. Mistral is Llama
+/// with a window, Qwen2 is Llama with (here zero) Q/K/V biases, and Phi-3 is Llama with Q/K/V
+/// and gate/up fused into one matrix each: all must give the folder's Llama logits exactly.
+/// Qwen3 normalises Q and K per head, so it only has to load and generate.
+#[test]
+fn every_supported_causal_lm_runs_the_weights_it_shares_with_llama() {
+    use crate::testing::{tiny_llama_safetensors, write_safetensors, SafeTensor};
+    let dir = tempfile::tempdir().unwrap();
+    let llama_dir = dir.path().join("llama");
+    write_tiny_hf_folder(&llama_dir).unwrap();
+    let llama = Model::load(&llama_dir, &options(BackendChoice::Candle), None).unwrap();
+    let ids = llama.tokenize("the cat sat", true).unwrap();
+    let expected = last_logits(&llama, &ids);
+
+    let f32_tensor = |name: String, shape: Vec<u64>, values: Vec<f32>| SafeTensor {
+        name,
+        dtype: "F32",
+        shape,
+        data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    };
+    let hd = crate::testing::TINY_HEAD_DIM;
+    let (q_rows, kv_rows) = (
+        crate::testing::TINY_N_HEAD * hd,
+        crate::testing::TINY_N_HEAD_KV * hd,
+    );
+    let variant = |name: &str, config: serde_json::Value, tensors: Vec<SafeTensor>| -> Model {
+        let folder = dir.path().join(name);
+        write_tiny_hf_folder(&folder).unwrap();
+        edit_json(&folder.join("config.json"), |v| {
+            for (k, x) in config.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+        });
+        write_safetensors(&folder.join("model.safetensors"), &tensors).unwrap();
+        let m = Model::load(&folder, &options(BackendChoice::Candle), None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(m.backend(), "candle", "{name}");
+        m
+    };
+
+    let mistral = variant(
+        "mistral",
+        serde_json::json!({"architectures": ["MistralForCausalLM"], "model_type": "mistral",
+                           "sliding_window": 4096}),
+        tiny_llama_safetensors(0),
+    );
+    assert_eq!(last_logits(&mistral, &ids), expected, "Mistral");
+
+    let mut with_bias = tiny_llama_safetensors(0);
+    for layer in 0..crate::testing::TINY_N_LAYER {
+        for (proj, rows) in [("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)] {
+            with_bias.push(f32_tensor(
+                format!("model.layers.{layer}.self_attn.{proj}.bias"),
+                vec![rows],
+                vec![0.0; rows as usize],
+            ));
+        }
+    }
+    let qwen2 = variant(
+        "qwen2",
+        serde_json::json!({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+                           "sliding_window": null, "max_window_layers": 2,
+                           "use_sliding_window": false}),
+        with_bias,
+    );
+    assert_eq!(last_logits(&qwen2, &ids), expected, "Qwen2");
+
+    // Phi-3: [q; k; v] and [gate; up] stacked by rows, which in row-major bytes is appending.
+    let mut by_name: std::collections::HashMap<String, SafeTensor> = tiny_llama_safetensors(0)
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    let mut fused = Vec::new();
+    for layer in 0..crate::testing::TINY_N_LAYER {
+        let mut take = |part: &str| {
+            by_name
+                .remove(&format!("model.layers.{layer}.{part}"))
+                .unwrap()
+        };
+        let (q, k, v) = (
+            take("self_attn.q_proj.weight"),
+            take("self_attn.k_proj.weight"),
+            take("self_attn.v_proj.weight"),
+        );
+        let (gate, up) = (take("mlp.gate_proj.weight"), take("mlp.up_proj.weight"));
+        fused.push(SafeTensor {
+            name: format!("model.layers.{layer}.self_attn.qkv_proj.weight"),
+            dtype: "F32",
+            shape: vec![q.shape[0] + k.shape[0] + v.shape[0], q.shape[1]],
+            data: [q.data, k.data, v.data].concat(),
+        });
+        fused.push(SafeTensor {
+            name: format!("model.layers.{layer}.mlp.gate_up_proj.weight"),
+            dtype: "F32",
+            shape: vec![gate.shape[0] + up.shape[0], gate.shape[1]],
+            data: [gate.data, up.data].concat(),
+        });
+    }
+    fused.extend(by_name.into_values());
+    let phi3 = variant(
+        "phi3",
+        serde_json::json!({"architectures": ["Phi3ForCausalLM"], "model_type": "phi3",
+                           "rope_scaling": null}),
+        fused,
+    );
+    let phi3_logits = last_logits(&phi3, &ids);
+    let max_abs = phi3_logits
+        .iter()
+        .zip(&expected)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max_abs < 1e-5, "Phi-3: max |phi3 - llama| = {max_abs}");
+
+    let mut with_norms = tiny_llama_safetensors(0);
+    for layer in 0..crate::testing::TINY_N_LAYER {
+        for norm in ["q_norm", "k_norm"] {
+            with_norms.push(f32_tensor(
+                format!("model.layers.{layer}.self_attn.{norm}.weight"),
+                vec![hd],
+                vec![1.0; hd as usize],
+            ));
+        }
+    }
+    let qwen3 = variant(
+        "qwen3",
+        serde_json::json!({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3",
+                           "head_dim": hd, "attention_bias": false, "sliding_window": null,
+                           "max_window_layers": 2, "use_sliding_window": false}),
+        with_norms,
+    );
+    let out = qwen3
+        .complete(
+            "the cat",
+            &GenerateParams {
+                max_tokens: 4,
+                ..GenerateParams::greedy()
+            },
+        )
+        .unwrap();
+    assert!(out.usage.completion_tokens > 0);
+    assert_ne!(
+        last_logits(&qwen3, &ids),
+        expected,
+        "Qwen3 normalises Q and K"
+    );
+}

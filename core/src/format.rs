@@ -3,15 +3,13 @@
 use crate::error::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The index file of a sharded safetensors model.
 pub const SHARD_INDEX: &str = "model.safetensors.index.json";
 
-/// The largest JSON file read while sniffing or inspecting (indexes and configs are KBs).
-pub(crate) const MAX_JSON_BYTES: u64 = 64 << 20;
+pub(crate) use crate::files::MAX_JSON_BYTES;
 
 /// The model formats uml recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,7 +58,7 @@ pub fn detect(path: &Path) -> Result<Format> {
     if meta.is_dir() {
         return detect_dir(path);
     }
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut file = crate::files::open_regular(path)?;
     let mut head = Vec::with_capacity(16);
     (&mut file)
         .take(16)
@@ -113,6 +111,9 @@ pub fn detect(path: &Path) -> Result<Format> {
             ),
         ));
     }
+    if let Some(e) = named_but_broken(path, &head, meta.len()) {
+        return Err(e);
+    }
     Err(Error::new(
         ErrorKind::UnsupportedFormat,
         format!(
@@ -121,6 +122,45 @@ pub fn detect(path: &Path) -> Result<Format> {
             describe_bytes(&head)
         ),
     ))
+}
+
+/// When the file's extension says what it was meant to be but its bytes do not match, say
+/// what is wrong with it (a truncated download, a corrupt header) rather than "unknown format".
+fn named_but_broken(path: &Path, head: &[u8], len: u64) -> Option<Error> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    let why = match ext.as_str() {
+        "safetensors" if head.len() < 8 => format!(
+            "the file is {len} bytes, too short for the 8-byte header length every safetensors \
+             file starts with"
+        ),
+        "safetensors" => {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&head[..8]);
+            let claimed = u64::from_le_bytes(n);
+            if claimed > len.saturating_sub(8) {
+                format!(
+                    "its header claims {claimed} bytes but the file has only {} after the \
+                     length: truncated, or not a safetensors file",
+                    len.saturating_sub(8)
+                )
+            } else {
+                format!(
+                    "its header ({claimed} bytes claimed) does not start with a JSON object; the \
+                     file is corrupt"
+                )
+            }
+        }
+        "gguf" => format!(
+            "it starts with {} where every GGUF starts with \"GGUF\"; the file is corrupt or \
+             not a GGUF",
+            describe_bytes(head)
+        ),
+        _ => return None,
+    };
+    Some(Error::invalid_model(format!(
+        "{} is not a valid {ext} file: {why}. Download it again",
+        path.display()
+    )))
 }
 
 fn detect_dir(dir: &Path) -> Result<Format> {
@@ -149,7 +189,7 @@ pub(crate) fn pytorch_pickle_name(names: &[String]) -> Option<&str> {
 }
 
 fn detect_zip(path: &Path) -> Result<Format> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::files::open_regular(path)?;
     let archive = zip::ZipArchive::new(file).map_err(|e| {
         Error::invalid_model(format!(
             "{} starts like a zip archive (a PyTorch checkpoint?) but cannot be read as one: \
@@ -176,7 +216,7 @@ fn is_shard_index(path: &Path, len: u64) -> bool {
     if len > MAX_JSON_BYTES {
         return false;
     }
-    let Ok(text) = std::fs::read(path) else {
+    let Ok(text) = crate::files::read_capped(path, MAX_JSON_BYTES, "a shard index") else {
         return false;
     };
     serde_json::from_slice::<serde_json::Value>(&text)
@@ -255,7 +295,7 @@ mod tests {
         assert_eq!(detect(&index).unwrap(), Format::ShardedSafetensors);
 
         let pt = dir.join("pytorch_model.bin");
-        let mut zw = zip::ZipWriter::new(File::create(&pt).unwrap());
+        let mut zw = zip::ZipWriter::new(std::fs::File::create(&pt).unwrap());
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored);
         zw.start_file("archive/data.pkl", opts).unwrap();
@@ -279,6 +319,38 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_file_named_for_a_format_says_what_is_wrong_with_it() {
+        let d = tempfile::tempdir().unwrap();
+        // A header length running past the end of the file.
+        let mut bytes = (1u64 << 40).to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{\"a\":");
+        let p = write(d.path(), "model.safetensors", &bytes);
+        let e = detect(&p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
+        assert!(
+            e.message().contains("claims 1099511627776 bytes") && e.message().contains("only 5"),
+            "{e}"
+        );
+        // A plausible length past the end is a safetensors file, reported truncated by inspect.
+        let mut bytes = 1000u64.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{\"a\":");
+        let p = write(d.path(), "cut.safetensors", &bytes);
+        assert_eq!(detect(&p).unwrap(), Format::Safetensors);
+        let e = crate::inspect::inspect(&p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
+        let p = write(d.path(), "short.safetensors", b"\x01\x02");
+        let e = detect(&p).unwrap_err();
+        assert!(e.message().contains("too short"), "{e}");
+        let p = write(d.path(), "x.gguf", b"hello, not a model");
+        let e = detect(&p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
+        assert!(e.message().contains("\"GGUF\""), "{e}");
+        // Without a telling name it stays an unknown format.
+        let p = write(d.path(), "x.bin", b"hello, not a model");
+        assert_eq!(detect(&p).unwrap_err().kind(), ErrorKind::UnsupportedFormat);
     }
 
     #[test]

@@ -41,10 +41,7 @@ const ALLOWED_GLOBALS: &[(&str, &str)] = &[
 
 /// `dir/config.json` as JSON.
 pub(crate) fn read_config(dir: &Path) -> Result<Value> {
-    let path = dir.join("config.json");
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::invalid_model(format!("{} is not valid JSON: {e}", path.display())))
+    crate::files::read_json(&dir.join("config.json"))
 }
 
 /// Where a folder's weights are.
@@ -57,6 +54,17 @@ pub(crate) enum WeightFiles {
 /// The weight files of a folder: the safetensors shards its index lists (each must exist), else
 /// `model.safetensors`, else every `*.safetensors`; failing those, the PyTorch checkpoint(s).
 pub(crate) fn weight_files(dir: &Path) -> Result<WeightFiles> {
+    let files = find_weight_files(dir)?;
+    // Mapping or unzipping a FIFO would block: every weight file must be a regular file.
+    match &files {
+        WeightFiles::Safetensors(p) | WeightFiles::PyTorch(p) => {
+            p.iter().try_for_each(|f| crate::files::check_regular(f))?
+        }
+    }
+    Ok(files)
+}
+
+fn find_weight_files(dir: &Path) -> Result<WeightFiles> {
     let safetensors = if dir.join(SHARD_INDEX).is_file() {
         indexed_shards(dir, SHARD_INDEX)?
     } else if dir.join("model.safetensors").is_file() {
@@ -86,9 +94,7 @@ pub(crate) fn weight_files(dir: &Path) -> Result<WeightFiles> {
 
 fn indexed_shards(dir: &Path, index_name: &str) -> Result<Vec<PathBuf>> {
     let index = dir.join(index_name);
-    let bytes = std::fs::read(&index).map_err(|e| Error::io(&index, e))?;
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::invalid_model(format!("{} is not valid JSON: {e}", index.display())))?;
+    let v = crate::files::read_json(&index)?;
     let mut names: Vec<&str> = v
         .get("weight_map")
         .and_then(Value::as_object)
@@ -238,7 +244,7 @@ fn open_pytorch(path: &Path) -> Result<PthTensors> {
 /// calls nothing) and refuse it at the first global outside `ALLOWED_GLOBALS`.
 pub(crate) fn check_pickle_globals(path: &Path) -> Result<()> {
     let invalid = |why: String| Error::invalid_model(format!("{}: {why}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::files::open_regular(path)?;
     let mut archive = zip::ZipArchive::new(BufReader::new(file))
         .map_err(|e| invalid(format!("not a readable PyTorch zip checkpoint ({e})")))?;
     let names: Vec<String> = archive.file_names().map(str::to_string).collect();

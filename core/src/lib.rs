@@ -23,6 +23,7 @@ pub mod convert;
 pub mod embed;
 pub mod error;
 pub mod estimate;
+mod files;
 pub mod format;
 mod generate;
 pub mod gguf;

@@ -5,6 +5,8 @@
  *   test_api TINY_MODEL.gguf SCRATCH_DIR
  */
 #include "check.h"
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <pthread.h>
 #include <stdint.h>
@@ -75,7 +77,10 @@ static void test_inspect_estimate_hardware(const char *tiny, const char *scratch
     char bad[4096];
     snprintf(bad, sizeof bad, "%s/not-a-model.gguf", scratch);
     write_file(bad, "hello, I am not a model\n", 24);
-    CHECK_STATUS(uml_inspect(bad, &out), UML_ERR_UNSUPPORTED_FORMAT, "not-a-model.gguf");
+    CHECK_STATUS(uml_inspect(bad, &out), UML_ERR_INVALID_MODEL, "not a valid gguf");
+    snprintf(bad, sizeof bad, "%s/not-a-model.txt", scratch);
+    write_file(bad, "hello, I am not a model\n", 24);
+    CHECK_STATUS(uml_inspect(bad, &out), UML_ERR_UNSUPPORTED_FORMAT, "not-a-model.txt");
     char truncated[4096];
     snprintf(truncated, sizeof truncated, "%s/truncated.gguf", scratch);
     const unsigned char gguf_head[] = {'G', 'G', 'U', 'F', 3, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
@@ -113,6 +118,18 @@ static void test_load_errors(const char *tiny) {
     CHECK_STATUS(uml_model_load(tiny, "{\"n_ctx\": 0}", NULL, NULL, &m), UML_ERR_INVALID_ARGUMENT, "n_ctx");
     CHECK_STATUS(uml_model_load(tiny, "[1, 2]", NULL, NULL, &m), UML_ERR_INVALID_ARGUMENT, "");
     CHECK_STATUS(uml_model_load("/no/such/model.gguf", NULL, NULL, NULL, &m), UML_ERR_NOT_FOUND, "does not exist");
+    /* A FIFO is refused, not opened: reading it would block until someone writes. */
+    char fifo[] = "/tmp/uml-test-fifo-XXXXXX";
+    CHECK(mkdtemp(fifo) != NULL);
+    char fifo_path[4096];
+    snprintf(fifo_path, sizeof fifo_path, "%s/model.gguf", fifo);
+    CHECK(mkfifo(fifo_path, 0600) == 0);
+    CHECK_STATUS(uml_model_load(fifo_path, NULL, NULL, NULL, &m), UML_ERR_INVALID_ARGUMENT, "FIFO");
+    char *info = SENTINEL_PTR;
+    CHECK_STATUS(uml_inspect(fifo_path, &info), UML_ERR_INVALID_ARGUMENT, "not a regular file");
+    CHECK_STATUS(uml_inspect("/dev/zero", &info), UML_ERR_INVALID_ARGUMENT, "device");
+    unlink(fifo_path);
+    rmdir(fifo);
     struct progress_log log = {0};
     log.stop_at = 1;
     CHECK_STATUS(uml_model_load(tiny, NULL, on_progress, &log, &m), UML_ERR_CANCELLED, "cancel");

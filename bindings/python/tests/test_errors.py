@@ -49,6 +49,18 @@ def test_missing_file_is_model_not_found(tmp_path: Path) -> None:
             pass
 
 
+def test_a_fifo_or_device_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)
+    for call in (lambda: uml.inspect(fifo), lambda: uml.load(fifo), lambda: uml.estimate(fifo)):
+        with pytest.raises(uml.InvalidArgumentError, match="FIFO"):
+            call()
+    with pytest.raises(uml.InvalidArgumentError, match="device"):
+        uml.inspect("/dev/zero")
+
+
 def test_corrupt_gguf_is_invalid_model(tmp_path: Path) -> None:
     bad = tmp_path / "truncated.gguf"
     good = tmp_path / "tiny.gguf"

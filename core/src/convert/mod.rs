@@ -97,7 +97,7 @@ fn candle_err<'p>(what: &str, path: &'p Path) -> impl Fn(candle_core::Error) -> 
 }
 
 fn read_gguf(path: &Path) -> Result<(gguf_file::Content, BufReader<File>)> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::files::open_regular(path)?;
     let mut reader = BufReader::new(file);
     let content = gguf_file::Content::read(&mut reader).map_err(candle_err("cannot read", path))?;
     Ok((content, reader))

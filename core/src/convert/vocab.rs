@@ -232,15 +232,15 @@ pub(super) fn gguf_vocab(
     n_rows: usize,
 ) -> Result<Vec<(String, GgufValue)>> {
     let tok_path = dir.join("tokenizer.json");
-    let bytes = std::fs::read(&tok_path).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidModel,
-            format!(
-                "{}: cannot read tokenizer.json ({e}); GGUF needs the fast tokenizer file",
-                dir.display()
-            ),
-        )
-    })?;
+    if !tok_path.exists() {
+        return Err(Error::invalid_model(format!(
+            "{} has no tokenizer.json; a GGUF needs the vocabulary from the fast tokenizer file \
+             (save it with transformers' tokenizer.save_pretrained)",
+            dir.display()
+        )));
+    }
+    let bytes =
+        crate::files::read_capped(&tok_path, crate::files::MAX_JSON_BYTES, "tokenizer.json")?;
     let tj: Value = serde_json::from_slice(&bytes).map_err(|e| {
         Error::invalid_model(format!("{} is not valid JSON: {e}", tok_path.display()))
     })?;
@@ -500,10 +500,7 @@ pub(super) fn gguf_vocab(
 }
 
 fn read_json(path: &Path) -> Value {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null)
+    crate::files::read_json(path).unwrap_or(Value::Null)
 }
 
 /// A special token in tokenizer_config.json: a string or `{"content": ...}`.
@@ -535,7 +532,13 @@ fn chat_template(dir: &Path, tokenizer_config: &Value) -> Option<String> {
         }
         _ => {}
     }
-    std::fs::read_to_string(dir.join("chat_template.jinja")).ok()
+    crate::files::read_capped(
+        &dir.join("chat_template.jinja"),
+        crate::files::MAX_TEMPLATE_BYTES,
+        "a chat template",
+    )
+    .ok()
+    .and_then(|b| String::from_utf8(b).ok())
 }
 
 /// Whether a SentencePiece-style tokenizer.json puts `▁` before each text run.

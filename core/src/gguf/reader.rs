@@ -9,7 +9,6 @@ use super::value::{GgufArray, GgufValue, GgufValueType};
 use super::{GgufHeader, GgufTensorInfo, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_KEPT_NUMERIC_ARRAY};
 use crate::error::{Error, ErrorKind, Result};
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
@@ -33,7 +32,7 @@ const PREALLOC: u64 = 1 << 16;
 /// data offset. Only the header is read (through a buffered reader); tensor data is not
 /// touched, but every tensor is checked to lie inside the file.
 pub fn read_header(path: &Path) -> Result<GgufHeader> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::files::open_regular(path)?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     parse_header(file, len, path)
 }

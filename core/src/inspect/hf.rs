@@ -8,7 +8,6 @@ use crate::format::{pytorch_pickle_name, Format, SHARD_INDEX};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// A whole Hugging Face folder: its weights (sharded or single safetensors, else a PyTorch
@@ -67,7 +66,7 @@ pub(super) fn inspect_pytorch(path: &Path) -> Result<ModelInfo> {
 /// List the archive: the storages under `<prefix>/data/` hold the tensor bytes. Their dtypes
 /// and shapes live in the pickle, which uml does not execute.
 fn apply_pytorch_zip(info: &mut ModelInfo, path: &Path) -> Result<()> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = crate::files::open_regular(path)?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| {
         Error::invalid_model(format!(
             "invalid PyTorch checkpoint {}: the zip archive cannot be read: {e} (truncated \
@@ -211,7 +210,10 @@ pub(super) fn apply_folder(info: &mut ModelInfo, dir: &Path) -> Result<()> {
     }
     let jinja = dir.join("chat_template.jinja");
     if info.chat_template.is_none() && jinja.is_file() {
-        let text = std::fs::read_to_string(&jinja).map_err(|e| Error::io(&jinja, e))?;
+        let bytes =
+            crate::files::read_capped(&jinja, crate::files::MAX_TEMPLATE_BYTES, "a chat template")?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::invalid_model(format!("{} is not UTF-8 text", jinja.display())))?;
         info.add_file(&jinja);
         info.chat_template = Some(text);
     }
@@ -370,17 +372,7 @@ impl<'de> Deserialize<'de> for Count {
 }
 
 fn read_tokenizer_json(path: &Path) -> Result<TokenizerJson> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
-    if len > crate::format::MAX_JSON_BYTES {
-        return Err(Error::invalid_model(format!(
-            "{} is {len} bytes, larger than the {} bytes uml reads for tokenizer.json",
-            path.display(),
-            crate::format::MAX_JSON_BYTES
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::files::read_capped(path, crate::files::MAX_JSON_BYTES, "tokenizer.json")?;
     serde_json::from_slice(&bytes).map_err(|e| {
         Error::invalid_model(format!(
             "{} is not a valid tokenizer.json: {e}",

@@ -3,10 +3,9 @@
 
 use super::{hf, ModelInfo, TensorStats};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::{Format, MAX_JSON_BYTES, SHARD_INDEX};
+use crate::format::{Format, SHARD_INDEX};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -59,7 +58,7 @@ fn invalid(path: &Path, what: impl std::fmt::Display) -> Error {
 
 /// Read and check the header of the safetensors file at `path`.
 pub(crate) fn read_header(path: &Path) -> Result<StHeader> {
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut file = crate::files::open_regular(path)?;
     let file_size = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut len_bytes = [0u8; 8];
     file.read_exact(&mut len_bytes).map_err(|e| {
@@ -213,19 +212,7 @@ pub(super) fn inspect_file(path: &Path) -> Result<ModelInfo> {
 
 /// Read a JSON file of at most [`MAX_JSON_BYTES`].
 pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
-    if len > MAX_JSON_BYTES {
-        return Err(Error::invalid_model(format!(
-            "{} is {len} bytes, larger than the {MAX_JSON_BYTES} bytes uml reads for a JSON \
-             file (is it the right file?)",
-            path.display()
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::invalid_model(format!("{} is not valid JSON: {e}", path.display())))
+    crate::files::read_json(path)
 }
 
 /// The shard files named by an index, checked to be plain file names in its folder.

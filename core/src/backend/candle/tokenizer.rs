@@ -65,7 +65,9 @@ impl HfTokenizer {
                 ),
             ));
         }
-        let mut inner = Tokenizer::from_file(&path)
+        let bytes =
+            crate::files::read_capped(&path, crate::files::MAX_JSON_BYTES, "tokenizer.json")?;
+        let mut inner = Tokenizer::from_bytes(&bytes)
             .map_err(|e| Error::invalid_model(format!("{} cannot be read: {e}", path.display())))?;
         // Saved tokenizers often pad every text to a fixed length and truncate it (for batched
         // training); uml runs one text at a time and refuses, never cuts, one that is too long.
@@ -237,11 +239,9 @@ impl HfTokenizer {
     }
 }
 
+/// An optional JSON config: Null when absent, unreadable or not JSON (the defaults apply).
 fn read_json(path: &Path) -> Value {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null)
+    crate::files::read_json(path).unwrap_or(Value::Null)
 }
 
 fn piece_style(t: &Tokenizer) -> Pieces {

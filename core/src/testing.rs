@@ -505,6 +505,16 @@ pub fn write_tiny_hf_folder(dir: &Path) -> Result<()> {
     write_tiny_safetensors(&dir.join("model.safetensors"))
 }
 
+/// The largest absolute difference between two equally long vectors (logits, embeddings):
+/// how the tests compare backends, types and conversions.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "vectors of different lengths");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
 mod greedy_fixture;
 pub use greedy_fixture::GreedyFixture;
 

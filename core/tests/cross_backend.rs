@@ -10,6 +10,7 @@ use common::{model_path, reference, GEMMA3, SMOLLM2};
 use std::sync::OnceLock;
 use uml_core::backend::BackendChoice;
 use uml_core::convert::{gguf_to_gguf, gguf_to_hf, hf_to_gguf, GgufType};
+use uml_core::testing::max_abs_diff;
 use uml_core::{trace, ChatMessage, GenerateParams, LoadOptions, Model};
 
 struct Pair {
@@ -20,27 +21,30 @@ struct Pair {
     candle: Model,
 }
 
-fn pair() -> &'static Pair {
-    static PAIR: OnceLock<Pair> = OnceLock::new();
-    PAIR.get_or_init(|| {
+/// Exact F32 attention, as candle computes it: llama.cpp's f16 KV cache (or its flash
+/// attention, which uses f16 K and V whatever the cache type) alone moves the logits by ~1e-3.
+fn exact_f32(backend: BackendChoice, n_ctx: u32) -> LoadOptions {
+    LoadOptions {
+        n_ctx: Some(n_ctx),
+        backend,
+        kv_cache_type: uml_core::KvCacheType::F32,
+        flash_attention: Some(false),
+        ..LoadOptions::default()
+    }
+}
+
+impl Pair {
+    /// The fetched model `name` dequantized once to F32: as a GGUF in llama.cpp and as a
+    /// Hugging Face folder in candle.
+    fn convert(name: &str, n_ctx: u32) -> Pair {
         let dir = tempfile::tempdir().unwrap();
-        let src = model_path(SMOLLM2);
-        let gguf = dir.path().join("smollm2-f32.gguf");
+        let src = model_path(name);
+        let gguf = dir.path().join("f32.gguf");
         gguf_to_gguf(&src, &gguf, GgufType::F32).expect("dequantize to an F32 GGUF");
-        let folder = dir.path().join("smollm2-hf");
+        let folder = dir.path().join("hf");
         gguf_to_hf(&src, &folder).expect("convert to a Hugging Face folder");
-        // F32 attention on both sides, as candle computes it: llama.cpp's f16 KV cache (or its
-        // flash attention, which uses f16 K and V whatever the cache type) alone moves the
-        // logits by ~1e-3.
-        let options = |backend| LoadOptions {
-            n_ctx: Some(512),
-            backend,
-            kv_cache_type: uml_core::KvCacheType::F32,
-            flash_attention: Some(false),
-            ..LoadOptions::default()
-        };
-        let llama = Model::load(&gguf, &options(BackendChoice::LlamaCpp), None).unwrap();
-        let candle = Model::load(&folder, &options(BackendChoice::Auto), None).unwrap();
+        let llama = Model::load(&gguf, &exact_f32(BackendChoice::LlamaCpp, n_ctx), None).unwrap();
+        let candle = Model::load(&folder, &exact_f32(BackendChoice::Auto, n_ctx), None).unwrap();
         assert_eq!(candle.backend(), "candle");
         Pair {
             _dir: dir,
@@ -48,7 +52,12 @@ fn pair() -> &'static Pair {
             llama,
             candle,
         }
-    })
+    }
+}
+
+fn pair() -> &'static Pair {
+    static PAIR: OnceLock<Pair> = OnceLock::new();
+    PAIR.get_or_init(|| Pair::convert(SMOLLM2, 512))
 }
 
 fn prompts() -> Vec<(String, Vec<i32>)> {
@@ -100,13 +109,7 @@ fn last_position_logits_agree_to_1e_3() {
     let p = pair();
     for (prompt, ids) in prompts() {
         let logits = |m: &Model| uml_core::trace::last_logits(m, &ids).unwrap();
-        let (a, b) = (logits(&p.candle), logits(&p.llama));
-        assert_eq!(a.len(), b.len());
-        let max_abs = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
+        let max_abs = max_abs_diff(&logits(&p.candle), &logits(&p.llama));
         assert!(
             max_abs < 1e-3,
             "{prompt:?}: max |candle - llama.cpp| = {max_abs}"
@@ -185,30 +188,7 @@ fn a_seeded_sample_gives_identical_tokens() {
 /// the conversion.
 fn gemma_pair() -> &'static Pair {
     static PAIR: OnceLock<Pair> = OnceLock::new();
-    PAIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let src = model_path(GEMMA3);
-        let gguf = dir.path().join("gemma3-f32.gguf");
-        gguf_to_gguf(&src, &gguf, GgufType::F32).expect("dequantize to an F32 GGUF");
-        let folder = dir.path().join("gemma3-hf");
-        gguf_to_hf(&src, &folder).expect("convert to a Hugging Face folder");
-        let options = |backend| LoadOptions {
-            n_ctx: Some(256),
-            backend,
-            kv_cache_type: uml_core::KvCacheType::F32,
-            flash_attention: Some(false),
-            ..LoadOptions::default()
-        };
-        let llama = Model::load(&gguf, &options(BackendChoice::LlamaCpp), None).unwrap();
-        let candle = Model::load(&folder, &options(BackendChoice::Auto), None).unwrap();
-        assert_eq!(candle.backend(), "candle");
-        Pair {
-            _dir: dir,
-            folder,
-            llama,
-            candle,
-        }
-    })
+    PAIR.get_or_init(|| Pair::convert(GEMMA3, 256))
 }
 
 #[test]
@@ -256,13 +236,10 @@ fn gemma3_last_position_logits_agree_to_2e_2() {
     let p = gemma_pair();
     for prompt in ["The capital of France is", "1, 2, 3, 4,"] {
         let ids = p.llama.tokenize(prompt, true).unwrap();
-        let a = trace::last_logits(&p.candle, &ids).unwrap();
-        let b = trace::last_logits(&p.llama, &ids).unwrap();
-        let max_abs = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
+        let max_abs = max_abs_diff(
+            &trace::last_logits(&p.candle, &ids).unwrap(),
+            &trace::last_logits(&p.llama, &ids).unwrap(),
+        );
         eprintln!("gemma3 {prompt:?}: max |candle - llama.cpp| = {max_abs}");
         assert!(
             max_abs < 2e-2,
@@ -287,14 +264,7 @@ fn a_round_trip_through_a_folder_gives_llama_cpp_the_same_model() {
         let dir = tempfile::tempdir().unwrap();
         let back = dir.path().join("back.gguf");
         hf_to_gguf(&p.folder, &back, GgufType::F32).unwrap();
-        let options = LoadOptions {
-            n_ctx: Some(256),
-            backend: BackendChoice::LlamaCpp,
-            kv_cache_type: uml_core::KvCacheType::F32,
-            flash_attention: Some(false),
-            ..LoadOptions::default()
-        };
-        let m = Model::load(&back, &options, None).unwrap();
+        let m = Model::load(&back, &exact_f32(BackendChoice::LlamaCpp, 256), None).unwrap();
         for text in texts {
             assert_eq!(
                 m.tokenize(text, true).unwrap(),
@@ -329,13 +299,7 @@ fn a_round_trip_through_a_folder_gives_llama_cpp_the_same_model() {
 /// margin is below 1.0, the bound the greedy fixtures use across CPUs.
 #[test]
 fn a_quantized_gguf_runs_in_candle_as_accurately_as_in_llama_cpp() {
-    let options = |backend| LoadOptions {
-        n_ctx: Some(512),
-        backend,
-        kv_cache_type: uml_core::KvCacheType::F32,
-        flash_attention: Some(false),
-        ..LoadOptions::default()
-    };
+    let options = |backend| exact_f32(backend, 512);
     let path = model_path(SMOLLM2);
     let candle = Model::load(&path, &options(BackendChoice::Candle), None).unwrap();
     assert_eq!(candle.backend(), "candle");
@@ -352,18 +316,12 @@ fn a_quantized_gguf_runs_in_candle_as_accurately_as_in_llama_cpp() {
             "{text:?}"
         );
     }
-    let max_abs = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max)
-    };
     for name in ["smollm2_count_greedy.json", "smollm2_code_greedy.json"] {
         let prompt = reference(name).prompt;
         let ids = llama.tokenize(&prompt, true).unwrap();
         let truth = trace::last_logits(f32_weights, &ids).unwrap();
-        let c = max_abs(&trace::last_logits(&candle, &ids).unwrap(), &truth);
-        let l = max_abs(&trace::last_logits(&llama, &ids).unwrap(), &truth);
+        let c = max_abs_diff(&trace::last_logits(&candle, &ids).unwrap(), &truth);
+        let l = max_abs_diff(&trace::last_logits(&llama, &ids).unwrap(), &truth);
         eprintln!("{prompt:?}: max |logit - F32's|: candle {c}, llama.cpp {l}");
         assert!(
             c <= 1.25 * l + 0.05,

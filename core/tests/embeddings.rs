@@ -5,6 +5,9 @@
 
 mod common;
 
+#[cfg(feature = "candle")]
+use uml_core::testing::max_abs_diff;
+
 use common::{model_path, repo_root};
 use std::sync::OnceLock;
 use uml_core::embed::cosine_similarity;
@@ -172,6 +175,7 @@ fn minilm_folder() -> &'static Model {
     })
 }
 
+#[cfg(feature = "candle")]
 /// The vectors of `scripts/minilm-numpy-reference`: a float64 numpy run of the original
 /// safetensors with the exact erf GELU the config names (see the fixture's "command").
 fn numpy_fixture() -> (Vec<String>, Vec<Vec<i32>>, Vec<Vec<f32>>) {
@@ -182,14 +186,6 @@ fn numpy_fixture() -> (Vec<String>, Vec<Vec<i32>>, Vec<Vec<f32>>) {
     let ids = serde_json::from_value(v["token_ids"].clone()).expect("token_ids");
     let vectors = serde_json::from_value(v["embeddings"].clone()).expect("embeddings");
     (texts, ids, vectors)
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max)
 }
 
 #[cfg(feature = "candle")]

@@ -91,6 +91,16 @@ pub fn convert(src: &Path, dst: &Path, to: Destination) -> Result<()> {
     }
 }
 
+/// A GGUF's `general.architecture` ("" when missing).
+pub(crate) fn gguf_architecture(content: &gguf_file::Content) -> String {
+    content
+        .metadata
+        .get("general.architecture")
+        .and_then(|v| v.to_string().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn candle_err<'p>(what: &str, path: &'p Path) -> impl Fn(candle_core::Error) -> Error + 'p {
     let what = what.to_string();
     move |e| Error::invalid_model(format!("{what} {}: {e}", path.display()))

@@ -174,11 +174,7 @@ mod with_llama_cpp {
             let path = dir.path().join(format!("{ty:?}.gguf"));
             hf_to_gguf(&folder, &path, ty).unwrap();
             let m = llama(&path);
-            let diff = logits(&m, &ids)
-                .iter()
-                .zip(logits(&a, &ids))
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
+            let diff = crate::testing::max_abs_diff(&logits(&m, &ids), &logits(&a, &ids));
             eprintln!("{ty:?}: max |{ty:?} - F32| = {diff}");
             assert!(diff < bound, "{ty:?}: max |{ty:?} - F32| = {diff}");
         }

@@ -63,12 +63,7 @@ impl Meta<'_> {
 pub fn gguf_to_hf(src: &Path, dst: &Path) -> Result<()> {
     check_destination(dst)?;
     let (content, mut reader) = read_gguf(src)?;
-    let arch = content
-        .metadata
-        .get("general.architecture")
-        .and_then(|v| v.to_string().ok())
-        .cloned()
-        .unwrap_or_default();
+    let arch = super::gguf_architecture(&content);
     let Some(family) = Family::of_gguf(&arch) else {
         return Err(Error::new(
             ErrorKind::Unsupported,

@@ -174,12 +174,7 @@ impl Weights {
         reader: &mut R,
         device: &Device,
     ) -> Result<Weights> {
-        let arch = content
-            .metadata
-            .get("general.architecture")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_default();
+        let arch = crate::convert::gguf_architecture(&content);
         if !GGUF_SUPPORTED.contains(&arch.as_str()) {
             return Err(Error::new(ErrorKind::Unsupported, gguf_refusal(&arch)));
         }

@@ -74,13 +74,8 @@ fn same_weights_same_logits_same_greedy_text_same_seeded_sample() {
             ids,
             "{prompt}: tokenization"
         );
-        let (a, b) = (last_logits(&candle, &ids), last_logits(&llama, &ids));
-        assert_eq!(a.len(), b.len());
-        let max_abs = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
+        let max_abs =
+            crate::testing::max_abs_diff(&last_logits(&candle, &ids), &last_logits(&llama, &ids));
         assert!(max_abs < 1e-3, "{prompt}: logits differ by {max_abs}");
 
         let greedy = GenerateParams {
@@ -321,11 +316,7 @@ fn a_gguf_runs_in_candle_when_asked_with_the_folders_numbers() {
         last_logits(&quantized, &ids),
         last_logits(&f32_folder, &ids),
     );
-    let max_abs = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let max_abs = crate::testing::max_abs_diff(&a, &b);
     assert!(max_abs < 1e-4, "max |GGUF - folder| = {max_abs}");
     let text = quantized
         .complete(
@@ -372,11 +363,7 @@ fn a_folder_loads_in_f16_and_bf16_at_half_the_weight_memory() {
             full.memory().weights_bytes,
             "{dtype:?}"
         );
-        let diff = last_logits(&half, &ids)
-            .iter()
-            .zip(&reference)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
+        let diff = crate::testing::max_abs_diff(&last_logits(&half, &ids), &reference);
         assert!(diff < bound, "{dtype:?}: max |{dtype:?} - f32| = {diff}");
         let out = half
             .complete(
@@ -515,11 +502,7 @@ fn every_supported_causal_lm_runs_the_weights_it_shares_with_llama() {
         fused,
     );
     let phi3_logits = last_logits(&phi3, &ids);
-    let max_abs = phi3_logits
-        .iter()
-        .zip(&expected)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let max_abs = crate::testing::max_abs_diff(&phi3_logits, &expected);
     assert!(max_abs < 1e-5, "Phi-3: max |phi3 - llama| = {max_abs}");
 
     let mut with_norms = tiny_llama_safetensors(0);

@@ -96,7 +96,7 @@ pub fn detect(path: &Path) -> Result<Format> {
     if head
         .first()
         .is_some_and(|b| b.is_ascii_whitespace() || *b == b'{')
-        && is_shard_index(path, meta.len())
+        && is_shard_index(path)
     {
         return Ok(Format::ShardedSafetensors);
     }
@@ -212,10 +212,7 @@ fn detect_zip(path: &Path) -> Result<Format> {
 }
 
 /// Whether the JSON file at `path` is a safetensors shard index (has a `weight_map` object).
-fn is_shard_index(path: &Path, len: u64) -> bool {
-    if len > MAX_JSON_BYTES {
-        return false;
-    }
+fn is_shard_index(path: &Path) -> bool {
     let Ok(text) = crate::files::read_capped(path, MAX_JSON_BYTES, "a shard index") else {
         return false;
     };

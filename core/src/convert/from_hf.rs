@@ -2,10 +2,9 @@
 //! architecture's hyperparameters, the vocabulary with its types, scores or merges and
 //! pre-tokenizer, the special tokens and the chat template.
 
-use std::fs::File;
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::{self, Value as GgufValue};
+use candle_core::quantized::gguf_file::Value as GgufValue;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Tensor};
 use serde_json::Value;
@@ -111,19 +110,7 @@ pub fn hf_to_gguf(src: &Path, dst: &Path, to: GgufType) -> Result<()> {
     metadata.extend(vocab::gguf_vocab(&dir, &config, n_rows)?);
 
     let md_refs: Vec<(&str, &GgufValue)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let partial = dst.with_extension("gguf.part");
-    let mut out = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
-    let written = gguf_file::write(&mut out, &md_refs, &t_refs);
-    drop(out);
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&partial);
-        return Err(Error::new(
-            ErrorKind::Io,
-            format!("writing {}: {e}", partial.display()),
-        ));
-    }
-    std::fs::rename(&partial, dst).map_err(|e| Error::io(dst, e))
+    super::write_gguf(dst, &md_refs, &tensors)
 }
 
 fn model_name(dir: &Path) -> String {

@@ -106,7 +106,7 @@ fn candle_err<'p>(what: &str, path: &'p Path) -> impl Fn(candle_core::Error) -> 
     move |e| Error::invalid_model(format!("{what} {}: {e}", path.display()))
 }
 
-fn read_gguf(path: &Path) -> Result<(gguf_file::Content, BufReader<File>)> {
+pub(crate) fn read_gguf(path: &Path) -> Result<(gguf_file::Content, BufReader<File>)> {
     let file = crate::files::open_regular(path)?;
     let mut reader = BufReader::new(file);
     let content = gguf_file::Content::read(&mut reader).map_err(candle_err("cannot read", path))?;
@@ -167,12 +167,28 @@ pub fn gguf_to_gguf(src: &Path, dst: &Path, to: GgufType) -> Result<()> {
     let file_type = GgufValue::U32(to.file_type());
     metadata.retain(|(k, _)| *k != "general.file_type");
     metadata.push(("general.file_type", &file_type));
+    write_gguf(dst, &metadata, &tensors)
+}
+
+/// Write a GGUF to `dst` through `dst.gguf.part`, renamed only once complete, so a failed or
+/// interrupted conversion never leaves a file that looks like a model (the part is removed).
+fn write_gguf(
+    dst: &Path,
+    metadata: &[(&str, &GgufValue)],
+    tensors: &[(String, QTensor)],
+) -> Result<()> {
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let partial = dst.with_extension("gguf.part");
     let mut out = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
-    gguf_file::write(&mut out, &metadata, &refs)
-        .map_err(|e| Error::new(ErrorKind::Io, format!("writing {}: {e}", partial.display())))?;
+    let written = gguf_file::write(&mut out, metadata, &refs);
     drop(out);
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("writing {}: {e}", partial.display()),
+        ));
+    }
     std::fs::rename(&partial, dst).map_err(|e| Error::io(dst, e))
 }
 

@@ -181,10 +181,7 @@ fn load_gguf(path: &Path, plan: &LoadPlan) -> Result<CandleLoaded> {
     if let Some(d) = plan.dtype {
         return Err(super::gguf_dtype_error(d));
     }
-    let file = crate::files::open_regular(path)?;
-    let mut reader = std::io::BufReader::new(file);
-    let content = candle_core::quantized::gguf_file::Content::read(&mut reader)
-        .map_err(|e| Error::invalid_model(format!("{} cannot be read: {e}", path.display())))?;
+    let (content, mut reader) = crate::convert::read_gguf(path)?;
     let tokenizer = HfTokenizer::from_gguf(&content, path)?;
     let device = Device::Cpu;
     let weights = Weights::load_gguf(content, &mut reader, &device)

@@ -14,7 +14,6 @@ use uml_core::testing::max_abs_diff;
 use uml_core::{trace, ChatMessage, GenerateParams, LoadOptions, Model};
 
 struct Pair {
-    _dir: tempfile::TempDir,
     /// The Hugging Face folder candle runs.
     folder: std::path::PathBuf,
     llama: Model,
@@ -36,18 +35,27 @@ fn exact_f32(backend: BackendChoice, n_ctx: u32) -> LoadOptions {
 impl Pair {
     /// The fetched model `name` dequantized once to F32: as a GGUF in llama.cpp and as a
     /// Hugging Face folder in candle.
+    ///
+    /// The pair lives in a static, which is never dropped, so a temporary directory would
+    /// outlive every run (2 GB for Gemma): the files go to one folder per model under cargo's
+    /// target tmp dir instead, replaced by the next run.
     fn convert(name: &str, n_ctx: u32) -> Pair {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("cross_backend")
+            .join(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
         let src = model_path(name);
-        let gguf = dir.path().join("f32.gguf");
+        let gguf = dir.join("f32.gguf");
         gguf_to_gguf(&src, &gguf, GgufType::F32).expect("dequantize to an F32 GGUF");
-        let folder = dir.path().join("hf");
+        let folder = dir.join("hf");
         gguf_to_hf(&src, &folder).expect("convert to a Hugging Face folder");
         let llama = Model::load(&gguf, &exact_f32(BackendChoice::LlamaCpp, n_ctx), None).unwrap();
         let candle = Model::load(&folder, &exact_f32(BackendChoice::Auto, n_ctx), None).unwrap();
         assert_eq!(candle.backend(), "candle");
         Pair {
-            _dir: dir,
             folder,
             llama,
             candle,

@@ -8,12 +8,17 @@
 
 use chrono::format::StrftimeItems;
 use chrono::NaiveDateTime;
+use minijinja::value::{Kwargs, StringInput};
 use minijinja::{context, AutoEscape, Environment, Value};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::cancel::CancelToken;
 use crate::error::{Error, ErrorKind, Result};
 
+pub mod limits;
 mod pyjson;
+
+use limits::{CappedOutput, Stop};
 
 /// One message of a conversation.
 ///
@@ -164,6 +169,31 @@ impl std::fmt::Display for Raised {
 
 impl std::error::Error for Raised {}
 
+/// minijinja's `indent` with the width capped at [`limits::MAX_INDENT`]: `indent(10**9)` would
+/// otherwise allocate a gigabyte per line.
+fn capped_indent(
+    value: StringInput<'_>,
+    width: Option<usize>,
+    first: Option<bool>,
+    blank: Option<bool>,
+    kwargs: Kwargs,
+) -> std::result::Result<Value, minijinja::Error> {
+    let width = match width {
+        Some(w) => w,
+        None => kwargs.get::<Option<usize>>("width")?.unwrap_or(4),
+    };
+    if width > limits::MAX_INDENT {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!(
+                "indent: width {width} is over the limit of {}",
+                limits::MAX_INDENT
+            ),
+        ));
+    }
+    minijinja::filters::indent(value, Some(width), first, blank, kwargs)
+}
+
 fn raise_exception(msg: String) -> std::result::Result<Value, minijinja::Error> {
     Err(
         minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg.clone())
@@ -230,6 +260,9 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now(None));
         env.add_filter("tojson", pyjson::tojson);
+        env.add_filter("indent", capped_indent);
+        env.set_fuel(Some(limits::RENDER_FUEL));
+        env.set_recursion_limit(limits::RENDER_RECURSION_LIMIT);
         env.add_template_owned(NAME, source.to_string())
             .map_err(|e| template_error(origin, "has a syntax error", &e))?;
         Ok(ChatTemplate {
@@ -287,6 +320,19 @@ impl ChatTemplate {
         tools: Option<&serde_json::Value>,
         add_generation_prompt: bool,
     ) -> Result<String> {
+        self.render_cancellable(messages, tools, add_generation_prompt, None)
+    }
+
+    /// [`render_with_tools`](Self::render_with_tools) that stops with `Cancelled` once `cancel`
+    /// is set. Every render runs inside the bounds of [`limits`]: a template that loops,
+    /// recurses or writes past them fails with an error naming the limit.
+    pub fn render_cancellable(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+        cancel: Option<&CancelToken>,
+    ) -> Result<String> {
         let template = self
             .env
             .get_template(NAME)
@@ -302,7 +348,44 @@ impl ChatTemplate {
             tools => tools.map(Value::from_serialize),
             date_string => now.format("%d %b %Y").to_string(),
         };
-        template.render(ctx).map_err(|e| {
+        let caller_bytes = messages
+            .iter()
+            .map(|m| m.role.len() + m.content.len())
+            .sum::<usize>()
+            + tools.map_or(0, |t| t.to_string().len());
+        let mut out = CappedOutput::new(caller_bytes, cancel);
+        let rendered = template.render_captured_to(ctx, &mut out);
+        match (rendered, out.stopped) {
+            (Ok(_), _) => String::from_utf8(out.buf)
+                .map_err(|_| template_error_text(self.origin, "wrote text that is not UTF-8")),
+            (Err(_), Some(Stop::Cancelled)) => Err(Error::new(
+                ErrorKind::Cancelled,
+                "rendering the chat template was cancelled",
+            )),
+            (Err(_), Some(Stop::TooLong(cap))) => Err(template_error_text(
+                self.origin,
+                &format!(
+                    "wrote more than {cap} bytes, the limit for these messages (a template \
+                     that loops without end, or messages far longer than any context)"
+                ),
+            )),
+            (Err(e), None) => Err(self.render_error(&e)),
+        }
+    }
+
+    /// The error for a render that failed inside the template.
+    fn render_error(&self, e: &minijinja::Error) -> Error {
+        if e.kind() == minijinja::ErrorKind::OutOfFuel {
+            return template_error_text(
+                self.origin,
+                &format!(
+                    "took more than {} steps (a template that loops without end, or a \
+                     conversation of far more messages than any context holds)",
+                    limits::RENDER_FUEL
+                ),
+            );
+        }
+        {
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
                 if let Some(raised) = s.downcast_ref::<Raised>() {
@@ -312,8 +395,8 @@ impl ChatTemplate {
                 }
                 source = s.source();
             }
-            template_error(self.origin, "failed to render", &e)
-        })
+            template_error(self.origin, "failed to render", e)
+        }
     }
 
     /// Parse a JSON array of `{"role": ..., "content": ...}` messages; the array and every
@@ -338,6 +421,14 @@ impl ChatTemplate {
         }
         Ok(messages)
     }
+}
+
+/// A render stopped by one of uml's own limits.
+fn template_error_text(origin: TemplateOrigin, what: &str) -> Error {
+    Error::new(
+        origin.error_kind(),
+        format!("the {} {what} ({})", origin.describe(), origin.fix()),
+    )
 }
 
 fn template_error(origin: TemplateOrigin, what: &str, e: &minijinja::Error) -> Error {

@@ -266,8 +266,19 @@ impl Model {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String> {
+        self.render_chat_cancellable(messages, add_generation_prompt, None)
+    }
+
+    /// [`render_chat`](Self::render_chat) that stops with `Cancelled` once `cancel` is set. The
+    /// template is untrusted: rendering runs inside [`crate::chat::limits`].
+    pub fn render_chat_cancellable(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        cancel: Option<&CancelToken>,
+    ) -> Result<String> {
         let template = self.chat_template.as_ref().map_err(clone_error)?;
-        template.render(messages, add_generation_prompt)
+        template.render_cancellable(messages, None, add_generation_prompt, cancel)
     }
 
     /// Chat: render with the template, then generate the assistant's reply.
@@ -279,7 +290,11 @@ impl Model {
         sink: Sink<'_>,
     ) -> Result<Completion> {
         self.check_generates_text()?;
-        let tokens = self.chat_prompt_tokens(messages)?;
+        let tokens = match self.chat_tokens(messages, cancel) {
+            // Cancelled before the first token, as a cancelled prompt is: an empty reply.
+            Err(e) if e.kind() == ErrorKind::Cancelled => return Ok(Completion::cancelled()),
+            other => other?,
+        };
         self.generate_from(&tokens, params, cancel, sink)
     }
 
@@ -307,7 +322,15 @@ impl Model {
     /// The tokens `chat` evaluates for `messages`: the rendered template, tokenized with BOS
     /// only where the template did not write it already.
     pub fn chat_prompt_tokens(&self, messages: &[ChatMessage]) -> Result<Vec<Token>> {
-        let prompt = self.render_chat(messages, true)?;
+        self.chat_tokens(messages, None)
+    }
+
+    fn chat_tokens(
+        &self,
+        messages: &[ChatMessage],
+        cancel: Option<&CancelToken>,
+    ) -> Result<Vec<Token>> {
+        let prompt = self.render_chat_cancellable(messages, true, cancel)?;
         // Templates usually write the BOS token themselves; adding another would double it.
         let add_special = !self
             .info

@@ -286,6 +286,12 @@ impl LoadOptions {
     }
 }
 
+/// Deepest nesting of a host value (a Python or JavaScript dict / list) that a binding passes
+/// on as options, parameters or messages: deeper than any real JSON schema or conversation,
+/// and under serde_json's own limit of 128 on the JSON text core parses. A value that contains
+/// itself is therefore a clear error, not a stack overflow in the binding.
+pub const MAX_VALUE_DEPTH: usize = 100;
+
 /// Parse `json` as an object of options of type `T`: empty / `null` = defaults, keys with a
 /// `null` value are dropped (= default), an unknown key is named along with the known ones,
 /// and a type error names the offending key. `what` is e.g. "generate parameter".

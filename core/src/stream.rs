@@ -63,6 +63,17 @@ pub struct Completion {
     pub usage: Usage,
 }
 
+impl Completion {
+    /// Cancelled before the prompt was evaluated: no text, no usage.
+    pub fn cancelled() -> Self {
+        Completion {
+            text: String::new(),
+            finish_reason: FinishReason::Cancelled,
+            usage: Usage::default(),
+        }
+    }
+}
+
 /// What one [`TextStream::push`] released.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pushed {

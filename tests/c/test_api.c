@@ -296,6 +296,39 @@ static void test_model_arguments(const char *tiny) {
     uml_model_free(m);
 }
 
+/* A chat template is untrusted code: one that loops or writes without end fails with a clear
+ * error (the process lives on), and a cancelled token stops chat before any work. */
+static void test_hostile_templates(const char *tiny) {
+    static const char *MESSAGES = "[{\"role\":\"user\",\"content\":\"hi\"}]";
+    uml_model *m = NULL;
+    char *out = SENTINEL_PTR;
+    CHECK_OK(uml_model_load(tiny,
+                            "{\"n_ctx\": 128, \"chat_template\": \"{% for i in range(100000) %}"
+                            "{% for j in range(100000) %}{% endfor %}{% endfor %}\"}",
+                            NULL, NULL, &m));
+    CHECK_STATUS(uml_chat(m, MESSAGES, NULL, NULL, NULL, NULL, &out), UML_ERR_INVALID_ARGUMENT, "steps");
+    uml_model_free(m);
+
+    CHECK_OK(uml_model_load(tiny,
+                            "{\"n_ctx\": 128, \"chat_template\": \"{% for i in range(100000) %}"
+                            "{% for j in range(100000) %}{{ 'x' * 4096 }}{% endfor %}{% endfor %}\"}",
+                            NULL, NULL, &m));
+    CHECK_STATUS(uml_chat(m, MESSAGES, NULL, NULL, NULL, NULL, &out), UML_ERR_INVALID_ARGUMENT, "wrote more than");
+    CHECK(out == SENTINEL_PTR);
+    uml_model_free(m);
+
+    CHECK_OK(uml_model_load(tiny, "{\"n_ctx\": 128}", NULL, NULL, &m));
+    uml_cancel *cancel = NULL;
+    CHECK_OK(uml_cancel_new(&cancel));
+    CHECK_OK(uml_cancel_cancel(cancel));
+    CHECK_OK(uml_chat(m, MESSAGES, NULL, NULL, NULL, cancel, &out));
+    CHECK(strstr(out, "\"finish_reason\":\"cancelled\"") != NULL);
+    CHECK(strstr(out, "\"text\":\"\"") != NULL);
+    uml_string_free(out);
+    uml_cancel_free(cancel);
+    uml_model_free(m);
+}
+
 static void test_last_error_is_per_thread(void) {
     char *out = NULL;
     CHECK_STATUS(uml_inspect(NULL, &out), UML_ERR_INVALID_ARGUMENT, "path is NULL");
@@ -324,6 +357,7 @@ int main(int argc, char **argv) {
     test_load_errors(argv[1]);
     test_bad_handles(argv[1]);
     test_model_arguments(argv[1]);
+    test_hostile_templates(argv[1]);
     test_last_error_is_per_thread();
     printf("test_api: %d checks passed\n", checks_run);
     return 0;

@@ -6,10 +6,23 @@ use crate::error::to_py;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
+use uml_core::options::MAX_VALUE_DEPTH;
 use uml_core::Error;
 
 /// A Python value as JSON. `what` names it in errors ("generate parameter 'stop'").
 pub fn to_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
+    to_json_at(obj, what, 0)
+}
+
+/// `to_json` of a value nested `depth` containers deep: deeper than core's
+/// `MAX_VALUE_DEPTH` (a list that contains itself, say) is an error, not a stack overflow.
+fn to_json_at(obj: &Bound<'_, PyAny>, what: &str, depth: usize) -> PyResult<Value> {
+    if depth > MAX_VALUE_DEPTH {
+        return Err(to_py(Error::invalid_argument(format!(
+            "{what} nests lists and dicts more than {MAX_VALUE_DEPTH} deep (does it contain \
+             itself?)"
+        ))));
+    }
     if obj.is_none() {
         return Ok(Value::Null);
     }
@@ -54,14 +67,14 @@ pub fn to_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
                 ));
             };
             let inner = format!("{what}['{key}']");
-            map.insert(key, to_json(&v, &inner)?);
+            map.insert(key, to_json_at(&v, &inner, depth + 1)?);
         }
         return Ok(Value::Object(map));
     }
     if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         let mut items = Vec::new();
         for (i, v) in obj.try_iter()?.enumerate() {
-            items.push(to_json(&v?, &format!("{what}[{i}]"))?);
+            items.push(to_json_at(&v?, &format!("{what}[{i}]"), depth + 1)?);
         }
         return Ok(Value::Array(items));
     }

@@ -234,17 +234,22 @@ impl Model {
         Ok(Stream::new(task))
     }
 
-    /// The prompt `chat` would generate from.
+    /// The prompt `chat` would generate from. The template runs on a worker thread, without
+    /// the GIL, so Ctrl-C and `close()` stop it.
     #[pyo3(signature = (messages, add_generation_prompt=true))]
     fn render_chat(
         &self,
+        py: Python<'_>,
         messages: &Bound<'_, PyAny>,
         add_generation_prompt: bool,
     ) -> PyResult<String> {
-        let (model, messages) = (self.open()?, self::messages(messages)?);
-        model
-            .render_chat(&messages, add_generation_prompt)
-            .map_err(to_py)
+        let messages = self::messages(messages)?;
+        let cancel = uml_core::CancelToken::new();
+        let token = cancel.clone();
+        let task = self.spawn(cancel, move |model, _| {
+            model.render_chat_cancellable(&messages, add_generation_prompt, Some(&token))
+        })?;
+        task.wait(py)
     }
 
     /// One vector per text, as (little-endian f32 bytes of all vectors, vector width).

@@ -8,6 +8,8 @@ use std::fmt::Write;
 use minijinja::value::{Kwargs, ValueKind};
 use minijinja::{Error, ErrorKind, Value};
 
+use super::limits::{MAX_INDENT, TOJSON_MAX_BYTES, TOJSON_MAX_DEPTH};
+
 struct Style {
     indent: Option<usize>,
     ensure_ascii: bool,
@@ -25,12 +27,17 @@ pub(crate) fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Re
     let indent = match indent {
         None => None,
         Some(v) if v.is_none() || v.is_undefined() => None,
-        Some(v) => Some(usize::try_from(v.clone()).map_err(|_| {
-            Error::new(
-                ErrorKind::InvalidOperation,
-                format!("tojson: indent must be a number >= 0 or none, got {v}"),
-            )
-        })?),
+        Some(v) => Some(
+            usize::try_from(v.clone())
+                .ok()
+                .filter(|&n| n <= MAX_INDENT)
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("tojson: indent must be none or 0 to {MAX_INDENT}, got {v}"),
+                    )
+                })?,
+        ),
     };
     let ensure_ascii = kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false);
     let sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
@@ -68,6 +75,18 @@ pub(crate) fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Re
 }
 
 fn write_value(out: &mut String, v: &Value, style: &Style, level: usize) -> Result<(), Error> {
+    if level > TOJSON_MAX_DEPTH {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("tojson: the value nests deeper than {TOJSON_MAX_DEPTH} levels"),
+        ));
+    }
+    if out.len() > TOJSON_MAX_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("tojson: the JSON is longer than {TOJSON_MAX_BYTES} bytes"),
+        ));
+    }
     match v.kind() {
         ValueKind::Undefined | ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
@@ -86,9 +105,10 @@ fn write_value(out: &mut String, v: &Value, style: &Style, level: usize) -> Resu
             style.ensure_ascii,
         ),
         ValueKind::Seq | ValueKind::Iterable => {
-            let items: Vec<Value> = v.try_iter()?.collect();
-            write_container(out, '[', ']', items.len(), style, level, |out, i| {
-                write_value(out, &items[i], style, level + 1)
+            // Written as iterated, never collected: `[x] * 10**9` is a lazy sequence whose
+            // length alone says nothing; the byte cap stops it.
+            write_container(out, '[', ']', v.try_iter()?, style, level, |out, item| {
+                write_value(out, &item, style, level + 1)
             })?;
         }
         ValueKind::Map => {
@@ -104,10 +124,10 @@ fn write_value(out: &mut String, v: &Value, style: &Style, level: usize) -> Resu
             if style.sort_keys {
                 entries.sort_by(|a, b| a.0.cmp(&b.0));
             }
-            write_container(out, '{', '}', entries.len(), style, level, |out, i| {
-                write_str(out, &entries[i].0, style.ensure_ascii);
+            write_container(out, '{', '}', entries, style, level, |out, (key, item)| {
+                write_str(out, &key, style.ensure_ascii);
                 out.push_str(&style.key_sep);
-                write_value(out, &entries[i].1, style, level + 1)
+                write_value(out, &item, style, level + 1)
             })?;
         }
         _ => {
@@ -120,17 +140,18 @@ fn write_value(out: &mut String, v: &Value, style: &Style, level: usize) -> Resu
     Ok(())
 }
 
-fn write_container(
+fn write_container<T>(
     out: &mut String,
     open: char,
     close: char,
-    len: usize,
+    items: impl IntoIterator<Item = T>,
     style: &Style,
     level: usize,
-    mut item: impl FnMut(&mut String, usize) -> Result<(), Error>,
+    mut write_item: impl FnMut(&mut String, T) -> Result<(), Error>,
 ) -> Result<(), Error> {
     out.push(open);
-    if len == 0 {
+    let mut items = items.into_iter().peekable();
+    if items.peek().is_none() {
         out.push(close);
         return Ok(());
     }
@@ -140,12 +161,12 @@ fn write_container(
             out.push_str(&" ".repeat(n * level));
         }
     };
-    for i in 0..len {
+    for (i, item) in items.enumerate() {
         if i > 0 {
             out.push_str(&style.item_sep);
         }
         newline(out, level + 1);
-        item(out, i)?;
+        write_item(out, item)?;
     }
     newline(out, level);
     out.push(close);

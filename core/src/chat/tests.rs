@@ -432,3 +432,134 @@ fn template_is_send_sync_and_clone() {
         "<s></s>"
     );
 }
+
+/// Real templates fit the render limits with room to spare: 10,000 messages each.
+#[test]
+fn long_real_conversations_fit_the_render_limits() {
+    let conversation: Vec<ChatMessage> = (0..10_000)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            ChatMessage::new(role, format!("message {i}: some text to talk about"))
+        })
+        .collect();
+    for (name, source) in [
+        ("smollm2", SMOLLM2),
+        ("llama3", LLAMA3),
+        ("gemma", GEMMA),
+        ("mistral", MISTRAL),
+    ] {
+        let out = t(source)
+            .with_fixed_time(fixed())
+            .render(&conversation, true)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(out.contains("message 9999: some text"), "{name}");
+    }
+}
+
+/// Render a hostile template from a model file over one message.
+fn hostile(source: &str) -> Error {
+    let tpl = ChatTemplate::from_model(source, "<s>", "</s>").unwrap();
+    let e = tpl.render(&msgs(&[("user", "hi")]), true).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
+    e
+}
+
+#[test]
+fn a_template_that_loops_without_end_runs_out_of_steps() {
+    let e =
+        hostile("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}");
+    assert!(e.message().contains("more than 20000000 steps"), "{e}");
+    assert!(e.message().contains("chat_template load option"), "{e}");
+}
+
+#[test]
+fn a_template_that_writes_without_end_stops_at_the_output_cap() {
+    let e = hostile(
+        "{% for i in range(100000) %}{% for j in range(100000) %}{{ 'x' * 4096 }}{% endfor %}\
+         {% endfor %}",
+    );
+    let cap = limits::output_cap("user".len() + "hi".len());
+    assert!(
+        e.message()
+            .contains(&format!("wrote more than {cap} bytes")),
+        "{e}"
+    );
+}
+
+/// Endless macro recursion stops at the recursion limit, on a thread with a small stack: the
+/// limit is low enough for any thread a host calls from.
+#[test]
+fn endless_recursion_stops_at_the_limit_on_a_small_stack() {
+    let e = std::thread::Builder::new()
+        .stack_size(512 << 10)
+        .spawn(|| {
+            hostile(
+                "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}\
+                 {% for x in [1] recursive %}{{ loop([x]) }}{% endfor %}",
+            )
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert!(e.message().contains("recursion"), "{e}");
+}
+
+#[test]
+fn size_arguments_are_capped() {
+    for source in [
+        "{{ 'a\nb' | indent(1000000000) }}",
+        "{{ 'a\nb' | indent(width=1000000000) }}",
+        "{{ messages | tojson(indent=1000000000) }}",
+    ] {
+        let e = hostile(source);
+        assert!(
+            e.message().contains("limit") || e.message().contains("0 to 64"),
+            "{e}"
+        );
+    }
+    // In range they still work like Jinja.
+    assert_eq!(
+        t("{{ 'a\nb' | indent(2, true) }}")
+            .render(&msgs(&[("user", "hi")]), false)
+            .unwrap(),
+        "  a\n  b"
+    );
+}
+
+#[test]
+fn tojson_refuses_values_too_deep_or_too_long() {
+    let e = hostile(
+        "{% set ns = namespace(v=1) %}{% for i in range(200) %}{% set ns.v = [ns.v] %}\
+         {% endfor %}{{ ns.v | tojson }}",
+    );
+    assert!(e.message().contains("deeper than 128"), "{e}");
+    // A lazy sequence of a billion items is written as iterated and stopped at the cap, never
+    // collected.
+    let e = hostile("{{ ([1] * 1000000000) | tojson }}");
+    assert!(e.message().contains("longer than"), "{e}");
+}
+
+#[test]
+fn a_cancelled_render_stops_with_cancelled() {
+    let token = CancelToken::new();
+    token.cancel();
+    let e = t(SMOLLM2)
+        .render_cancellable(&msgs(&[("user", "hi")]), None, true, Some(&token))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+    // Cancelled from another thread while the template writes in a long loop.
+    let tpl = t("{% for i in range(100000) %}{% for j in range(40) %}x{% endfor %}{% endfor %}");
+    let token = CancelToken::new();
+    let canceller = {
+        let token = token.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            token.cancel();
+        })
+    };
+    let e = tpl
+        .render_cancellable(&msgs(&[("user", "hi")]), None, true, Some(&token))
+        .unwrap_err();
+    canceller.join().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+}

@@ -1,0 +1,78 @@
+"""Untrusted input never takes the interpreter down: hostile chat templates end with a clear
+error, values that contain themselves are refused, and rendering runs without the GIL."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+import uml
+from uml import _uml
+
+LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+WRITES = "{% for i in range(100000) %}{% for j in range(100000) %}{{ 'x' * 4096 }}{% endfor %}{% endfor %}"
+RECURSES = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"
+HI: List[uml.Message] = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "tiny.gguf"
+    _uml._write_tiny_llama_gguf(path, 1)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [(LOOPS, "steps"), (WRITES, "wrote more than"), (RECURSES, "recursion")],
+)
+def test_a_hostile_template_is_a_clear_error(tiny: Path, template: str, message: str) -> None:
+    with uml.load(tiny, n_ctx=128, chat_template=template) as m:
+        with pytest.raises(uml.InvalidArgumentError, match=message):
+            m.render_chat(HI)
+        with pytest.raises(uml.InvalidArgumentError, match=message):
+            m.chat(HI, max_tokens=1)
+        # The model still works after the failed renders.
+        assert m.generate("hello", max_tokens=1, temperature=0).usage.completion_tokens == 1
+
+
+def test_values_that_contain_themselves_are_refused(tiny: Path) -> None:
+    with uml.load(tiny, n_ctx=128) as m:
+        message: Dict[str, Any] = {"role": "user"}
+        message["content"] = [message]
+        with pytest.raises(uml.InvalidArgumentError, match="contain itself"):
+            m.chat([message], max_tokens=1)  # type: ignore[list-item]
+        stop: List[Any] = []
+        stop.append(stop)
+        with pytest.raises(uml.InvalidArgumentError, match="more than 100 deep"):
+            m.generate("hello", max_tokens=1, stop=stop)
+        # 100 levels is the documented depth: a schema nested that deep passes the binding.
+        schema: Dict[str, Any] = {"type": "string"}
+        for _ in range(60):
+            schema = {"type": "array", "items": schema}
+        assert m.generate("hello", max_tokens=1, json_schema=schema).usage.completion_tokens == 1
+
+
+def test_rendering_releases_the_gil(tiny: Path) -> None:
+    # The loop template burns its whole step budget (about half a second); with the GIL held
+    # the main thread could not count at all meanwhile.
+    with uml.load(tiny, n_ctx=128, chat_template=LOOPS) as m:
+        errors: List[BaseException] = []
+
+        def render() -> None:
+            try:
+                m.render_chat(HI)
+            except uml.InvalidArgumentError as e:
+                errors.append(e)
+
+        worker = threading.Thread(target=render)
+        worker.start()
+        counted = 0
+        while worker.is_alive():
+            counted += 1
+        worker.join()
+        assert len(errors) == 1
+        assert counted > 10_000

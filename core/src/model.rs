@@ -39,6 +39,13 @@ impl LoadStage {
 /// Load progress callback: (stage, fraction of that stage in 0..=1). Return false to cancel.
 pub type ProgressFn<'a> = &'a mut dyn FnMut(LoadStage, f32) -> bool;
 
+/// Longest text [`Model::tokenize`] takes: llama.cpp counts bytes and tokens in 32 bits.
+pub const MAX_TEXT_BYTES: usize = 1 << 30;
+
+/// More bytes than any vocabulary's longest token (real ones top out near 128), so a text
+/// longer than `n_ctx` times this cannot fit the context.
+const MAX_TOKEN_BYTES: usize = 1024;
+
 /// A loaded model. `Send + Sync`: share it (e.g. in an `Arc`) and generate from several threads
 /// at once; each generation has its own context.
 pub struct Model {
@@ -223,7 +230,34 @@ impl Model {
 
     /// Tokenize `text`; `add_special` adds BOS (etc.) as the model wants.
     pub fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<Token>> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(Error::invalid_argument(format!(
+                "tokenize: the text is {} bytes, over the limit of {MAX_TEXT_BYTES} (1 GiB); \
+                 split it",
+                text.len()
+            )));
+        }
         self.inner.tokenize(text, add_special)
+    }
+
+    /// Refuse, before tokenizing it, a text (prompt, rendered chat, embedding input) too long
+    /// for the context whatever its tokens: tokenizing a huge string only to learn that would
+    /// take the caller's time and memory.
+    fn check_fits_context(&self, what: &str, text: &str) -> Result<()> {
+        let max = (self.plan.n_ctx as usize).saturating_mul(MAX_TOKEN_BYTES);
+        if text.len() > max {
+            return Err(Error::new(
+                ErrorKind::ContextOverflow,
+                format!(
+                    "the {what} is {} bytes, more than a context of {} tokens can hold (at most \
+                     {MAX_TOKEN_BYTES} bytes per token); shorten it or load the model with a \
+                     larger n_ctx",
+                    text.len(),
+                    self.plan.n_ctx
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Turn tokens back into text. Unknown ids are `InvalidArgument`.
@@ -251,6 +285,7 @@ impl Model {
         sink: Sink<'_>,
     ) -> Result<Completion> {
         self.check_generates_text()?;
+        self.check_fits_context("prompt", prompt)?;
         let tokens = self.inner.tokenize(prompt, true)?;
         self.generate_from(&tokens, params, cancel, sink)
     }
@@ -331,6 +366,7 @@ impl Model {
         cancel: Option<&CancelToken>,
     ) -> Result<Vec<Token>> {
         let prompt = self.render_chat_cancellable(messages, true, cancel)?;
+        self.check_fits_context("rendered chat prompt", &prompt)?;
         // Templates usually write the BOS token themselves; adding another would double it.
         let add_special = !self
             .info
@@ -342,7 +378,13 @@ impl Model {
 
     /// One embedding vector per text.
     pub fn embed(&self, texts: &[&str], cancel: Option<&CancelToken>) -> Result<Vec<Vec<f32>>> {
-        texts.iter().map(|t| self.inner.embed(t, cancel)).collect()
+        texts
+            .iter()
+            .map(|t| {
+                self.check_fits_context("text to embed", t)?;
+                self.inner.embed(t, cancel)
+            })
+            .collect()
     }
 
     /// Width of the vectors `embed` returns.
@@ -472,6 +514,13 @@ pub fn plan_load(
                 )));
             }
             n
+        }
+        None if trained_ctx == Some(0) => {
+            return Err(Error::invalid_model(format!(
+                "{} says its context length is 0 tokens, which nothing can run with; pass the \
+                 n_ctx load option (the context the model was trained for)",
+                info.path.display()
+            )))
         }
         None => {
             // The model's own context (or the backend's limit), shrunk (not refused) when that

@@ -142,6 +142,14 @@ impl WeightDtype {
     }
 }
 
+/// Largest `n_ctx` (and `n_batch`, `n_ubatch`) a load accepts: 16M tokens, above the longest
+/// context any released model was trained for (10M), far below where token positions or buffer
+/// sizes could overflow. Whether a context fits in memory is the estimate's call.
+pub const MAX_N_CTX: u32 = 1 << 24;
+
+/// Most threads a load accepts: ggml's own limit (`GGML_MAX_N_THREADS`).
+pub const MAX_THREADS: u32 = 512;
+
 /// How to load a model. JSON keys are the field names; omitted keys take the defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -240,31 +248,34 @@ impl LoadOptions {
 
     /// Check every field; the error names the field, the value and what is allowed.
     pub fn validate(&self) -> Result<()> {
-        let positive = |name: &str, v: Option<u32>, fix: &str| -> Result<()> {
+        let in_range = |name: &str, v: Option<u32>, max: u32, fix: &str| -> Result<()> {
             match v {
-                Some(0) => Err(Error::invalid_argument(format!(
-                    "load option {name} = 0 is invalid: it must be >= 1 ({fix})"
+                Some(n) if n == 0 || n > max => Err(Error::invalid_argument(format!(
+                    "load option {name} = {n} is invalid: it must be 1 to {max} ({fix})"
                 ))),
                 _ => Ok(()),
             }
         };
-        positive(
+        in_range(
             "n_ctx",
             self.n_ctx,
+            MAX_N_CTX,
             "or omit it to use the model's context length",
         )?;
-        positive(
+        in_range(
             "n_threads",
             self.n_threads,
+            MAX_THREADS,
             "or omit it to use the physical cores",
         )?;
-        positive(
+        in_range(
             "n_threads_batch",
             self.n_threads_batch,
+            MAX_THREADS,
             "or omit it to use n_threads",
         )?;
-        positive("n_batch", Some(self.n_batch), "default 512")?;
-        positive("n_ubatch", Some(self.n_ubatch), "default 512")?;
+        in_range("n_batch", Some(self.n_batch), MAX_N_CTX, "default 512")?;
+        in_range("n_ubatch", Some(self.n_ubatch), MAX_N_CTX, "default 512")?;
         if self.n_ubatch > self.n_batch {
             return Err(Error::invalid_argument(format!(
                 "load option n_ubatch = {} is larger than n_batch = {}: n_ubatch must be <= n_batch \
@@ -401,6 +412,34 @@ mod tests {
             assert_eq!(LoadOptions::from_json(s).unwrap(), d, "{s:?}");
         }
         d.validate().unwrap();
+    }
+
+    #[test]
+    fn every_numeric_option_has_a_range_named_in_the_error() {
+        for (json, needle) in [
+            (
+                r#"{"n_ctx": 0}"#,
+                "n_ctx = 0 is invalid: it must be 1 to 16777216",
+            ),
+            (r#"{"n_ctx": 16777217}"#, "n_ctx = 16777217"),
+            (r#"{"n_threads": 0}"#, "n_threads = 0"),
+            (
+                r#"{"n_threads": 100000}"#,
+                "n_threads = 100000 is invalid: it must be 1 to 512",
+            ),
+            (r#"{"n_threads_batch": 513}"#, "n_threads_batch = 513"),
+            (r#"{"n_batch": 0}"#, "n_batch = 0"),
+            (r#"{"n_batch": 4294967295}"#, "n_batch = 4294967295"),
+            (r#"{"n_ubatch": 4294967295}"#, "n_ubatch = 4294967295"),
+            (r#"{"n_ctx": -1}"#, "n_ctx"),
+            (r#"{"n_ctx": 4294967296}"#, "n_ctx"),
+        ] {
+            let e = err(json);
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{json}");
+            assert!(e.message().contains(needle), "{json}: {e}");
+        }
+        LoadOptions::from_json(r#"{"n_ctx": 16777216, "n_threads": 512, "n_batch": 16777216}"#)
+            .unwrap();
     }
 
     #[test]

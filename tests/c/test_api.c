@@ -116,6 +116,8 @@ static void test_load_errors(const char *tiny) {
     CHECK_STATUS(uml_model_load(BAD_UTF8, NULL, NULL, NULL, &m), UML_ERR_INVALID_ARGUMENT, "path is not valid UTF-8");
     CHECK_STATUS(uml_model_load(tiny, "{\"n_ctxx\": 64}", NULL, NULL, &m), UML_ERR_INVALID_ARGUMENT, "n_ctxx");
     CHECK_STATUS(uml_model_load(tiny, "{\"n_ctx\": 0}", NULL, NULL, &m), UML_ERR_INVALID_ARGUMENT, "n_ctx");
+    CHECK_STATUS(uml_model_load(tiny, "{\"n_threads\": 100000}", NULL, NULL, &m), UML_ERR_INVALID_ARGUMENT, "1 to 512");
+    CHECK_STATUS(uml_model_load(tiny, "{\"n_batch\": 4294967295}", NULL, NULL, &m), UML_ERR_INVALID_ARGUMENT, "n_batch");
     CHECK_STATUS(uml_model_load(tiny, "[1, 2]", NULL, NULL, &m), UML_ERR_INVALID_ARGUMENT, "");
     CHECK_STATUS(uml_model_load("/no/such/model.gguf", NULL, NULL, NULL, &m), UML_ERR_NOT_FOUND, "does not exist");
     /* A FIFO is refused, not opened: reading it would block until someone writes. */
@@ -262,6 +264,13 @@ static void test_model_arguments(const char *tiny) {
     for (int i = 0; i < 300; i++) strcat(long_prompt, "the cat ");
     out = SENTINEL_PTR;
     CHECK_STATUS(uml_generate(m, long_prompt, NULL, NULL, NULL, NULL, &out), UML_ERR_CONTEXT_OVERFLOW, "n_ctx");
+    /* One far longer than any context by its bytes alone is refused before tokenizing. */
+    char *huge_prompt = malloc(1 << 20);
+    CHECK(huge_prompt != NULL);
+    memset(huge_prompt, 'a', (1 << 20) - 1);
+    huge_prompt[(1 << 20) - 1] = '\0';
+    CHECK_STATUS(uml_generate(m, huge_prompt, NULL, NULL, NULL, NULL, &out), UML_ERR_CONTEXT_OVERFLOW, "bytes");
+    free(huge_prompt);
 
     CHECK_STATUS(uml_chat(m, NULL, NULL, NULL, NULL, NULL, &out), UML_ERR_INVALID_ARGUMENT, "messages_json is NULL");
     CHECK_STATUS(uml_chat(m, "[]", NULL, NULL, NULL, NULL, &out), UML_ERR_INVALID_ARGUMENT, "empty");

@@ -76,3 +76,24 @@ def test_rendering_releases_the_gil(tiny: Path) -> None:
         worker.join()
         assert len(errors) == 1
         assert counted > 10_000
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_threads": 100_000}, "n_threads = 100000 is invalid: it must be 1 to 512"),
+        ({"n_ctx": 1 << 30}, "n_ctx"),
+        ({"n_batch": 0}, "n_batch"),
+    ],
+)
+def test_numeric_options_out_of_range(tiny: Path, options: Dict[str, Any], message: str) -> None:
+    with pytest.raises(uml.InvalidArgumentError, match=message):
+        uml.load(tiny, **options)
+
+
+def test_a_prompt_longer_than_any_context_is_refused_before_tokenizing(tiny: Path) -> None:
+    with uml.load(tiny, n_ctx=128) as m:
+        with pytest.raises(uml.ContextOverflowError, match="bytes"):
+            m.generate("a" * (1 << 20), max_tokens=1)
+        with pytest.raises(uml.ContextOverflowError, match="bytes"):
+            m.chat([{"role": "user", "content": "a" * (1 << 20)}], max_tokens=1)

@@ -195,3 +195,49 @@ fn backend_option_parses_and_names_the_choices() {
         backend::registry().len()
     );
 }
+
+/// A header that says the context is 0 tokens is a clear error naming the fix; n_ctx given
+/// by the caller overrides it.
+#[cfg(feature = "llamacpp")]
+#[test]
+fn a_model_whose_header_says_context_0_needs_n_ctx() {
+    let (_dir, mut info) = tiny();
+    info.context_length = Some(0);
+    let llama = backend::registry()[0];
+    let e = Model::load_with(
+        vec![llama],
+        info.clone(),
+        &LoadOptions::default(),
+        &hardware::detect(),
+        &mut |_, _| true,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
+    assert!(e.message().contains("context length is 0"), "{e}");
+    assert!(e.message().contains("n_ctx load option"), "{e}");
+    load(vec![llama], info).unwrap();
+}
+
+/// A prompt too long for the context by its bytes alone is refused before tokenizing.
+#[cfg(feature = "llamacpp")]
+#[test]
+fn a_prompt_longer_than_any_context_is_refused_before_tokenizing() {
+    let (_dir, info) = tiny();
+    let m = load(vec![backend::registry()[0]], info).unwrap();
+    let prompt = "a".repeat(64 * 1024 + 1);
+    let params = GenerateParams::greedy();
+    for e in [
+        m.complete(&prompt, &params).unwrap_err(),
+        m.chat(
+            &[ChatMessage::user(prompt.clone())],
+            &params,
+            None,
+            &mut |_| true,
+        )
+        .unwrap_err(),
+        m.embed(&[&prompt], None).unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::ContextOverflow, "{e}");
+        assert!(e.message().contains("a context of 64 tokens"), "{e}");
+    }
+}

@@ -248,8 +248,12 @@ uml_status uml_hardware(char **out_json);
  *   `n_threads_batch`, `n_batch`, `n_ubatch`, `gpu_layers`, `use_mmap`, `use_mlock`,
  *   `kv_cache_type`, `seed`, `embeddings`, `normalize_embeddings`, `chat_template`,
  *   `backend`: "auto", "llamacpp" or "candle", `flash_attention`: null, true or false,
- *   `dtype`: null, "f32", "f16" or "bf16": a Hugging Face folder's weight type in candle);
- *   omitted keys take their defaults. Borrowed for the call.
+ *   `dtype`: null, "f32", "f16" or "bf16": a Hugging Face folder's weight type in candle,
+ *   `control_tokens_in_messages`: false (default: control-token text such as `<|im_start|>`
+ *   inside chat message contents stays plain text, so a message cannot forge a turn) or true
+ *   (it becomes the control token, as in llama.cpp's server)); omitted keys take their
+ *   defaults. Numbers out of range (`n_ctx`, `n_batch`, `n_ubatch`: 1 to 16777216; thread
+ *   counts: 1 to 512) are `UML_ERR_INVALID_ARGUMENT`. Borrowed for the call.
  * - `progress`, `user`: optional progress callback (NULL for none) and the pointer passed to
  *   it unchanged.
  * - `out_model`: receives the new handle on success; the caller owns it and releases it with

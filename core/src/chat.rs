@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::cancel::CancelToken;
 use crate::error::{Error, ErrorKind, Result};
 
+pub(crate) mod content;
 pub mod limits;
 mod pyjson;
 

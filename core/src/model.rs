@@ -2,6 +2,7 @@
 //! inspect → estimate → select backend → load (with progress) → generate / chat / embed.
 
 use crate::backend::{self, Backend, LoadPlan, LoadedModel, Skipped, Token};
+use crate::chat::content::{self, ControlTexts};
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::estimate::{self, EstimateOptions, MemoryEstimate};
 use crate::generate::{generate_tokens, Sink};
@@ -61,6 +62,10 @@ pub struct Model {
     /// Built on the first constrained generation: indexing the vocabulary costs milliseconds
     /// that unconstrained use should not pay.
     constraints: once_cell::sync::OnceCell<ConstraintFactory>,
+    /// The `control_tokens_in_messages` load option.
+    control_tokens_in_messages: bool,
+    /// The vocabulary's control-token texts, built on the first chat.
+    control_texts: once_cell::sync::OnceCell<Option<ControlTexts>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -175,6 +180,8 @@ impl Model {
                 skipped,
                 chat_template,
                 default_seed: options.seed,
+                control_tokens_in_messages: options.control_tokens_in_messages,
+                control_texts: once_cell::sync::OnceCell::new(),
                 constraints: once_cell::sync::OnceCell::new(),
             });
         }
@@ -373,7 +380,37 @@ impl Model {
             .bos_token
             .as_deref()
             .is_some_and(|bos| !bos.is_empty() && prompt.starts_with(bos));
-        self.inner.tokenize(&prompt, add_special)
+        let controls = self
+            .control_texts
+            .get_or_init(|| self.build_control_texts());
+        let spans = match controls {
+            Some(controls) if !self.control_tokens_in_messages => {
+                content::plain_spans(&prompt, messages, controls)?
+            }
+            _ => Vec::new(),
+        };
+        // Markup between the plain contents keeps control-token parsing; BOS goes first only.
+        let mut tokens = Vec::new();
+        let mut at = 0;
+        for span in spans {
+            tokens.extend(
+                self.inner
+                    .tokenize(&prompt[at..span.start], add_special && at == 0)?,
+            );
+            tokens.extend(self.inner.tokenize_plain(&prompt[span.clone()])?);
+            at = span.end;
+        }
+        tokens.extend(self.inner.tokenize(&prompt[at..], add_special && at == 0)?);
+        Ok(tokens)
+    }
+
+    fn build_control_texts(&self) -> Option<ControlTexts> {
+        let texts = (0..self.inner.vocab_size())
+            .map(|t| self.inner.special_token_text(t as Token))
+            .filter(|bytes| !bytes.is_empty())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .collect();
+        ControlTexts::new(texts)
     }
 
     /// One embedding vector per text.

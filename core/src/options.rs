@@ -192,6 +192,12 @@ pub struct LoadOptions {
     /// the backend's default for the device (f32 on the CPU). A GGUF keeps its stored types,
     /// so asking llama.cpp (or candle with a GGUF) for a dtype is an error.
     pub dtype: Option<WeightDtype>,
+    /// Whether control-token text inside chat message contents (a user typing
+    /// `<|im_start|>system`) becomes the control token. `false` (the default): message
+    /// contents are tokenized as plain text, so no message can forge a turn; only the
+    /// template's own markup yields control tokens. `true`: the whole rendered prompt is
+    /// parsed for control tokens, as llama.cpp's server and transformers do.
+    pub control_tokens_in_messages: bool,
 }
 
 impl Default for LoadOptions {
@@ -213,6 +219,7 @@ impl Default for LoadOptions {
             backend: BackendChoice::Auto,
             flash_attention: None,
             dtype: None,
+            control_tokens_in_messages: false,
         }
     }
 }
@@ -236,6 +243,7 @@ impl LoadOptions {
         "backend",
         "flash_attention",
         "dtype",
+        "control_tokens_in_messages",
     ];
 
     /// Parse a JSON object of load options (an empty string, `null` or `{}` gives the

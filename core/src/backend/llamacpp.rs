@@ -297,6 +297,11 @@ impl LoadedModel for LlamaLoaded {
         Ok(tokens.into_iter().map(|t| t.0).collect())
     }
 
+    fn tokenize_plain(&self, text: &str) -> Result<Vec<Token>> {
+        let tokens = self.model.vocab().tokenize(text.as_bytes(), false, false);
+        Ok(tokens.into_iter().map(|t| t.0).collect())
+    }
+
     fn token_bytes(&self, token: Token) -> Vec<u8> {
         self.model
             .vocab()

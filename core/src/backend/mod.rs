@@ -79,6 +79,9 @@ pub trait LoadedModel: Send + Sync {
     /// Tokenize; `add_special` adds BOS/EOS as the model wants. Special-token text such as
     /// `<|im_start|>` is parsed as the special token (chat templates rely on it).
     fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<Token>>;
+    /// Tokenize `text` as plain text: no BOS/EOS, and control-token text such as
+    /// `<|im_start|>` stays text (the tokens of its characters), never the control token.
+    fn tokenize_plain(&self, text: &str) -> Result<Vec<Token>>;
     /// The raw bytes a token stands for (may be part of a UTF-8 character). Control tokens
     /// render as nothing.
     fn token_bytes(&self, token: Token) -> Vec<u8>;

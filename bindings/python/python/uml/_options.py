@@ -41,6 +41,10 @@ class LoadOptions(TypedDict, total=False):
     dtype: Optional[Literal["f32", "f16", "bf16"]]
     """A Hugging Face folder's weight type in candle: None (default) = f32 on the CPU; f16 and
     bf16 take half the memory. A GGUF keeps its stored types (asking for a dtype is an error)."""
+    control_tokens_in_messages: bool
+    """False (default): control-token text inside chat message contents (``<|im_start|>``)
+    stays plain text, so no message can forge a turn. True: it becomes the control token, as
+    in llama.cpp's server and transformers."""
 
 
 class GenerateOptions(TypedDict, total=False):

@@ -242,6 +242,10 @@ impl LoadedModel for CandleLoaded {
         self.tokenizer.encode(text, add_special)
     }
 
+    fn tokenize_plain(&self, text: &str) -> Result<Vec<Token>> {
+        self.tokenizer.encode_plain(text)
+    }
+
     fn token_bytes(&self, token: Token) -> Vec<u8> {
         self.tokenizer.token_bytes(token)
     }

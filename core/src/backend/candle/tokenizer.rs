@@ -40,6 +40,8 @@ enum Pieces {
 
 pub(super) struct HfTokenizer {
     inner: Tokenizer,
+    /// `inner` with `encode_special_tokens` set: special-token text is split like any text.
+    plain: Tokenizer,
     /// The bytes of each token id (empty for control tokens).
     bytes: Vec<Vec<u8>>,
     /// The text of each control token, by id (empty for the others).
@@ -190,8 +192,11 @@ impl HfTokenizer {
             }
         }
         end_of_generation.retain(|&id| (id as usize) < n_vocab);
+        let mut plain = inner.clone();
+        plain.set_encode_special_tokens(true);
         HfTokenizer {
             inner,
+            plain,
             bytes,
             special,
             end_of_generation,
@@ -216,6 +221,15 @@ impl HfTokenizer {
         }
         ids.extend(encoding.get_ids().iter().map(|&i| i as Token));
         Ok(ids)
+    }
+
+    /// `encode` without BOS/EOS, with special-token text kept as text.
+    pub(super) fn encode_plain(&self, text: &str) -> Result<Vec<Token>> {
+        let encoding = self
+            .plain
+            .encode(text, false)
+            .map_err(|e| Error::backend(format!("tokenizer: {e}")))?;
+        Ok(encoding.get_ids().iter().map(|&i| i as Token).collect())
     }
 
     pub(super) fn token_bytes(&self, token: Token) -> Vec<u8> {

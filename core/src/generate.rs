@@ -62,7 +62,9 @@ pub(crate) fn generate_tokens(
         if is_cancelled() {
             break FinishReason::Cancelled;
         }
-        let token = sampler.sample(session.logits()?)?;
+        let token = sampler
+            .sample(session.logits()?)
+            .map_err(|e| with_text_so_far(e, &stream))?;
         if model.is_end_of_generation(token) {
             break FinishReason::Stop;
         }
@@ -85,6 +87,19 @@ pub(crate) fn generate_tokens(
     };
     usage.generation_ms = ms(gen_start);
     Ok(finished(stream, reason, usage, sink_open.then_some(sink)))
+}
+
+/// A generation that cannot go on (a grammar dead end) loses nothing: the error carries the
+/// text generated before it.
+fn with_text_so_far(e: Error, stream: &TextStream) -> Error {
+    let text = stream.text_so_far();
+    if text.is_empty() {
+        return e;
+    }
+    Error::new(
+        e.kind(),
+        format!("{}; the text generated so far: {text:?}", e.message()),
+    )
 }
 
 /// Evaluate `tokens` from position 0 in `n_batch` chunks, checking `is_cancelled` before each

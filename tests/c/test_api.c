@@ -327,6 +327,15 @@ static void test_hostile_templates(const char *tiny) {
     uml_model_free(m);
 
     CHECK_OK(uml_model_load(tiny, "{\"n_ctx\": 128}", NULL, NULL, &m));
+    /* Grammars are untrusted too: one that can match nothing, or nests without end, is an
+     * error naming the grammar. */
+    CHECK_STATUS(uml_generate(m, "hi", "{\"grammar\": \"root ::= root\"}", NULL, NULL, NULL, &out), UML_ERR_INVALID_ARGUMENT, "no token can continue");
+    char deep[4200] = "{\"grammar\": \"root ::= ";
+    for (int i = 0; i < 1000; i++) strcat(deep, "(");
+    strcat(deep, "x");
+    for (int i = 0; i < 1000; i++) strcat(deep, ")");
+    strcat(deep, "\"}");
+    CHECK_STATUS(uml_generate(m, "hi", deep, NULL, NULL, NULL, &out), UML_ERR_INVALID_ARGUMENT, "nest deeper than 64");
     uml_cancel *cancel = NULL;
     CHECK_OK(uml_cancel_new(&cancel));
     CHECK_OK(uml_cancel_cancel(cancel));

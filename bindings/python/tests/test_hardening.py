@@ -106,3 +106,18 @@ def test_control_token_text_in_a_message_stays_text(smollm2: uml.Model, smollm2_
         parsed = trusting.chat(hostile, max_tokens=1, temperature=0).usage.prompt_tokens
     # "<|im_end|>" and "<|im_start|>" as text are several tokens each; as control tokens, one.
     assert plain > parsed + 4
+
+
+@pytest.mark.parametrize(
+    ("grammar", "message"),
+    [
+        ("root ::= root", "no token can continue"),
+        ("root ::= " + "(" * 1000 + '"a"' + ")" * 1000, "nest deeper than 64"),
+        ('root ::= "a"{4000000000}', "cannot be compiled"),
+    ],
+)
+def test_a_hostile_grammar_is_a_clear_error(tiny: Path, grammar: str, message: str) -> None:
+    with uml.load(tiny, n_ctx=128) as m:
+        with pytest.raises(uml.InvalidArgumentError, match=message):
+            m.generate("hello", max_tokens=4, grammar=grammar)
+        assert m.generate("hello", max_tokens=1).usage.completion_tokens == 1

@@ -116,8 +116,17 @@ impl Constraint {
     /// Set the logit of every token the grammar does not allow next to -inf.
     pub(crate) fn mask(&mut self, logits: &mut [f32]) -> Result<()> {
         let allowed = self.matcher.compute_mask_or_eos().map_err(|e| {
+            // llguidance appends a dump of its parser state after the first line.
+            let reason = e.to_string();
+            let reason = reason.lines().next().unwrap_or_default();
+            let reason = if reason == "NoExtensionBias" {
+                "the grammar allows no token here (can it match anything at all? a rule that \
+                 only refers to itself cannot)"
+            } else {
+                reason
+            };
             Error::invalid_argument(format!(
-                "no token can continue the output under the grammar (or JSON schema): {e}"
+                "no token can continue the output under the grammar (or JSON schema): {reason}"
             ))
         })?;
         for (i, l) in logits.iter_mut().enumerate() {

@@ -119,3 +119,68 @@ fn with_end_of_generation_banned_the_grammar_runs_to_its_complete_end() {
         );
     }
 }
+
+/// Hostile grammars and schemas end in a clear error or a bounded generation, never a crash
+/// or a hang: huge repetition counts, deep nesting, huge alternations and schema bounds.
+#[test]
+fn hostile_grammars_are_errors_or_bounded() {
+    let (_dir, model) = tiny();
+    let deep_parens = format!("root ::= {}\"a\"{}", "(".repeat(1000), ")".repeat(1000));
+    let many_alternatives = format!(
+        "root ::= {}",
+        (0..20_000)
+            .map(|i| format!("\"w{i}\""))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let mut deep_schema = serde_json::json!({"type": "string"});
+    for _ in 0..100 {
+        deep_schema = serde_json::json!({"type": "array", "items": deep_schema});
+    }
+    let cases: Vec<GenerateParams> = vec![
+        with(|p| p.grammar = Some(r#"root ::= "a"{4000000000}"#.into())),
+        with(|p| p.grammar = Some(r#"root ::= "a"{100000000}"#.into())),
+        with(|p| p.grammar = Some(deep_parens)),
+        with(|p| p.grammar = Some(many_alternatives)),
+        with(|p| p.grammar = Some("root ::= root".into())),
+        with(|p| p.grammar = Some("root ::= x\nx ::= x \"a\"".into())),
+        with(|p| p.json_schema = Some(deep_schema)),
+        with(|p| {
+            p.json_schema = Some(serde_json::json!({"type": "string", "minLength": 1_000_000_000}))
+        }),
+        with(|p| {
+            p.json_schema = Some(serde_json::json!({"type": "array", "minItems": 1_000_000_000u64}))
+        }),
+        with(|p| p.json_schema = Some(serde_json::json!({"$ref": "#"}))),
+    ];
+    for p in cases {
+        match model.complete("hello", &p) {
+            Ok(out) => assert!(out.usage.completion_tokens <= p.max_tokens),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+                // One clear line, not llguidance's parser-state dump.
+                assert!(!e.message().contains("<state>"), "{e}");
+            }
+        }
+    }
+}
+
+/// A dead end after some output keeps that output in the error.
+#[test]
+fn a_dead_end_mid_generation_reports_the_text_so_far() {
+    let (_dir, model) = tiny();
+    let z = model.tokenize("z", false).unwrap();
+    let mut banned: Vec<i32> = z.clone();
+    banned.push(3 + 0x7A);
+    let p = with(|p| {
+        p.temperature = 0.0;
+        p.grammar = Some(r#"root ::= "ab" "z""#.into());
+        p.logit_bias = banned.iter().map(|&t| (t, f32::NEG_INFINITY)).collect();
+    });
+    let err = model.complete("hello", &p).unwrap_err();
+    assert!(err.message().contains("no token can continue"), "{err}");
+    assert!(
+        err.message().contains("the text generated so far: \"ab\""),
+        "{err}"
+    );
+}

@@ -9,14 +9,14 @@ fn uml(args: &[&str]) -> Output {
         .expect("run uml")
 }
 
-use uml_core::testing::repo_root;
+use uml_test_support::repo_root;
 
 fn smollm2() -> String {
     model("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 fn model(name: &str) -> String {
-    uml_core::testing::fetched_model(name)
+    uml_test_support::fetched_model(name)
         .to_string_lossy()
         .into_owned()
 }
@@ -29,7 +29,7 @@ fn fixture(name: &str) -> serde_json::Value {
 #[test]
 fn run_greedy_prints_llama_cpp_reference_text() {
     // The part of llama.cpp's greedy output that holds on every CPU kernel path.
-    let fx = uml_core::testing::GreedyFixture::load("smollm2_count_greedy.json");
+    let fx = uml_test_support::GreedyFixture::load("smollm2_count_greedy.json");
     let n = fx.n_predict.to_string();
     let out = uml(&[
         "run",
@@ -168,9 +168,33 @@ fn chat_reads_turns_from_stdin() {
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.starts_with("> "), "{stdout:?}");
+    // The reply is the library's own greedy reply to the same turn, not just any text.
+    let model = uml_core::Model::load(
+        smollm2(),
+        &uml_core::LoadOptions {
+            n_ctx: Some(512),
+            ..uml_core::LoadOptions::default()
+        },
+        None,
+    )
+    .unwrap();
+    let params = uml_core::GenerateParams {
+        max_tokens: 8,
+        ..uml_core::GenerateParams::greedy()
+    };
+    let reply = model
+        .chat(
+            &[uml_core::ChatMessage::user("Hi!")],
+            &params,
+            None,
+            &mut |_| true,
+        )
+        .unwrap();
+    assert!(!reply.text.trim().is_empty());
     assert!(
-        stdout.trim_end().len() > 2,
-        "the reply is empty: {stdout:?}"
+        stdout.contains(reply.text.trim()),
+        "{stdout:?} lacks {:?}",
+        reply.text
     );
 }
 

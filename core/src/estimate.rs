@@ -107,17 +107,39 @@ impl MemoryEstimate {
     }
 }
 
-/// The hyperparameters the estimate needs, checked.
+/// The hyperparameters the estimate needs, checked to be plausible. `u128`: the estimators
+/// multiply header values (up to five at a time) and a corrupt header must give an error,
+/// never a product that wrapped around to something that "fits"; [`to_bytes`] brings each
+/// result back to `u64` or fails.
 pub(crate) struct Shape {
-    pub(crate) n_layer: u64,
-    pub(crate) n_embd: u64,
-    pub(crate) n_ff: u64,
-    pub(crate) n_head: u64,
-    pub(crate) n_head_kv: u64,
-    pub(crate) k_len: u64,
-    pub(crate) v_len: u64,
-    pub(crate) n_vocab: u64,
+    pub(crate) n_layer: u128,
+    pub(crate) n_embd: u128,
+    pub(crate) n_ff: u128,
+    pub(crate) n_head: u128,
+    pub(crate) n_head_kv: u128,
+    pub(crate) k_len: u128,
+    pub(crate) v_len: u128,
+    pub(crate) n_vocab: u128,
     pub(crate) has_kv: bool,
+}
+
+/// Upper bounds on header values, each far beyond any real model (the largest have ~128
+/// blocks, 16K-wide embeddings, 128 heads and 262K-token vocabularies): a larger value is a
+/// corrupt or hostile header.
+const MAX_BLOCKS: u64 = 1 << 16;
+const MAX_WIDTH: u64 = 1 << 20;
+const MAX_HEADS: u64 = 1 << 16;
+const MAX_FF: u64 = 1 << 24;
+const MAX_VOCAB: u64 = 1 << 24;
+
+/// A byte count computed in `u128`, as `u64`; more is a corrupt header.
+pub(crate) fn to_bytes(info: &ModelInfo, what: &str, n: u128) -> Result<u64> {
+    u64::try_from(n).map_err(|_| {
+        Error::invalid_model(format!(
+            "{}: its header gives a {what} of more than 2^64 bytes; the file is corrupt",
+            info.path.display()
+        ))
+    })
 }
 
 pub(crate) fn shape(info: &ModelInfo) -> Result<Shape> {
@@ -146,16 +168,36 @@ pub(crate) fn shape(info: &ModelInfo) -> Result<Shape> {
     let n_head_kv = info.head_count_kv.unwrap_or(n_head);
     let k_len = info.key_length.unwrap_or(n_embd / n_head);
     let v_len = info.value_length.unwrap_or(n_embd / n_head);
+    let n_ff = info.feed_forward_length.unwrap_or(4 * n_embd);
+    let n_vocab = info.vocab_size.unwrap_or(32_000);
+    for (what, value, max) in [
+        ("block count", n_layer, MAX_BLOCKS),
+        ("embedding length", n_embd, MAX_WIDTH),
+        ("attention head count", n_head, MAX_HEADS),
+        ("key-value head count", n_head_kv, MAX_HEADS),
+        ("key length", k_len, MAX_WIDTH),
+        ("value length", v_len, MAX_WIDTH),
+        ("feed-forward length", n_ff, MAX_FF),
+        ("vocabulary size", n_vocab, MAX_VOCAB),
+    ] {
+        if value > max {
+            return Err(Error::invalid_model(format!(
+                "{}: its {what} is {value}, beyond any real model (at most {max}); the header \
+                 is corrupt",
+                info.path.display()
+            )));
+        }
+    }
     let has_kv = !info.architecture.as_deref().is_some_and(is_encoder_only);
     Ok(Shape {
-        n_layer,
-        n_embd,
-        n_ff: info.feed_forward_length.unwrap_or(4 * n_embd),
-        n_head,
-        n_head_kv,
-        k_len,
-        v_len,
-        n_vocab: info.vocab_size.unwrap_or(32_000),
+        n_layer: n_layer.into(),
+        n_embd: n_embd.into(),
+        n_ff: n_ff.into(),
+        n_head: n_head.into(),
+        n_head_kv: n_head_kv.into(),
+        k_len: k_len.into(),
+        v_len: v_len.into(),
+        n_vocab: n_vocab.into(),
         has_kv,
     })
 }
@@ -266,13 +308,14 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
     }
     let s = shape(info)?;
     let n_ctx = effective_n_ctx(info, opts);
-    let ctx = u64::from(n_ctx);
-    let n_ub = u64::from(opts.n_ubatch.min(opts.n_batch).min(n_ctx));
+    let ctx = u128::from(n_ctx);
+    let n_ub = u128::from(opts.n_ubatch.min(opts.n_batch).min(n_ctx));
 
     // KV cache, per layer.
     let kv_layer = if s.has_kv {
-        ctx * (opts.cache_type.row_bytes(s.n_head_kv * s.k_len)
-            + opts.cache_type.row_bytes(s.n_head_kv * s.v_len))
+        // Both products are below 2^36 (checked bounds), so the u64 row sizes are exact.
+        let row = |width: u128| u128::from(opts.cache_type.row_bytes(width as u64));
+        ctx * (row(s.n_head_kv * s.k_len) + row(s.n_head_kv * s.v_len))
     } else {
         0
     };
@@ -295,25 +338,29 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
     let host_inputs = n_ub * s.n_embd * 4 + ctx * n_ub * 4;
 
     // Weights per layer and outside.
-    let weights = info.weights_bytes;
+    let weights = u128::from(info.weights_bytes);
     let n_layer_us = s.n_layer as usize;
-    let layer_sum: u64 = info.layer_bytes.iter().sum();
-    let per_layer = |i: usize| -> u64 {
+    let layer_sum: u128 = info.layer_bytes.iter().map(|&b| u128::from(b)).sum();
+    let per_layer = |i: usize| -> u128 {
         if layer_sum > 0 {
-            info.layer_bytes.get(i).copied().unwrap_or(0)
+            info.layer_bytes.get(i).copied().map_or(0, u128::from)
         } else {
             // No per-layer sizes (a PyTorch checkpoint): spread the weights evenly.
             weights / s.n_layer
         }
     };
-    let output = if layer_sum > 0 { info.output_bytes } else { 0 };
+    let output = if layer_sum > 0 {
+        u128::from(info.output_bytes)
+    } else {
+        0
+    };
 
-    let gpu_layers = u64::from(opts.gpu_layers).min(s.n_layer + 1);
+    let gpu_layers = u128::from(opts.gpu_layers).min(s.n_layer + 1);
     let offloaded_blocks = gpu_layers.min(s.n_layer) as usize;
     let output_offloaded = gpu_layers > s.n_layer;
-    let device_weights: u64 = (n_layer_us - offloaded_blocks..n_layer_us)
+    let device_weights: u128 = (n_layer_us - offloaded_blocks..n_layer_us)
         .map(per_layer)
-        .sum::<u64>()
+        .sum::<u128>()
         + if output_offloaded { output } else { 0 };
     // A tied head is copied to the GPU; the embeddings stay on the host as well.
     let host_weights = weights.saturating_sub(device_weights)
@@ -322,7 +369,7 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
         } else {
             0
         };
-    let device_kv = kv_layer * offloaded_blocks as u64;
+    let device_kv = kv_layer * offloaded_blocks as u128;
     let host_kv = kv - device_kv;
 
     let (host_compute, device_compute) = if gpu_layers == 0 {
@@ -334,26 +381,35 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
         (cpu_resident, reserved)
     };
 
-    let metadata_copy = info.file_size.saturating_sub(weights).min(1 << 30);
-    let host_overhead = RUNTIME_OVERHEAD + s.n_vocab * VOCAB_BYTES_PER_TOKEN + metadata_copy;
-    let device_overhead = if gpu_layers > 0 { DEVICE_OVERHEAD } else { 0 };
+    let metadata_copy = u128::from(info.file_size)
+        .saturating_sub(weights)
+        .min(1 << 30);
+    let host_overhead = u128::from(RUNTIME_OVERHEAD)
+        + s.n_vocab * u128::from(VOCAB_BYTES_PER_TOKEN)
+        + metadata_copy;
+    let device_overhead = if gpu_layers > 0 {
+        u128::from(DEVICE_OVERHEAD)
+    } else {
+        0
+    };
 
     let host = host_weights + host_kv + host_compute + host_overhead;
     let device = device_weights + device_kv + device_compute + device_overhead;
+    let bytes = |what: &str, n: u128| to_bytes(info, what, n);
     Ok(MemoryEstimate {
         n_ctx,
         cache_type: opts.cache_type,
         gpu_layers: gpu_layers as u32,
         n_ubatch: n_ub as u32,
         flash_attention: opts.flash_attention,
-        weights_bytes: host_weights + device_weights,
-        kv_cache_bytes: kv,
-        compute_bytes: host_compute + device_compute,
-        compute_reserved_bytes: reserved,
-        overhead_bytes: host_overhead + device_overhead,
-        host_bytes: host,
-        device_bytes: device,
-        total_bytes: host + device,
+        weights_bytes: bytes("weight size", host_weights + device_weights)?,
+        kv_cache_bytes: bytes("KV cache", kv)?,
+        compute_bytes: bytes("compute buffer", host_compute + device_compute)?,
+        compute_reserved_bytes: bytes("compute buffer", reserved)?,
+        overhead_bytes: bytes("overhead", host_overhead + device_overhead)?,
+        host_bytes: bytes("memory need", host)?,
+        device_bytes: bytes("GPU memory need", device)?,
+        total_bytes: bytes("memory need", host + device)?,
     })
 }
 

@@ -158,7 +158,7 @@ pub(crate) mod tests {
         #[cfg(feature = "candle")]
         {
             let folder = dir.path().join("hf");
-            crate::testing::write_tiny_hf_folder(&folder).unwrap();
+            uml_test_support::write_tiny_hf_folder(&folder).unwrap();
             std::fs::remove_file(folder.join("model.safetensors")).unwrap();
             mkfifo(&folder.join("model.safetensors"));
             let e = within_seconds(move || {

@@ -51,6 +51,10 @@ impl fmt::Display for Format {
 const SUPPORTED: &str = "GGUF, safetensors (single or sharded with model.safetensors.index.json), \
      a Hugging Face folder with config.json, or a PyTorch zip checkpoint";
 
+/// The largest safetensors JSON header accepted (real ones are well under 10 MB): what
+/// detection believes, and what `inspect` reads.
+pub const MAX_SAFETENSORS_HEADER: u64 = 100 << 20;
+
 /// What format `path` holds. A missing path is `NotFound`; legacy GGML/GGJT files, old
 /// pickle-only PyTorch files and unknown bytes are `UnsupportedFormat` with what to do.
 pub fn detect(path: &Path) -> Result<Format> {
@@ -89,7 +93,7 @@ pub fn detect(path: &Path) -> Result<Format> {
         ]);
         // A plausible header length and a JSON object: safetensors (a header longer than
         // the file is reported as truncated by inspect, not as an unknown format).
-        if (2..=crate::inspect::MAX_SAFETENSORS_HEADER).contains(&n) {
+        if (2..=MAX_SAFETENSORS_HEADER).contains(&n) {
             return Ok(Format::Safetensors);
         }
     }
@@ -256,7 +260,7 @@ pub(crate) fn model_dir(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing;
+    use uml_test_support as testing;
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
         let p = dir.join(name);

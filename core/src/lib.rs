@@ -14,6 +14,7 @@
 //! # Ok::<(), uml_core::Error>(())
 //! ```
 
+pub mod admission;
 pub mod backend;
 pub mod bench;
 pub mod cancel;
@@ -35,8 +36,6 @@ pub mod model;
 pub mod options;
 pub mod sampling;
 pub mod stream;
-#[doc(hidden)]
-pub mod testing;
 pub mod trace;
 
 pub use cancel::CancelToken;

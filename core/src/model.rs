@@ -1,6 +1,7 @@
 //! `Model`: the one public entry point every host uses. It walks the flow of DESIGN.md:
 //! inspect → estimate → select backend → load (with progress) → generate / chat / embed.
 
+use crate::admission::{self, Admission};
 use crate::backend::{self, Backend, LoadPlan, LoadedModel, Skipped, Token};
 use crate::chat::content::{self, ControlTexts};
 use crate::chat::{ChatMessage, ChatTemplate};
@@ -64,6 +65,8 @@ pub struct Model {
     constraints: once_cell::sync::OnceCell<ConstraintFactory>,
     /// The `control_tokens_in_messages` load option.
     control_tokens_in_messages: bool,
+    /// Bounds the generations and embedding calls running at once (`plan.max_parallel`).
+    admission: Admission,
     /// The vocabulary's control-token texts, built on the first chat.
     control_texts: once_cell::sync::OnceCell<Option<ControlTexts>>,
 }
@@ -171,6 +174,7 @@ impl Model {
             };
             progress(LoadStage::Ready, 1.0);
             let chat_template = chat_template_for(&info, options);
+            let admission = Admission::new(plan.max_parallel);
             return Ok(Model {
                 inner: std::mem::ManuallyDrop::new(inner),
                 info,
@@ -181,6 +185,7 @@ impl Model {
                 chat_template,
                 default_seed: options.seed,
                 control_tokens_in_messages: options.control_tokens_in_messages,
+                admission,
                 control_texts: once_cell::sync::OnceCell::new(),
                 constraints: once_cell::sync::OnceCell::new(),
             });
@@ -351,6 +356,10 @@ impl Model {
     ) -> Result<Completion> {
         let params = self.with_default_seed(params);
         let constraint = self.constraint_for(&params)?;
+        // Cancelled while waiting in line: nothing was evaluated, like a cancelled prompt.
+        let Some(_permit) = self.admission.enter(cancel) else {
+            return Ok(Completion::cancelled());
+        };
         generate_tokens(
             self.inner.as_ref(),
             tokens,
@@ -415,6 +424,12 @@ impl Model {
 
     /// One embedding vector per text.
     pub fn embed(&self, texts: &[&str], cancel: Option<&CancelToken>) -> Result<Vec<Vec<f32>>> {
+        let Some(_permit) = self.admission.enter(cancel) else {
+            return Err(Error::new(
+                ErrorKind::Cancelled,
+                "embed: cancelled while waiting for a free context",
+            ));
+        };
         texts
             .iter()
             .map(|t| {
@@ -606,6 +621,9 @@ pub fn plan_load(
         dtype: options.dtype,
         embeddings: options.embeddings,
         normalize_embeddings: options.normalize_embeddings,
+        max_parallel: options.max_parallel.unwrap_or_else(|| {
+            admission::parallel_from_memory(&estimate, hw.available_memory_bytes)
+        }),
     };
     Ok((plan, estimate))
 }

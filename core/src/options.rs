@@ -147,6 +147,9 @@ impl WeightDtype {
 /// sizes could overflow. Whether a context fits in memory is the estimate's call.
 pub const MAX_N_CTX: u32 = 1 << 24;
 
+/// Largest `max_parallel` a load accepts.
+pub const MAX_PARALLEL: u32 = 1024;
+
 /// Most threads a load accepts: ggml's own limit (`GGML_MAX_N_THREADS`).
 pub const MAX_THREADS: u32 = 512;
 
@@ -198,6 +201,10 @@ pub struct LoadOptions {
     /// template's own markup yields control tokens. `true`: the whole rendered prompt is
     /// parsed for control tokens, as llama.cpp's server and transformers do.
     pub control_tokens_in_messages: bool,
+    /// Most generations and embedding calls running on this model at once (each holds a
+    /// context: KV cache and compute buffers); more wait in line, cancellably. `None` = as
+    /// many as the memory left after loading holds, at most 16.
+    pub max_parallel: Option<u32>,
 }
 
 impl Default for LoadOptions {
@@ -220,6 +227,7 @@ impl Default for LoadOptions {
             flash_attention: None,
             dtype: None,
             control_tokens_in_messages: false,
+            max_parallel: None,
         }
     }
 }
@@ -244,6 +252,7 @@ impl LoadOptions {
         "flash_attention",
         "dtype",
         "control_tokens_in_messages",
+        "max_parallel",
     ];
 
     /// Parse a JSON object of load options (an empty string, `null` or `{}` gives the
@@ -281,6 +290,12 @@ impl LoadOptions {
             self.n_threads_batch,
             MAX_THREADS,
             "or omit it to use n_threads",
+        )?;
+        in_range(
+            "max_parallel",
+            self.max_parallel,
+            MAX_PARALLEL,
+            "or omit it to fit the memory",
         )?;
         in_range("n_batch", Some(self.n_batch), MAX_N_CTX, "default 512")?;
         in_range("n_ubatch", Some(self.n_ubatch), MAX_N_CTX, "default 512")?;

@@ -6,7 +6,7 @@
 //! what another machine must produce past such a point. The margins say how far a recorded
 //! greedy output can be trusted anywhere: `scripts/record-greedy-fixtures` records them per
 //! kernel path, and every host's tests compare output only up to the first near-tie
-//! (`testing::GreedyFixture`).
+//! (`uml_test_support::GreedyFixture`).
 
 use crate::backend::Token;
 use crate::generate::decode_prompt;

@@ -10,8 +10,8 @@ use common::{model_path, reference, GEMMA3, SMOLLM2};
 use std::sync::OnceLock;
 use uml_core::backend::BackendChoice;
 use uml_core::convert::{gguf_to_gguf, gguf_to_hf, hf_to_gguf, GgufType};
-use uml_core::testing::max_abs_diff;
 use uml_core::{trace, ChatMessage, GenerateParams, LoadOptions, Model};
+use uml_test_support::max_abs_diff;
 
 struct Pair {
     /// The Hugging Face folder candle runs.

@@ -6,7 +6,7 @@
 mod common;
 
 #[cfg(feature = "candle")]
-use uml_core::testing::max_abs_diff;
+use uml_test_support::max_abs_diff;
 
 use common::{model_path, repo_root};
 use std::sync::OnceLock;

@@ -28,7 +28,7 @@ static RUN_ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-use uml_core::testing::repo_root;
+use uml_test_support::repo_root;
 
 /// A private copy of the libuml.so / libuml.a cargo built from the current sources for this
 /// test run. They are in `deps/`, beside this test executable: `cargo test` builds every crate
@@ -78,13 +78,13 @@ fn scratch(name: &str) -> PathBuf {
 
 /// Path of a model fetched by `scripts/fetch-models`; fails with the fetch command if missing.
 fn model_path(name: &str) -> PathBuf {
-    uml_core::testing::fetched_model(name)
+    uml_test_support::fetched_model(name)
 }
 
 /// The tiny random llama our own code writes (fast to load).
 fn tiny_model(name: &str) -> PathBuf {
     let path = scratch(name).join("tiny-llama.gguf");
-    uml_core::testing::write_tiny_llama_gguf(&path, 7).expect("write the tiny model");
+    uml_test_support::write_tiny_llama_gguf(&path, 7).expect("write the tiny model");
     path
 }
 
@@ -160,7 +160,7 @@ fn run(program: &Path, args: &[&std::ffi::OsStr], stdin: Option<&str>) -> Output
 }
 
 /// A greedy reference recorded from llama.cpp on several CPU kernel paths, cut to the prefix
-/// that holds on every one of them (`uml_core::testing::GreedyFixture`). `input` is the prompt,
+/// that holds on every one of them (`uml_test_support::GreedyFixture`). `input` is the prompt,
 /// or the chat messages as JSON.
 struct Reference {
     input: String,
@@ -169,7 +169,7 @@ struct Reference {
 }
 
 fn reference(fixture: &str) -> Reference {
-    let f = uml_core::testing::GreedyFixture::load(fixture);
+    let f = uml_test_support::GreedyFixture::load(fixture);
     Reference {
         input: f.messages.unwrap_or(f.prompt),
         n_predict: f.n_predict.to_string(),
@@ -197,11 +197,11 @@ fn candle_backend_from_c_matches_llama_cpp_on_the_same_weights() {
     let dir = scratch("candle");
     let folder = dir.join("tiny-hf");
     if !folder.join("config.json").is_file() {
-        uml_core::testing::write_tiny_hf_folder(&folder).expect("write the tiny HF folder");
+        uml_test_support::write_tiny_hf_folder(&folder).expect("write the tiny HF folder");
     }
     // Seed 0: the folder's weights.
     let gguf = dir.join("tiny-seed0.gguf");
-    uml_core::testing::write_tiny_llama_gguf(&gguf, 0).expect("write the tiny GGUF");
+    uml_test_support::write_tiny_llama_gguf(&gguf, 0).expect("write the tiny GGUF");
     let exe = dir.join("test_candle");
     compile(&c_test("test_candle.c"), &exe, Link::Shared, false);
     run(&exe, &[folder.as_os_str(), gguf.as_os_str()], None);

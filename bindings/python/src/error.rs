@@ -48,19 +48,3 @@ pub fn error_kinds() -> Vec<(i32, &'static str)> {
         .map(|k| (k.code(), k.name()))
         .collect()
 }
-
-/// Raise the exception core would raise for `code` (tests of the mapping only).
-#[pyfunction(name = "_raise_error")]
-pub fn raise_error(code: i32, message: String) -> PyResult<()> {
-    let kind = ErrorKind::ALL
-        .iter()
-        .copied()
-        .find(|k| k.code() == code)
-        .ok_or_else(|| {
-            to_py(Error::invalid_argument(format!(
-                "_raise_error: no error kind has code {code} (known: 1..={})",
-                ErrorKind::ALL.len()
-            )))
-        })?;
-    Err(to_py(Error::new(kind, message)))
-}

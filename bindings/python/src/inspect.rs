@@ -48,18 +48,3 @@ pub fn hardware(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     let hw = py.detach(uml_core::hardware::detect);
     to_py_value(py, &hw)
 }
-
-/// Write the tiny random llama GGUF core's tests use (a few hundred KB; loads in milliseconds).
-#[pyfunction(name = "_write_tiny_llama_gguf")]
-pub fn write_tiny_llama_gguf(py: Python<'_>, path: PathBuf, seed: u64) -> PyResult<()> {
-    py.detach(move || uml_core::testing::write_tiny_llama_gguf(&path, seed))
-        .map_err(to_py)
-}
-
-/// Write the tiny llama as a Hugging Face folder (the same weights as seed 0 of the GGUF), run
-/// by the candle backend.
-#[pyfunction(name = "_write_tiny_hf_folder")]
-pub fn write_tiny_hf_folder(py: Python<'_>, path: PathBuf) -> PyResult<()> {
-    py.detach(move || uml_core::testing::write_tiny_hf_folder(&path))
-        .map_err(to_py)
-}

@@ -8,6 +8,8 @@ mod error;
 mod inspect;
 mod model;
 mod stream;
+#[cfg(feature = "test-hooks")]
+mod test_hooks;
 mod worker;
 
 use pyo3::prelude::*;
@@ -22,9 +24,12 @@ fn _uml(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(inspect::estimate, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::hardware, m)?)?;
     m.add_function(wrap_pyfunction!(error::error_kinds, m)?)?;
-    m.add_function(wrap_pyfunction!(error::raise_error, m)?)?;
-    m.add_function(wrap_pyfunction!(inspect::write_tiny_llama_gguf, m)?)?;
-    m.add_function(wrap_pyfunction!(inspect::write_tiny_hf_folder, m)?)?;
+    #[cfg(feature = "test-hooks")]
+    {
+        m.add_function(wrap_pyfunction!(test_hooks::raise_error, m)?)?;
+        m.add_function(wrap_pyfunction!(test_hooks::write_tiny_llama_gguf, m)?)?;
+        m.add_function(wrap_pyfunction!(test_hooks::write_tiny_hf_folder, m)?)?;
+    }
     m.add_function(wrap_pyfunction!(worker::shutdown, m)?)?;
     Ok(())
 }

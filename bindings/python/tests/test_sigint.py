@@ -34,8 +34,24 @@ print("finished without interruption", flush=True)
 """
 
 
+BUSY = "while True: pass"
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["quiet", "every-core-busy"])
 @pytest.mark.parametrize("mode", ["generate", "stream"])
-def test_sigint_interrupts_generation(smollm2_path: Path, mode: str) -> None:
+def test_sigint_interrupts_generation(smollm2_path: Path, mode: str, busy: bool) -> None:
+    # A host is rarely alone on its cores: with a busy loop on every core the cancel must
+    # still land within a second.
+    spinners = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(os.cpu_count() or 1)] if busy else []
+    try:
+        interrupt_generation(smollm2_path, mode)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def interrupt_generation(smollm2_path: Path, mode: str) -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, mode, str(smollm2_path)],
         stdout=subprocess.PIPE,

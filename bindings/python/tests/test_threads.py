@@ -95,17 +95,15 @@ def test_with_block_closes_even_when_the_body_raises(smollm2_path: Path) -> None
 def test_close_cancels_running_streams(smollm2_path: Path) -> None:
     m = uml.load(smollm2_path, n_ctx=512, n_threads=1)
     stream = m.stream("Once upon a time", max_tokens=500, temperature=0)
-    next(stream)
-    start = time.monotonic()
+    first = next(stream)
     m.close()  # cancels the stream's generation and waits for it
-    took = time.monotonic() - start
     assert m.closed
     rest = list(stream)
     done = stream.completion
     assert done is not None and done.finish_reason == "cancelled"
+    # Cancelled, not run to the end; and no piece was lost on the way.
     assert done.usage.completion_tokens < 500
-    assert isinstance(rest, list)
-    assert took < 5, took
+    assert first + "".join(rest) == done.text
 
 
 def test_load_progress(smollm2_path: Path) -> None:

@@ -44,6 +44,8 @@ pub struct LoadPlan {
     /// Loaded for embedding: the context made at load time is an embedding one.
     pub embeddings: bool,
     pub normalize_embeddings: bool,
+    /// Most generations and embedding calls running at once; more wait in line.
+    pub max_parallel: u32,
 }
 
 /// An engine that can load some models.

@@ -1,7 +1,7 @@
 //! Conversion on the tiny llama our own code writes (real models: core/tests/cross_backend.rs).
 
 use super::*;
-use crate::testing::{tiny_llama_safetensors, write_pytorch_checkpoint, write_tiny_hf_folder};
+use uml_test_support::{tiny_llama_safetensors, write_pytorch_checkpoint, write_tiny_hf_folder};
 
 fn tiny_folder(parent: &Path, name: &str) -> std::path::PathBuf {
     let folder = parent.join(name);
@@ -77,7 +77,7 @@ fn conversion_refuses_what_it_cannot_do_faithfully() {
     let other = tiny_folder(dir.path(), "other");
     let mut tensors = tiny_llama_safetensors(0);
     tensors[0].name = "transformer.h.0.attn.c_attn.weight".into();
-    crate::testing::write_safetensors(&other.join("model.safetensors"), &tensors).unwrap();
+    uml_test_support::write_safetensors(&other.join("model.safetensors"), &tensors).unwrap();
     let e = convert(&other, &out, Destination::Gguf(GgufType::F32)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
     assert!(
@@ -142,7 +142,7 @@ mod with_llama_cpp {
         let dir = tempfile::tempdir().unwrap();
         let folder = tiny_folder(dir.path(), "tiny");
         let original = dir.path().join("original.gguf");
-        crate::testing::write_tiny_llama_gguf(&original, 0).unwrap();
+        uml_test_support::write_tiny_llama_gguf(&original, 0).unwrap();
         let converted = dir.path().join("converted.gguf");
         hf_to_gguf(&folder, &converted, GgufType::F32).unwrap();
         let (a, b) = (llama(&original), llama(&converted));
@@ -174,7 +174,7 @@ mod with_llama_cpp {
             let path = dir.path().join(format!("{ty:?}.gguf"));
             hf_to_gguf(&folder, &path, ty).unwrap();
             let m = llama(&path);
-            let diff = crate::testing::max_abs_diff(&logits(&m, &ids), &logits(&a, &ids));
+            let diff = uml_test_support::max_abs_diff(&logits(&m, &ids), &logits(&a, &ids));
             eprintln!("{ty:?}: max |{ty:?} - F32| = {diff}");
             assert!(diff < bound, "{ty:?}: max |{ty:?} - F32| = {diff}");
         }

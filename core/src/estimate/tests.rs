@@ -340,7 +340,7 @@ fn byte_formatting() {
 fn tiny_model_end_to_end() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("tiny.gguf");
-    crate::testing::write_tiny_llama_gguf(&p, 0).unwrap();
+    uml_test_support::write_tiny_llama_gguf(&p, 0).unwrap();
     let info = crate::inspect::inspect(&p).unwrap();
     let e = estimate(&info, &EstimateOptions::default()).unwrap();
     assert_eq!(e.n_ctx, 256);
@@ -353,7 +353,7 @@ fn load_options_map_onto_the_estimate() {
     use crate::options::{GpuLayers, KvCacheType, LoadOptions};
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("tiny.gguf");
-    crate::testing::write_tiny_llama_gguf(&p, 0).unwrap();
+    uml_test_support::write_tiny_llama_gguf(&p, 0).unwrap();
     let info = crate::inspect::inspect(&p).unwrap();
     let options = LoadOptions {
         n_ctx: Some(512),
@@ -383,4 +383,38 @@ fn load_options_map_onto_the_estimate() {
             .gpu_layers,
         3
     );
+}
+
+/// Header values chosen so the products overflow 64 bits: each is an InvalidModel naming the
+/// problem, in both backends' estimates, never a wrapped number that "fits".
+#[test]
+fn a_corrupt_header_is_an_error_never_a_wrapped_fit() {
+    type Corrupt = fn(&mut ModelInfo);
+    let implausible: [(&str, Corrupt); 4] = [
+        ("block count", |i| i.block_count = Some(1 << 40)),
+        ("embedding length", |i| i.embedding_length = Some(u64::MAX)),
+        ("vocabulary size", |i| i.vocab_size = Some(1 << 62)),
+        ("key-value head count", |i| i.head_count_kv = Some(1 << 33)),
+    ];
+    for (what, corrupt) in implausible {
+        let mut info = smollm2();
+        corrupt(&mut info);
+        let e = estimate(&info, &ctx(2048)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidModel, "{what}: {e}");
+        assert!(e.message().contains(what), "{what}: {e}");
+        assert!(e.message().contains("corrupt"), "{what}: {e}");
+    }
+    // Every value plausible, their product beyond 2^64 bytes: the largest bounds at once with
+    // a saturated weight size.
+    let mut info = smollm2();
+    info.weights_bytes = u64::MAX;
+    info.layer_bytes = vec![u64::MAX / 2; 30];
+    let e = estimate(&info, &ctx(1 << 24)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
+    assert!(e.message().contains("more than 2^64 bytes"), "{e}");
+    // The same through every backend's estimator.
+    for backend in crate::backend::registry() {
+        let e = backend.estimate(&info, &ctx(1 << 24)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidModel, "{}: {e}", backend.name());
+    }
 }

@@ -202,14 +202,14 @@ fn f16_conversion_rounds_to_nearest_even() {
 
 #[test]
 fn tiny_llama_header_has_what_llama_cpp_needs() {
-    let bytes = crate::testing::tiny_llama_writer(1)
+    let bytes = uml_test_support::tiny_llama_writer(1)
         .unwrap()
         .to_bytes()
         .unwrap();
     let h = parse(&bytes).unwrap();
     assert_eq!(h.architecture(), Some("llama"));
     assert_eq!(h.get_u64("llama.block_count"), Some(2));
-    let n_vocab = crate::testing::tiny_vocab().len() as u64;
+    let n_vocab = uml_test_support::tiny_vocab().len() as u64;
     let tokens = h
         .get("tokenizer.ggml.tokens")
         .and_then(|v| v.as_array())
@@ -445,7 +445,7 @@ fn missing_file_is_not_found() {
 /// Every prefix of a valid file is an error (the last tensor no longer fits), never a panic.
 #[test]
 fn every_truncation_is_an_error() {
-    let bytes = crate::testing::tiny_llama_writer(3)
+    let bytes = uml_test_support::tiny_llama_writer(3)
         .unwrap()
         .to_bytes()
         .unwrap();
@@ -485,7 +485,7 @@ fn random_bytes_never_panic() {
         let r = parse(&bytes);
         assert!(r.is_err(), "random bytes parsed: {i}");
     }
-    let valid = crate::testing::tiny_llama_writer(5)
+    let valid = uml_test_support::tiny_llama_writer(5)
         .unwrap()
         .to_bytes()
         .unwrap();

@@ -8,7 +8,7 @@ mod safetensors;
 #[cfg(test)]
 mod tests;
 
-pub use safetensors::MAX_HEADER_BYTES as MAX_SAFETENSORS_HEADER;
+pub use crate::format::MAX_SAFETENSORS_HEADER;
 
 use crate::error::Result;
 use crate::format::{self, Format};
@@ -171,12 +171,22 @@ pub fn inspect(path: &Path) -> Result<ModelInfo> {
     let format = format::detect(path)?;
     let mut info = match format {
         Format::Gguf => gguf::inspect(path)?,
-        Format::Safetensors => safetensors::inspect_file(path)?,
-        Format::ShardedSafetensors => safetensors::inspect_sharded(path)?,
+        Format::Safetensors => with_folder_facts(safetensors::inspect_file(path)?, path)?,
+        Format::ShardedSafetensors => with_folder_facts(safetensors::inspect_sharded(path)?, path)?,
         Format::HuggingFaceFolder => hf::inspect_folder(path)?,
         Format::PyTorch => hf::inspect_pytorch(path)?,
     };
     info.fill_defaults();
+    Ok(info)
+}
+
+/// Safetensors weights with the facts of their folder's config.json and tokenizer files, when
+/// it has them (here, so `safetensors` and `hf` each read only their own files).
+fn with_folder_facts(mut info: ModelInfo, weights: &Path) -> Result<ModelInfo> {
+    let dir = format::model_dir(weights);
+    if dir.join("config.json").is_file() {
+        hf::apply_folder(&mut info, &dir)?;
+    }
     Ok(info)
 }
 

@@ -1,7 +1,7 @@
 //! `ModelInfo` from safetensors files: the JSON header of one file, or the shards named by a
 //! `model.safetensors.index.json`.
 
-use super::{hf, ModelInfo, TensorStats};
+use super::{ModelInfo, TensorStats};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::{Format, SHARD_INDEX};
 use serde::Deserialize;
@@ -9,8 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// The largest safetensors JSON header accepted (real ones are well under 10 MB).
-pub const MAX_HEADER_BYTES: u64 = 100 << 20;
+use crate::format::MAX_SAFETENSORS_HEADER as MAX_HEADER_BYTES;
 
 /// One tensor of a safetensors header.
 #[derive(Debug, Clone)]
@@ -190,7 +189,7 @@ fn add_header(stats: &mut TensorStats, h: &StHeader) {
     }
 }
 
-/// One safetensors file (with its folder's config.json and tokenizer files when present).
+/// One safetensors file: its tensors (`inspect` adds the folder's config.json and tokenizer).
 pub(super) fn inspect_file(path: &Path) -> Result<ModelInfo> {
     let mut info = ModelInfo::new(path, Format::Safetensors);
     let h = read_header(path)?;
@@ -202,10 +201,6 @@ pub(super) fn inspect_file(path: &Path) -> Result<ModelInfo> {
     for (k, v) in h.metadata {
         info.metadata
             .insert(format!("safetensors.{k}"), serde_json::Value::String(v));
-    }
-    let dir = crate::format::model_dir(path);
-    if dir.join("config.json").is_file() {
-        hf::apply_folder(&mut info, &dir)?;
     }
     Ok(info)
 }
@@ -299,9 +294,5 @@ pub(super) fn inspect_sharded(path: &Path) -> Result<ModelInfo> {
     let shards = shard_files(&index)?;
     info.add_file(&index);
     apply_shards(&mut info, &shards)?;
-    let dir = crate::format::model_dir(&index);
-    if dir.join("config.json").is_file() {
-        hf::apply_folder(&mut info, &dir)?;
-    }
     Ok(info)
 }

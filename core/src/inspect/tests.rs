@@ -2,9 +2,9 @@ use super::*;
 use crate::error::ErrorKind;
 use crate::gguf::GgufValue;
 use crate::gguf::GgufWriter;
-use crate::testing;
 use std::fs::File;
 use std::io::Write;
+use uml_test_support as testing;
 
 fn tiny_params() -> u64 {
     testing::tiny_llama_tensors(0)

@@ -48,7 +48,7 @@ impl Backend for Failing {
 fn tiny() -> (tempfile::TempDir, ModelInfo) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.gguf");
-    crate::testing::write_tiny_llama_gguf(&path, 1).unwrap();
+    uml_test_support::write_tiny_llama_gguf(&path, 1).unwrap();
     let info = inspect::inspect(&path).unwrap();
     (dir, info)
 }
@@ -240,4 +240,49 @@ fn a_prompt_longer_than_any_context_is_refused_before_tokenizing() {
         assert_eq!(e.kind(), ErrorKind::ContextOverflow, "{e}");
         assert!(e.message().contains("a context of 64 tokens"), "{e}");
     }
+}
+
+/// With `max_parallel = 1` a second generation waits for the first; cancelled while waiting,
+/// it returns at once with nothing generated. The plan reports the bound.
+#[cfg(feature = "llamacpp")]
+#[test]
+fn generations_past_max_parallel_wait_in_line_and_can_leave_it() {
+    let (_dir, info) = tiny();
+    let options = LoadOptions {
+        n_ctx: Some(64),
+        max_parallel: Some(1),
+        ..LoadOptions::default()
+    };
+    let m = Model::load_with(
+        vec![backend::registry()[0]],
+        info,
+        &options,
+        &hardware::detect(),
+        &mut |_, _| true,
+    )
+    .unwrap();
+    assert_eq!(m.plan().max_parallel, 1);
+    // Another caller holds the only place: this generation waits, and leaves when cancelled.
+    let held = m.admission.enter(None).unwrap();
+    let cancel = CancelToken::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            cancel.cancel();
+        });
+        let waited = m
+            .generate("b", &GenerateParams::greedy(), Some(&cancel), &mut |_| true)
+            .unwrap();
+        assert_eq!(waited.finish_reason, crate::FinishReason::Cancelled);
+        assert_eq!(waited.usage.completion_tokens, 0);
+    });
+    let e = m.embed(&["b"], Some(&cancel)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+    drop(held);
+    // The place is free again.
+    let params = GenerateParams {
+        max_tokens: 2,
+        ..GenerateParams::greedy()
+    };
+    assert_eq!(m.complete("c", &params).unwrap().usage.completion_tokens, 2);
 }

@@ -11,12 +11,12 @@ pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
 
 #[allow(unused_imports)]
-pub use uml_core::testing::repo_root;
+pub use uml_test_support::repo_root;
 
 /// Path of a model fetched by `scripts/fetch-models`; fails the test with the fetch command when
 /// it is missing.
 pub fn model_path(name: &str) -> PathBuf {
-    uml_core::testing::fetched_model(name)
+    uml_test_support::fetched_model(name)
 }
 
 /// Small context: the tests need little, and it keeps each context's KV cache small.
@@ -37,8 +37,8 @@ pub fn smollm2() -> &'static Model {
 
 /// A greedy reference recorded from llama.cpp on several CPU kernel paths: generating
 /// `n_predict` tokens of `prompt` must give exactly `text` on any x86-64 CPU (see
-/// `uml_core::testing::GreedyFixture` for how the trusted prefix is chosen).
-pub use uml_core::testing::GreedyFixture as Reference;
+/// `uml_test_support::GreedyFixture` for how the trusted prefix is chosen).
+pub use uml_test_support::GreedyFixture as Reference;
 
 pub fn reference(name: &str) -> Reference {
     Reference::load(name)

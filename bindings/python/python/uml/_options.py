@@ -45,6 +45,10 @@ class LoadOptions(TypedDict, total=False):
     """False (default): control-token text inside chat message contents (``<|im_start|>``)
     stays plain text, so no message can forge a turn. True: it becomes the control token, as
     in llama.cpp's server and transformers."""
+    max_parallel: Optional[int]
+    """Most generations and embedding calls running on the model at once (each holds a KV
+    cache); more wait in line, and leave it when cancelled. None (default): as many as the
+    memory left after loading holds, at most 16."""
 
 
 class GenerateOptions(TypedDict, total=False):

@@ -3,40 +3,42 @@
 //! the context, attention over a prompt chunk against the whole context, and the rotary
 //! tables.
 
-use crate::estimate::{effective_n_ctx, shape, EstimateOptions, MemoryEstimate};
+use crate::estimate::{effective_n_ctx, shape, to_bytes, EstimateOptions, MemoryEstimate};
 use crate::format::Format;
 use crate::inspect::ModelInfo;
 use crate::options::{KvCacheType, WeightDtype};
 use crate::Result;
 
-const MIB: u64 = 1 << 20;
+// u128 like the shape (see `estimate::Shape`): header products never wrap.
+const MIB: u128 = 1 << 20;
 /// The process's share for candle's thread pools and allocator slack.
-const RUNTIME_OVERHEAD: u64 = 24 * MIB;
+const RUNTIME_OVERHEAD: u128 = 24 * MIB;
 /// Score-sized (chunk × context × heads) F32 buffers live at once while a prompt chunk attends:
 /// the scores and their masked (or softmaxed) copy.
-const SCORE_BUFFERS: u64 = 2;
+const SCORE_BUFFERS: u128 = 2;
 /// tokenizers keeps a few maps of every token's string.
-const TOKENIZER_BYTES_PER_TOKEN: u64 = 200;
-const F32: u64 = 4;
+const TOKENIZER_BYTES_PER_TOKEN: u128 = 200;
+const F32: u128 = 4;
 
 pub(super) fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstimate> {
     let s = shape(info)?;
     let n_ctx = effective_n_ctx(info, opts);
-    let ctx = u64::from(n_ctx);
-    let chunk = u64::from(opts.n_batch.min(n_ctx).max(1));
+    let ctx = u128::from(n_ctx);
+    let chunk = u128::from(opts.n_batch.min(n_ctx).max(1));
     let dtype = opts.dtype.unwrap_or(WeightDtype::F32);
-    let elem = dtype.size();
+    let elem = u128::from(dtype.size());
+    let stored = u128::from(info.weights_bytes);
 
     let weights = if info.format == Format::Gguf {
         // A GGUF's tensors stay quantized in memory, but candle's quantized llama dequantizes
         // the token embeddings to F32 for its lookup table.
-        info.weights_bytes + s.n_vocab * s.n_embd * F32
+        stored + s.n_vocab * s.n_embd * F32
     } else {
         // Folder weights are converted to `dtype` on load: scale what the file holds by its
         // size / stored bytes.
         match info.parameter_count {
-            0 => info.weights_bytes.saturating_mul(elem) / stored_bytes_per_param(info),
-            n => n * elem,
+            0 => stored * elem / stored_bytes_per_param(info),
+            n => u128::from(n) * elem,
         }
     };
     // The cache holds keys and values in the weights' type.
@@ -49,6 +51,7 @@ pub(super) fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<Memor
         chunk * widths * F32 + SCORE_BUFFERS * chunk * ctx * s.n_head * F32 + s.n_vocab * F32;
     let overhead = RUNTIME_OVERHEAD + s.n_vocab * TOKENIZER_BYTES_PER_TOKEN + rope;
     let total = weights + kv + compute + overhead;
+    let bytes = |what: &str, n: u128| to_bytes(info, what, n);
     Ok(MemoryEstimate {
         n_ctx,
         // This backend keeps its cache in the weights' type whatever was asked.
@@ -59,18 +62,18 @@ pub(super) fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<Memor
         gpu_layers: 0,
         n_ubatch: chunk as u32,
         flash_attention: false,
-        weights_bytes: weights,
-        kv_cache_bytes: kv,
-        compute_bytes: compute,
-        compute_reserved_bytes: compute,
-        overhead_bytes: overhead,
-        host_bytes: total,
+        weights_bytes: bytes("weight size", weights)?,
+        kv_cache_bytes: bytes("KV cache", kv)?,
+        compute_bytes: bytes("compute buffer", compute)?,
+        compute_reserved_bytes: bytes("compute buffer", compute)?,
+        overhead_bytes: bytes("overhead", overhead)?,
+        host_bytes: bytes("memory need", total)?,
         device_bytes: 0,
-        total_bytes: total,
+        total_bytes: bytes("memory need", total)?,
     })
 }
 
-fn stored_bytes_per_param(info: &ModelInfo) -> u64 {
+fn stored_bytes_per_param(info: &ModelInfo) -> u128 {
     match info.quantization.as_deref() {
         Some("F16" | "BF16") => 2,
         Some("F64") => 8,

@@ -2,8 +2,8 @@
 //! both GGUF and a Hugging Face folder), and its errors on broken folders.
 
 use crate::backend::BackendChoice;
-use crate::testing::{write_tiny_hf_folder, write_tiny_llama_gguf};
 use crate::{ErrorKind, GenerateParams, LoadOptions, Model};
+use uml_test_support::{write_tiny_hf_folder, write_tiny_llama_gguf};
 
 fn options(backend: BackendChoice) -> LoadOptions {
     LoadOptions {
@@ -75,7 +75,7 @@ fn same_weights_same_logits_same_greedy_text_same_seeded_sample() {
             "{prompt}: tokenization"
         );
         let max_abs =
-            crate::testing::max_abs_diff(&last_logits(&candle, &ids), &last_logits(&llama, &ids));
+            uml_test_support::max_abs_diff(&last_logits(&candle, &ids), &last_logits(&llama, &ids));
         assert!(max_abs < 1e-3, "{prompt}: logits differ by {max_abs}");
 
         let greedy = GenerateParams {
@@ -212,23 +212,23 @@ fn a_sharded_folder_loads_and_matches_the_single_file() {
     let sharded = dir.path().join("sharded");
     write_tiny_hf_folder(&sharded).unwrap();
     std::fs::remove_file(sharded.join("model.safetensors")).unwrap();
-    let tensors = crate::testing::tiny_llama_safetensors(0);
+    let tensors = uml_test_support::tiny_llama_safetensors(0);
     let (a, b) = tensors.split_at(tensors.len() / 2);
     let mut map = serde_json::Map::new();
     for (file, part) in [
         ("model-00001-of-00002.safetensors", a),
         ("model-00002-of-00002.safetensors", b),
     ] {
-        let owned: Vec<crate::testing::SafeTensor> = part
+        let owned: Vec<uml_test_support::SafeTensor> = part
             .iter()
-            .map(|t| crate::testing::SafeTensor {
+            .map(|t| uml_test_support::SafeTensor {
                 name: t.name.clone(),
                 dtype: t.dtype,
                 shape: t.shape.clone(),
                 data: t.data.clone(),
             })
             .collect();
-        crate::testing::write_safetensors(&sharded.join(file), &owned).unwrap();
+        uml_test_support::write_safetensors(&sharded.join(file), &owned).unwrap();
         for t in part {
             map.insert(t.name.clone(), serde_json::json!(file));
         }
@@ -253,9 +253,9 @@ fn pytorch_folder(
     let folder = parent.join("pt");
     write_tiny_hf_folder(&folder).unwrap();
     std::fs::remove_file(folder.join("model.safetensors")).unwrap();
-    crate::testing::write_pytorch_checkpoint(
+    uml_test_support::write_pytorch_checkpoint(
         &folder.join("pytorch_model.bin"),
-        &crate::testing::tiny_llama_safetensors(0),
+        &uml_test_support::tiny_llama_safetensors(0),
         extra_global,
     )
     .unwrap();
@@ -316,7 +316,7 @@ fn a_gguf_runs_in_candle_when_asked_with_the_folders_numbers() {
         last_logits(&quantized, &ids),
         last_logits(&f32_folder, &ids),
     );
-    let max_abs = crate::testing::max_abs_diff(&a, &b);
+    let max_abs = uml_test_support::max_abs_diff(&a, &b);
     assert!(max_abs < 1e-4, "max |GGUF - folder| = {max_abs}");
     let text = quantized
         .complete(
@@ -363,7 +363,7 @@ fn a_folder_loads_in_f16_and_bf16_at_half_the_weight_memory() {
             full.memory().weights_bytes,
             "{dtype:?}"
         );
-        let diff = crate::testing::max_abs_diff(&last_logits(&half, &ids), &reference);
+        let diff = uml_test_support::max_abs_diff(&last_logits(&half, &ids), &reference);
         assert!(diff < bound, "{dtype:?}: max |{dtype:?} - f32| = {diff}");
         let out = half
             .complete(
@@ -402,7 +402,7 @@ fn a_folder_loads_in_f16_and_bf16_at_half_the_weight_memory() {
 /// Qwen3 normalises Q and K per head, so it only has to load and generate.
 #[test]
 fn every_supported_causal_lm_runs_the_weights_it_shares_with_llama() {
-    use crate::testing::{tiny_llama_safetensors, write_safetensors, SafeTensor};
+    use uml_test_support::{tiny_llama_safetensors, write_safetensors, SafeTensor};
     let dir = tempfile::tempdir().unwrap();
     let llama_dir = dir.path().join("llama");
     write_tiny_hf_folder(&llama_dir).unwrap();
@@ -416,10 +416,10 @@ fn every_supported_causal_lm_runs_the_weights_it_shares_with_llama() {
         shape,
         data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
     };
-    let hd = crate::testing::TINY_HEAD_DIM;
+    let hd = uml_test_support::TINY_HEAD_DIM;
     let (q_rows, kv_rows) = (
-        crate::testing::TINY_N_HEAD * hd,
-        crate::testing::TINY_N_HEAD_KV * hd,
+        uml_test_support::TINY_N_HEAD * hd,
+        uml_test_support::TINY_N_HEAD_KV * hd,
     );
     let variant = |name: &str, config: serde_json::Value, tensors: Vec<SafeTensor>| -> Model {
         let folder = dir.path().join(name);
@@ -445,7 +445,7 @@ fn every_supported_causal_lm_runs_the_weights_it_shares_with_llama() {
     assert_eq!(last_logits(&mistral, &ids), expected, "Mistral");
 
     let mut with_bias = tiny_llama_safetensors(0);
-    for layer in 0..crate::testing::TINY_N_LAYER {
+    for layer in 0..uml_test_support::TINY_N_LAYER {
         for (proj, rows) in [("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)] {
             with_bias.push(f32_tensor(
                 format!("model.layers.{layer}.self_attn.{proj}.bias"),
@@ -469,7 +469,7 @@ fn every_supported_causal_lm_runs_the_weights_it_shares_with_llama() {
         .map(|t| (t.name.clone(), t))
         .collect();
     let mut fused = Vec::new();
-    for layer in 0..crate::testing::TINY_N_LAYER {
+    for layer in 0..uml_test_support::TINY_N_LAYER {
         let mut take = |part: &str| {
             by_name
                 .remove(&format!("model.layers.{layer}.{part}"))
@@ -502,11 +502,11 @@ fn every_supported_causal_lm_runs_the_weights_it_shares_with_llama() {
         fused,
     );
     let phi3_logits = last_logits(&phi3, &ids);
-    let max_abs = crate::testing::max_abs_diff(&phi3_logits, &expected);
+    let max_abs = uml_test_support::max_abs_diff(&phi3_logits, &expected);
     assert!(max_abs < 1e-5, "Phi-3: max |phi3 - llama| = {max_abs}");
 
     let mut with_norms = tiny_llama_safetensors(0);
-    for layer in 0..crate::testing::TINY_N_LAYER {
+    for layer in 0..uml_test_support::TINY_N_LAYER {
         for norm in ["q_norm", "k_norm"] {
             with_norms.push(f32_tensor(
                 format!("model.layers.{layer}.self_attn.{norm}.weight"),

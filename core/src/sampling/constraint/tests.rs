@@ -1,7 +1,7 @@
 //! Grammars over a real (tiny) model's vocabulary, run through the real generation loop.
 
-use crate::testing::write_tiny_llama_gguf;
 use crate::{ErrorKind, FinishReason, GenerateParams, LoadOptions, Model};
+use uml_test_support::write_tiny_llama_gguf;
 
 fn tiny() -> (tempfile::TempDir, Model) {
     let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,6 @@
-//! Tiny models written by our own code, for tests in every crate (not part of the API).
+//! Test support for every crate of uml (a dev-dependency only, so none of it, and no path of
+//! the build machine, ends up in libuml, the CLI or the wheel): tiny models written by our own
+//! code, and the greedy reference fixtures of real models.
 //!
 //! [`write_tiny_llama_gguf`] writes a random-weight `llama` model that llama.cpp loads: 2 blocks,
 //! `n_embd` 64, 4 heads (2 KV heads, head dim 16), `n_ff` 128, context 256, and an SPM
@@ -7,9 +9,9 @@
 //! Face folder (safetensors with HF names and the HF layout of the Q/K rows, `config.json`,
 //! `tokenizer_config.json`, `tokenizer.json`), so the two backends can be compared.
 
-use crate::error::{Error, Result};
-use crate::gguf::{GgufValue, GgufWriter};
 use std::path::Path;
+use uml_core::error::{Error, Result};
+use uml_core::gguf::{GgufValue, GgufWriter};
 
 /// Hyperparameters of the tiny llama.
 pub const TINY_N_EMBD: u64 = 64;
@@ -520,7 +522,7 @@ pub use greedy_fixture::GreedyFixture;
 
 /// The repository root (the workspace folder holding `core/`), for tests of every crate.
 pub fn repo_root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Path of a real model fetched by `scripts/fetch-models` (`$UML_MODELS`, else `<repo>/models`).

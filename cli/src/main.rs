@@ -179,6 +179,7 @@ struct SamplingArgs {
 }
 
 fn main() -> ExitCode {
+    tune_openmp();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -188,6 +189,28 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// libgomp reads its spin policy from the environment once, when it loads (before `main`), so
+/// the CLI re-executes itself once with uml's setting (`hardware::OPENMP_SPIN`) unless the
+/// user chose one. Without it, a busy machine made llama.cpp's threads spin for seconds.
+#[cfg(unix)]
+fn tune_openmp() {
+    use std::os::unix::process::CommandExt;
+    let Some((key, value)) = uml_core::hardware::openmp_spin_setting() else {
+        return;
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    // `exec` returns only when it failed; the CLI then runs with libgomp's defaults.
+    let _ = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(key, value)
+        .exec();
+}
+
+#[cfg(not(unix))]
+fn tune_openmp() {}
 
 fn parse_enum<T: serde::de::DeserializeOwned>(flag: &str, value: &str) -> Result<T, Error> {
     serde_json::from_value(serde_json::Value::String(value.to_string()))

@@ -294,3 +294,53 @@ fn convert_to_a_hugging_face_folder_then_run_it_with_candle() {
     let out = uml(&["convert", &smollm2(), "x", "--to", "onnx"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("use hf or gguf"));
 }
+
+/// The CLI runs llama.cpp with uml's OpenMP spin budget (it re-executes itself with
+/// GOMP_SPINCOUNT set), and leaves a user's own choice alone.
+#[test]
+fn the_cli_sets_the_openmp_spin_budget_unless_the_user_chose_one() {
+    let environ_of = |child: &std::process::Child, want: &str| -> bool {
+        let path = format!("/proc/{}/environ", child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            let env = std::fs::read(&path).unwrap_or_default();
+            if env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    };
+    for (preset, want) in [
+        (None, "GOMP_SPINCOUNT=1000"),
+        (Some("OMP_WAIT_POLICY"), "OMP_WAIT_POLICY=active"),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_uml"));
+        cmd.env_remove("GOMP_SPINCOUNT")
+            .env_remove("OMP_WAIT_POLICY");
+        if let Some(key) = preset {
+            cmd.env(key, "active");
+        }
+        // `chat` waits on stdin, so the process is there to look at.
+        let mut child = cmd
+            .args(["chat", &smollm2(), "--quiet"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let found = environ_of(&child, want);
+        let spin_set = std::fs::read(format!("/proc/{}/environ", child.id()))
+            .unwrap_or_default()
+            .split(|&b| b == 0)
+            .any(|kv| kv.starts_with(b"GOMP_SPINCOUNT="));
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        assert!(found, "{want} not in the CLI's environment");
+        if preset.is_some() {
+            assert!(
+                !spin_set,
+                "GOMP_SPINCOUNT set although the user chose a policy"
+            );
+        }
+    }
+}

@@ -50,6 +50,24 @@ impl Hardware {
     }
 }
 
+/// The OpenMP spin budget uml runs llama.cpp with: `GOMP_SPINCOUNT=1000`. libgomp's default
+/// spins ~300,000 times at every barrier before it sleeps, which is harmless on idle cores
+/// but, when another process holds a core and a partner thread is descheduled, turns each of
+/// a decode's hundreds of barriers into milliseconds of spinning: a 16-token `uml run` took
+/// 2.6 to 13 s beside two busy loops, against 0.63 to 0.69 s with this setting (and 0.7 to
+/// 1.0 s for llama-simple), while generation on idle cores kept its speed (BENCHMARKS.md).
+/// `OMP_WAIT_POLICY=passive` is no answer: it cut idle generation speed to a quarter.
+pub const OPENMP_SPIN: (&str, &str) = ("GOMP_SPINCOUNT", "1000");
+
+/// The variable to set before libgomp loads (it reads it once, at load), unless the user
+/// chose an OpenMP wait policy or spin count already.
+pub fn openmp_spin_setting() -> Option<(&'static str, &'static str)> {
+    let chosen = ["OMP_WAIT_POLICY", "GOMP_SPINCOUNT"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
+    (!chosen).then_some(OPENMP_SPIN)
+}
+
 /// Detect the hardware. Takes a few milliseconds, plus an `nvidia-smi` call when that
 /// program exists.
 pub fn detect() -> Hardware {

@@ -3,6 +3,9 @@ error, values that contain themselves are refused, and rendering runs without th
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Dict, List
@@ -121,3 +124,19 @@ def test_a_hostile_grammar_is_a_clear_error(tiny: Path, grammar: str, message: s
         with pytest.raises(uml.InvalidArgumentError, match=message):
             m.generate("hello", max_tokens=4, grammar=grammar)
         assert m.generate("hello", max_tokens=1).usage.completion_tokens == 1
+
+
+@pytest.mark.parametrize(("preset", "expected"), [({}, "1000"), ({"OMP_WAIT_POLICY": "active"}, "None")])
+def test_import_sets_the_openmp_spin_budget_unless_chosen(preset: Dict[str, str], expected: str) -> None:
+    # libgomp reads it once, when the native module loads it; a busy machine otherwise made
+    # llama.cpp's threads spin for seconds. A user's own OpenMP choice is left alone.
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(preset)
+    out = subprocess.run(
+        [sys.executable, "-c", "import os, uml; print(os.environ.get('GOMP_SPINCOUNT'))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == expected

@@ -22,7 +22,14 @@ import os
 import sys
 from typing import TYPE_CHECKING, Union
 
-from . import _uml
+# libgomp (llama.cpp's OpenMP) reads its spin budget once, when the native module loads it:
+# set uml's (core's hardware::OPENMP_SPIN; see its comment for the measurements) first, unless
+# the user chose an OpenMP wait policy. Without it, a busy machine made generation spin for
+# seconds at llama.cpp's barriers.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "1000"
+
+from . import _uml  # noqa: E402
 from ._errors import (
     ERRORS_BY_CODE,
     BackendError,

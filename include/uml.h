@@ -251,7 +251,10 @@ uml_status uml_hardware(char **out_json);
  *   `dtype`: null, "f32", "f16" or "bf16": a Hugging Face folder's weight type in candle,
  *   `control_tokens_in_messages`: false (default: control-token text such as `<|im_start|>`
  *   inside chat message contents stays plain text, so a message cannot forge a turn) or true
- *   (it becomes the control token, as in llama.cpp's server)); omitted keys take their
+ *   (it becomes the control token, as in llama.cpp's server), `max_parallel`: null (default:
+ *   as many as the memory left after loading holds, at most 16) or 1 to 1024, the most
+ *   `uml_generate` / `uml_chat` / `uml_embed` calls running on the model at once; more wait
+ *   in line and leave it when their `uml_cancel` is cancelled); omitted keys take their
  *   defaults. Numbers out of range (`n_ctx`, `n_batch`, `n_ubatch`: 1 to 16777216; thread
  *   counts: 1 to 512) are `UML_ERR_INVALID_ARGUMENT`. Borrowed for the call.
  * - `progress`, `user`: optional progress callback (NULL for none) and the pointer passed to

@@ -134,6 +134,12 @@ fn run(program: &Path, args: &[&std::ffi::OsStr], stdin: Option<&str>) -> Output
     let mut child = Command::new(program)
         .args(args)
         .env_remove("LD_LIBRARY_PATH")
+        // As README asks of hosts (the cancel-under-load check needs it): llama.cpp's OpenMP
+        // spin budget, which the CLI and the Python package set for themselves.
+        .env(
+            uml_core::hardware::OPENMP_SPIN.0,
+            uml_core::hardware::OPENMP_SPIN.1,
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

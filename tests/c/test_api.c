@@ -66,6 +66,58 @@ static void test_versions_and_names(void) {
     uml_cancel_free(NULL);
 }
 
+/* A GGUF header of key-values only (no tensors): the little-endian layout of GGUF v3. */
+struct gguf_buf {
+    unsigned char bytes[512];
+    size_t len;
+};
+
+static void put(struct gguf_buf *b, const void *data, size_t n) {
+    CHECK(b->len + n <= sizeof b->bytes);
+    memcpy(b->bytes + b->len, data, n);
+    b->len += n;
+}
+
+static void put_key(struct gguf_buf *b, const char *key, uint32_t type) {
+    uint64_t n = strlen(key);
+    put(b, &n, 8);
+    put(b, key, n);
+    put(b, &type, 4);
+}
+
+static void put_u64(struct gguf_buf *b, const char *key, uint64_t v) {
+    put_key(b, key, 10);
+    put(b, &v, 8);
+}
+
+/* A header whose values multiply past 2^64 bytes: the estimate says the file is corrupt
+ * instead of wrapping around to a number that "fits". */
+static void test_corrupt_header_estimate(const char *scratch) {
+    struct gguf_buf b = {{0}, 0};
+    const uint32_t version = 3;
+    const uint64_t n_tensors = 0, n_kv = 4;
+    put(&b, "GGUF", 4);
+    put(&b, &version, 4);
+    put(&b, &n_tensors, 8);
+    put(&b, &n_kv, 8);
+    put_key(&b, "general.architecture", 8);
+    uint64_t n = 5;
+    put(&b, &n, 8);
+    put(&b, "llama", 5);
+    put_u64(&b, "llama.block_count", (uint64_t)1 << 40);
+    put_u64(&b, "llama.embedding_length", 64);
+    put_u64(&b, "llama.attention.head_count", 4);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/huge-header.gguf", scratch);
+    write_file(path, b.bytes, b.len);
+    char *out = SENTINEL_PTR;
+    CHECK_STATUS(uml_estimate(path, "{\"n_ctx\": 128}", &out), UML_ERR_INVALID_MODEL, "block count");
+    CHECK(out == SENTINEL_PTR);
+    uml_model *m = NULL;
+    CHECK_STATUS(uml_model_load(path, NULL, NULL, NULL, &m), UML_ERR_INVALID_MODEL, "corrupt");
+    CHECK(m == NULL);
+}
+
 static void test_inspect_estimate_hardware(const char *tiny, const char *scratch) {
     char *out = SENTINEL_PTR;
     CHECK_STATUS(uml_inspect(NULL, &out), UML_ERR_INVALID_ARGUMENT, "path is NULL");
@@ -372,6 +424,7 @@ int main(int argc, char **argv) {
     }
     test_versions_and_names();
     test_inspect_estimate_hardware(argv[1], argv[2]);
+    test_corrupt_header_estimate(argv[2]);
     test_load_errors(argv[1]);
     test_bad_handles(argv[1]);
     test_model_arguments(argv[1]);

@@ -1,7 +1,7 @@
 /* The real model from C: greedy output equal to the recorded reference, streaming, stopping
  * from the callback, cancelling from a second pthread, chat, embeddings, tokenize round trip,
  * 8 pthreads generating from one handle at once with the single-threaded result, and freeing
- * a handle while another thread generates from it.
+ * a handle while another thread generates from it; cancelling with every core busy.
  *
  *   test_smollm2 SMOLLM2.gguf PROMPT N_PREDICT EXPECTED_COMPLETION \
  *                CHAT_MESSAGES_JSON CHAT_N_PREDICT EXPECTED_CHAT_COMPLETION
@@ -11,6 +11,8 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
 
 static const uml_model *model;
 
@@ -127,6 +129,77 @@ static void test_cancel_from_another_thread(void) {
     struct text t3 = {0};
     greedy("Hello", 3, &t3, cancel, &result);
     CHECK(strstr(result, "\"finish_reason\":\"length\"") != NULL);
+    uml_string_free(result);
+    uml_cancel_free(cancel);
+}
+
+static atomic_int spinning;
+
+static void *spin(void *arg) {
+    (void)arg;
+    volatile unsigned long n = 0;
+    while (atomic_load_explicit(&spinning, memory_order_relaxed)) n++;
+    return NULL;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct timed_canceller {
+    const uml_cancel *cancel;
+    atomic_int *first_piece;
+    atomic_int done;
+    double cancelled_at;
+};
+
+static void *cancel_later(void *arg) {
+    struct timed_canceller *c = arg;
+    while (!atomic_load(c->first_piece) && !atomic_load(&c->done)) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    struct timespec ts = {0, 200000000}; /* well inside the generation */
+    nanosleep(&ts, NULL);
+    c->cancelled_at = now_seconds();
+    CHECK_OK(uml_cancel_cancel(c->cancel));
+    return NULL;
+}
+
+/* A host is rarely alone on its cores: with a busy loop on every core, a cancel still ends
+ * the generation within a second (the test runner gives this process GOMP_SPINCOUNT=1000,
+ * as README asks of hosts). */
+static void test_cancel_under_load(void) {
+    long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n_cores < 1) n_cores = 1;
+    if (n_cores > 64) n_cores = 64;
+    pthread_t spinners[64];
+    atomic_store(&spinning, 1);
+    for (long i = 0; i < n_cores; i++) CHECK(pthread_create(&spinners[i], NULL, spin, NULL) == 0);
+
+    uml_cancel *cancel = NULL;
+    CHECK_OK(uml_cancel_new(&cancel));
+    atomic_int first_piece = 0;
+    struct timed_canceller c = {cancel, &first_piece, 0, 0.0};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, cancel_later, &c) == 0);
+    struct text t = {0};
+    t.first_piece = &first_piece;
+    char *result = NULL;
+    greedy("Once upon a time, in a small village,", 400, &t, cancel, &result);
+    double returned_at = now_seconds();
+    atomic_store(&c.done, 1);
+    CHECK(pthread_join(thread, NULL) == 0);
+    atomic_store(&spinning, 0);
+    for (long i = 0; i < n_cores; i++) CHECK(pthread_join(spinners[i], NULL) == 0);
+    CHECK(strstr(result, "\"finish_reason\":\"cancelled\"") != NULL);
+    double latency = returned_at - c.cancelled_at;
+    if (latency >= 1.0) {
+        fprintf(stderr, "cancel under load took %.2f s\n", latency);
+        exit(1);
+    }
     uml_string_free(result);
     uml_cancel_free(cancel);
 }
@@ -309,6 +382,7 @@ int main(int argc, char **argv) {
     test_reference(argv[2], atoi(argv[3]), argv[4]);
     test_stop_from_callback();
     test_cancel_from_another_thread();
+    test_cancel_under_load();
     test_chat();
     test_chat_reference(argv[5], atoi(argv[6]), argv[7]);
     test_control_tokens_in_messages(argv[1]);

@@ -4,6 +4,7 @@ error, values that contain themselves are refused, and rendering runs without th
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -140,3 +141,33 @@ def test_import_sets_the_openmp_spin_budget_unless_chosen(preset: Dict[str, str]
         check=True,
     )
     assert out.stdout.strip() == expected
+
+
+def gguf_header(kv: Dict[str, Any]) -> bytes:
+    """A GGUF v3 file of key-values only (no tensors); ints are written as u64, strs as strings."""
+    out = b"GGUF" + struct.pack("<IQQ", 3, 0, len(kv))
+    for key, value in kv.items():
+        out += struct.pack("<Q", len(key)) + key.encode()
+        if isinstance(value, str):
+            out += struct.pack("<IQ", 8, len(value)) + value.encode()
+        else:
+            out += struct.pack("<IQ", 10, value)
+    return out
+
+
+def test_a_header_that_overflows_the_estimate_is_invalid_model(tmp_path: Path) -> None:
+    path = tmp_path / "huge.gguf"
+    path.write_bytes(
+        gguf_header(
+            {
+                "general.architecture": "llama",
+                "llama.block_count": 1 << 40,
+                "llama.embedding_length": 64,
+                "llama.attention.head_count": 4,
+            }
+        )
+    )
+    with pytest.raises(uml.InvalidModelError, match="block count"):
+        uml.estimate(path, n_ctx=128)
+    with pytest.raises(uml.InvalidModelError, match="corrupt"):
+        uml.load(path)

@@ -184,3 +184,27 @@ fn a_dead_end_mid_generation_reports_the_text_so_far() {
         "{err}"
     );
 }
+
+/// The deepest JSON schema a binding passes on (`MAX_VALUE_DEPTH`) compiles and constrains a
+/// generation on a thread with a 1 MiB stack, far less than any host thread has (8 MiB for
+/// glibc's pthreads and Python's threads, 2 MiB for Rust's).
+#[test]
+fn the_deepest_schema_the_limits_allow_runs_on_a_small_stack() {
+    let out = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn(|| {
+            let (_dir, model) = tiny();
+            let mut schema = serde_json::json!({"type": "string"});
+            for _ in 1..crate::options::MAX_VALUE_DEPTH {
+                schema = serde_json::json!({"type": "array", "items": schema});
+            }
+            let p = with(|p| p.json_schema = Some(schema));
+            model
+                .complete("hello", &p)
+                .map(|c| c.usage.completion_tokens)
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert!(out.unwrap() >= 1);
+}

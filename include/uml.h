@@ -141,7 +141,8 @@ typedef bool (*uml_progress_cb)(const char *stage, float fraction, void *user);
  * delivered, this one included).
  *
  * Called on the thread that called `uml_generate` / `uml_chat`, before it returns, never
- * concurrently for one call. It must not throw or longjmp; it may call other uml functions
+ * concurrently for one call (the decoding itself runs on a uml thread, which waits for each
+ * callback's answer before it goes on). It must not throw or longjmp; it may call other uml functions
  * (e.g. `uml_cancel_cancel`, or generate from the same model).
  */
 typedef bool (*uml_token_cb)(const char *piece, size_t len, void *user);
@@ -213,7 +214,9 @@ uml_status uml_inspect(const char *path, char **out_json);
 /**
  * Estimate the memory loading a model would take, without loading it. JSON: the
  * estimate's bytes (weights, KV cache, compute buffers, overhead, host and device totals,
- * the context size used) plus `"fits"`: whether it fits in the memory available now.
+ * the context size used) plus `"backend"` (whose memory model it is: the backend a load
+ * would try first), `"fits"` (whether it fits in the memory available now) and
+ * `"available_memory_bytes"`.
  *
  * - `path`: NUL-terminated UTF-8, borrowed.
  * - `options_json`: NULL, "" or the same JSON object `uml_model_load` takes; `n_ctx`,

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use uml_core::bench::BenchOptions;
 use uml_core::chat::ChatMessage;
-use uml_core::estimate::{estimate, EstimateOptions};
 use uml_core::options::{GpuLayers, KvCacheType, LoadOptions};
 use uml_core::sampling::GenerateParams;
 use uml_core::{Error, LoadStage, Model};
@@ -43,6 +42,9 @@ enum Command {
         /// Layers to offload to a GPU.
         #[arg(long, default_value_t = 0)]
         gpu_layers: u32,
+        /// Backend whose memory model to use: auto, llamacpp or candle.
+        #[arg(long, default_value = "auto")]
+        backend: String,
         #[arg(long)]
         json: bool,
     },
@@ -390,20 +392,22 @@ fn run(command: Command) -> Result<(), Error> {
             ctx,
             kv_cache_type,
             gpu_layers,
+            backend,
             json,
         } => {
-            let info = uml_core::inspect::inspect(&path)?;
-            let opts = EstimateOptions {
+            let options = LoadOptions {
                 n_ctx: ctx,
-                cache_type: parse_enum("kv-cache-type", &kv_cache_type)?,
-                gpu_layers,
-                ..EstimateOptions::default()
+                kv_cache_type: parse_enum("kv-cache-type", &kv_cache_type)?,
+                gpu_layers: GpuLayers::Count(gpu_layers),
+                backend: parse_enum("backend", &backend)?,
+                ..LoadOptions::default()
             };
-            let est = estimate(&info, &opts)?;
+            let preflight = uml_core::estimate::preflight(&path, &options)?;
             if json {
-                return print_json(&est);
+                return print_json(&preflight);
             }
-            let hw = uml_core::hardware::detect();
+            let est = &preflight.estimate;
+            println!("backend        {}", preflight.backend);
             println!("context        {} tokens", est.n_ctx);
             println!("weights        {}", gib(est.weights_bytes));
             println!("kv cache       {}", gib(est.kv_cache_bytes));
@@ -413,8 +417,8 @@ fn run(command: Command) -> Result<(), Error> {
             println!("device total   {}", gib(est.device_bytes));
             println!(
                 "fits           {} ({} available)",
-                if est.fits(&hw) { "yes" } else { "no" },
-                gib(hw.available_memory_bytes)
+                if preflight.fits { "yes" } else { "no" },
+                gib(preflight.available_memory_bytes)
             );
             Ok(())
         }

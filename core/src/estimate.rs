@@ -266,11 +266,22 @@ pub fn for_load_options(
     options: &LoadOptions,
     hw: &Hardware,
 ) -> Result<MemoryEstimate> {
+    let backend = first_backend(info, options)?;
+    for_backend(&|i, o| backend.estimate(i, o), info, options, hw)
+}
+
+/// The backend a load of `info` with `options` tries first: the first candidate whose check
+/// passes, else the first candidate (whose load will then say why it cannot).
+fn first_backend(
+    info: &ModelInfo,
+    options: &LoadOptions,
+) -> Result<&'static dyn crate::backend::Backend> {
     let candidates = crate::backend::candidates(options.backend);
-    let backend = candidates
+    candidates
         .iter()
         .find(|b| b.check(info).is_ok())
         .or(candidates.first())
+        .copied()
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::Unsupported,
@@ -279,8 +290,35 @@ pub fn for_load_options(
                     options.backend.as_str()
                 ),
             )
-        })?;
-    for_backend(&|i, o| backend.estimate(i, o), info, options, hw)
+        })
+}
+
+/// What a host shows before a load: the estimate for loading a path with some options on this
+/// machine, the backend it is for, and whether it fits in the memory available now. One
+/// function, so the C ABI, every binding and the CLI report the same thing.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct Preflight {
+    #[serde(flatten)]
+    pub estimate: MemoryEstimate,
+    /// The backend a load would try first, whose memory model this is.
+    pub backend: &'static str,
+    pub fits: bool,
+    pub available_memory_bytes: u64,
+}
+
+/// Inspect `path` (headers only), estimate a load of it with `options` by the backend a load
+/// would pick first, and check the result against this machine's free memory.
+pub fn preflight(path: &std::path::Path, options: &LoadOptions) -> Result<Preflight> {
+    let info = crate::inspect::inspect(path)?;
+    let hw = crate::hardware::detect();
+    let backend = first_backend(&info, options)?;
+    let estimate = for_backend(&|i, o| backend.estimate(i, o), &info, options, &hw)?;
+    Ok(Preflight {
+        fits: estimate.fits(&hw),
+        estimate,
+        backend: backend.name(),
+        available_memory_bytes: hw.available_memory_bytes,
+    })
 }
 
 /// `for_load_options` with a given backend's estimator.

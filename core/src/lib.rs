@@ -34,6 +34,7 @@ mod hf_folder;
 pub mod inspect;
 pub mod model;
 pub mod options;
+pub mod runner;
 pub mod sampling;
 pub mod stream;
 pub mod trace;

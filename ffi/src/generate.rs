@@ -4,6 +4,7 @@ use crate::boundary::{boundary, new_json, opt_str_arg, str_arg, Out};
 use crate::cancel::{cancel_arg, uml_cancel};
 use crate::model::{model_arg, uml_model};
 use crate::status::uml_status;
+use crate::tasks;
 use std::ffi::{c_char, c_void};
 use uml_core::chat::ChatTemplate;
 use uml_core::sampling::GenerateParams;
@@ -17,7 +18,8 @@ use uml_core::{Model, Result};
 /// delivered, this one included).
 ///
 /// Called on the thread that called `uml_generate` / `uml_chat`, before it returns, never
-/// concurrently for one call. It must not throw or longjmp; it may call other uml functions
+/// concurrently for one call (the decoding itself runs on a uml thread, which waits for each
+/// callback's answer before it goes on). It must not throw or longjmp; it may call other uml functions
 /// (e.g. `uml_cancel_cancel`, or generate from the same model).
 pub type uml_token_cb =
     Option<unsafe extern "C" fn(piece: *const c_char, len: usize, user: *mut c_void) -> bool>;
@@ -35,11 +37,13 @@ unsafe fn run_generation(
     cancel: *const uml_cancel,
     out_result_json: *mut *mut c_char,
     run: impl FnOnce(
-        &Model,
-        &GenerateParams,
-        Option<&uml_core::CancelToken>,
-        &mut dyn FnMut(&str) -> bool,
-    ) -> Result<Completion>,
+            &Model,
+            &GenerateParams,
+            Option<&uml_core::CancelToken>,
+            &mut dyn FnMut(&str) -> bool,
+        ) -> Result<Completion>
+        + Send
+        + 'static,
 ) -> Result<()> {
     let model = model_arg(model, "model")?;
     let cancel = cancel_arg(cancel)?;
@@ -52,17 +56,23 @@ unsafe fn run_generation(
     };
     let params = GenerateParams::from_json(params.unwrap_or(""))?;
     let mut piece_buf: Vec<u8> = Vec::new();
-    let mut sink = |piece: &str| -> bool {
+    let mut forward = |piece: &str| -> bool {
         let Some(cb) = on_token else { return true };
         // NUL-terminated copy, so C can also treat the piece as a string.
         piece_buf.clear();
         piece_buf.extend_from_slice(piece.as_bytes());
         piece_buf.push(0);
-        // SAFETY: a C function pointer given for this call with its own `user`; the piece is
-        // valid for `len` bytes plus the NUL during the call.
+        // SAFETY: a C function pointer given for this call with its own `user`, called on the
+        // calling thread during the call; the piece is valid for `len` bytes plus the NUL.
         unsafe { cb(piece_buf.as_ptr().cast::<c_char>(), piece.len(), user) }
     };
-    let completion = run(&model, &params, cancel.as_ref(), &mut sink)?;
+    let on_piece: Option<&mut dyn FnMut(&str) -> bool> = match on_token {
+        Some(_) => Some(&mut forward),
+        None => None,
+    };
+    let completion = tasks::run(cancel, on_piece, move |cancel, sink| {
+        run(&model, &params, cancel, sink)
+    })?;
     if let Some(out) = out {
         out.write(new_json(&completion)?);
     }
@@ -103,7 +113,7 @@ pub unsafe extern "C" fn uml_generate(
 ) -> uml_status {
     boundary("uml_generate", || {
         // SAFETY: the caller passes a NUL-terminated prompt (or NULL).
-        let prompt = unsafe { str_arg(prompt, "prompt") }?;
+        let prompt = unsafe { str_arg(prompt, "prompt") }?.to_owned();
         // SAFETY: the caller passes NUL-terminated params (or NULL) and a writable result slot
         // (or NULL).
         unsafe {
@@ -114,7 +124,7 @@ pub unsafe extern "C" fn uml_generate(
                 user,
                 cancel,
                 out_result_json,
-                |m, p, c, s| m.generate(prompt, p, c, s),
+                move |m, p, c, s| m.generate(&prompt, p, c, s),
             )
         }
     })
@@ -153,7 +163,7 @@ pub unsafe extern "C" fn uml_chat(
                 user,
                 cancel,
                 out_result_json,
-                |m, p, c, s| m.chat(&messages, p, c, s),
+                move |m, p, c, s| m.chat(&messages, p, c, s),
             )
         }
     })

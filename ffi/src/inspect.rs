@@ -35,7 +35,9 @@ pub unsafe extern "C" fn uml_inspect(
 
 /// Estimate the memory loading a model would take, without loading it. JSON: the
 /// estimate's bytes (weights, KV cache, compute buffers, overhead, host and device totals,
-/// the context size used) plus `"fits"`: whether it fits in the memory available now.
+/// the context size used) plus `"backend"` (whose memory model it is: the backend a load
+/// would try first), `"fits"` (whether it fits in the memory available now) and
+/// `"available_memory_bytes"`.
 ///
 /// - `path`: NUL-terminated UTF-8, borrowed.
 /// - `options_json`: NULL, "" or the same JSON object `uml_model_load` takes; `n_ctx`,
@@ -61,14 +63,7 @@ pub unsafe extern "C" fn uml_estimate(
             )
         };
         let options = LoadOptions::from_json(options.unwrap_or(""))?;
-        let info = uml_core::inspect::inspect(Path::new(path))?;
-        let hw = uml_core::hardware::detect();
-        let est = estimate::for_load_options(&info, &options, &hw)?;
-        let mut json =
-            serde_json::to_value(est).map_err(|e| uml_core::Error::internal(e.to_string()))?;
-        if let Some(obj) = json.as_object_mut() {
-            obj.insert("fits".into(), est.fits(&hw).into());
-        }
+        let json = estimate::preflight(Path::new(path), &options)?;
         out.write(new_json(&json)?);
         Ok(())
     })

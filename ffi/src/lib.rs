@@ -27,6 +27,7 @@ mod model;
 mod generate;
 
 mod cancel;
+mod tasks;
 
 pub use cancel::*;
 pub use generate::*;

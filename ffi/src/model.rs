@@ -287,8 +287,8 @@ pub unsafe extern "C" fn uml_embed(
             .iter()
             .enumerate()
             // SAFETY: each entry is NULL or a NUL-terminated string valid for the call.
-            .map(|(i, &p)| unsafe { str_arg(p, &format!("texts[{i}]")) })
-            .collect::<Result<Vec<&str>>>()?;
+            .map(|(i, &p)| unsafe { str_arg(p, &format!("texts[{i}]")).map(str::to_owned) })
+            .collect::<Result<Vec<String>>>()?;
         check_buffer(out, capacity, "out")?;
         let dim = model.embedding_size();
         let needed = dim
@@ -298,7 +298,10 @@ pub unsafe extern "C" fn uml_embed(
             out_len.write(needed);
             return Err(too_small("out", capacity, needed, "floats"));
         }
-        let vectors = model.embed(&texts, cancel.as_ref())?;
+        let vectors = crate::tasks::run(cancel, None, move |cancel, _| {
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            model.embed(&texts, cancel)
+        })?;
         let mut flat = Vec::with_capacity(needed);
         for v in &vectors {
             if v.len() != dim {

@@ -153,6 +153,8 @@ static void test_inspect_estimate_hardware(const char *tiny, const char *scratch
     CHECK(out == SENTINEL_PTR);
     CHECK_OK(uml_estimate(tiny, "{\"n_ctx\": 128}", &out));
     CHECK(strstr(out, "\"fits\":true") != NULL);
+    CHECK(strstr(out, "\"backend\":\"llama.cpp\"") != NULL);
+    CHECK(strstr(out, "\"available_memory_bytes\":") != NULL);
     uml_string_free(out);
 
     CHECK_STATUS(uml_hardware(NULL), UML_ERR_INVALID_ARGUMENT, "out_json is NULL");

@@ -6,7 +6,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
 use uml_core::options::LoadOptions;
-use uml_core::Error;
 
 /// What the file or folder at `path` is (headers only; no weights are read). A dict.
 #[pyfunction]
@@ -18,8 +17,9 @@ pub fn inspect(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyAny>> {
 }
 
 /// The memory the model at `path` needs when loaded with `options` (the same `LoadOptions` keys
-/// as `Model`, so an unknown key is refused), as a dict with `fits` added: whether it fits in the
-/// memory available now. Same mapping as the C ABI's `uml_estimate`.
+/// as `Model`, so an unknown key is refused), as a dict with `backend` (whose memory model it
+/// is), `fits` (whether it fits in the memory available now) and `available_memory_bytes`
+/// added. Core's `estimate::preflight`, as the C ABI's `uml_estimate` and the CLI show it.
 #[pyfunction]
 #[pyo3(signature = (path, options=None))]
 pub fn estimate<'py>(
@@ -28,18 +28,10 @@ pub fn estimate<'py>(
     options: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let options = LoadOptions::from_json(&kwargs_json(options, "load option")?).map_err(to_py)?;
-    let (est, fits) = py
-        .detach(move || {
-            let info = uml_core::inspect::inspect(&path)?;
-            let hw = uml_core::hardware::detect();
-            let est = uml_core::estimate::for_load_options(&info, &options, &hw)?;
-            let fits = est.fits(&hw);
-            Ok::<_, Error>((est, fits))
-        })
+    let preflight = py
+        .detach(move || uml_core::estimate::preflight(&path, &options))
         .map_err(to_py)?;
-    let dict = to_py_value(py, &est)?;
-    dict.set_item("fits", fits)?;
-    Ok(dict)
+    to_py_value(py, &preflight)
 }
 
 /// The CPU, memory and GPUs uml sees. A dict.

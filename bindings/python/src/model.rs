@@ -6,16 +6,16 @@ use crate::cancel::CancelToken;
 use crate::convert::{kwargs_json, to_json, to_py_value};
 use crate::error::to_py;
 use crate::stream::Stream;
-use crate::worker::{self, Active, Event, Task};
+use crate::worker;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::path::PathBuf;
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use uml_core::bench::BenchOptions;
 use uml_core::chat::{ChatMessage, ChatTemplate};
 use uml_core::options::LoadOptions;
+use uml_core::runner::{self, Active, Pieces, Task};
 use uml_core::sampling::GenerateParams;
 use uml_core::stream::Completion;
 use uml_core::{Error, ErrorKind, LoadStage};
@@ -46,14 +46,22 @@ impl Model {
     /// Run `work` on a worker thread. The lock is held until the task is registered, so a
     /// concurrent `close()` either comes first (this call raises ModelClosedError) or cancels
     /// the task and waits for it.
-    fn spawn<R, F>(&self, cancel: uml_core::CancelToken, work: F) -> PyResult<Task<R>>
+    fn spawn<R, F>(&self, cancel: uml_core::CancelToken, stream: bool, work: F) -> PyResult<Task<R>>
     where
         R: Send + 'static,
-        F: FnOnce(&uml_core::Model, &Sender<Event<R>>) -> Result<R, Error> + Send + 'static,
+        F: FnOnce(&uml_core::Model, &mut dyn FnMut(&str) -> bool) -> Result<R, Error>
+            + Send
+            + 'static,
     {
         let guard = self.inner.lock();
         let model = guard.clone().ok_or_else(|| self.closed_error())?;
-        worker::spawn(&self.active, cancel, move |tx| work(&model, tx))
+        let pieces = if stream {
+            Pieces::Sent
+        } else {
+            Pieces::Dropped
+        };
+        runner::spawn_task(&self.active, cancel, pieces, move |sink| work(&model, sink))
+            .map_err(to_py)
     }
 }
 
@@ -74,12 +82,9 @@ impl Model {
     ) -> PyResult<Task<Completion>> {
         let cancel = cancel.map(|c| c.0.clone()).unwrap_or_default();
         let token = cancel.clone();
-        self.spawn(cancel, move |model, tx| {
-            let mut sink = |piece: &str| !stream || tx.send(Event::Piece(piece.to_owned())).is_ok();
-            match &job {
-                Job::Prompt(prompt) => model.generate(prompt, &params, Some(&token), &mut sink),
-                Job::Chat(messages) => model.chat(messages, &params, Some(&token), &mut sink),
-            }
+        self.spawn(cancel, stream, move |model, sink| match &job {
+            Job::Prompt(prompt) => model.generate(prompt, &params, Some(&token), sink),
+            Job::Chat(messages) => model.chat(messages, &params, Some(&token), sink),
         })
     }
 }
@@ -184,7 +189,7 @@ impl Model {
             cancel.as_deref(),
             false,
         )?;
-        to_py_value(py, &task.wait(py)?)
+        to_py_value(py, &worker::wait(py, task)?)
     }
 
     /// Start generating from `prompt`; iterate the returned `Stream` for text pieces.
@@ -217,7 +222,7 @@ impl Model {
         self.open()?;
         let (messages, params) = (self::messages(messages)?, self::params(params)?);
         let task = self.start(Job::Chat(messages), params, cancel.as_deref(), false)?;
-        to_py_value(py, &task.wait(py)?)
+        to_py_value(py, &worker::wait(py, task)?)
     }
 
     /// `chat`, streamed.
@@ -246,10 +251,10 @@ impl Model {
         let messages = self::messages(messages)?;
         let cancel = uml_core::CancelToken::new();
         let token = cancel.clone();
-        let task = self.spawn(cancel, move |model, _| {
+        let task = self.spawn(cancel, false, move |model, _| {
             model.render_chat_cancellable(&messages, add_generation_prompt, Some(&token))
         })?;
-        task.wait(py)
+        worker::wait(py, task)
     }
 
     /// One vector per text, as (little-endian f32 bytes of all vectors, vector width).
@@ -260,7 +265,7 @@ impl Model {
     ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
         let cancel = uml_core::CancelToken::new();
         let token = cancel.clone();
-        let task = self.spawn(cancel, move |model, _| {
+        let task = self.spawn(cancel, false, move |model, _| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let vectors = model.embed(&refs, Some(&token))?;
             let bytes: Vec<u8> = vectors
@@ -270,7 +275,7 @@ impl Model {
                 .collect();
             Ok((bytes, model.embedding_size()))
         })?;
-        let (bytes, width) = task.wait(py)?;
+        let (bytes, width) = worker::wait(py, task)?;
         Ok((PyBytes::new(py, &bytes), width))
     }
 
@@ -304,10 +309,10 @@ impl Model {
             })?
         };
         // Not cancellable: Ctrl-C is raised once the current run ends.
-        let task = self.spawn(uml_core::CancelToken::new(), move |model, _| {
+        let task = self.spawn(uml_core::CancelToken::new(), false, move |model, _| {
             model.bench(&opts)
         })?;
-        to_py_value(py, &task.wait(py)?)
+        to_py_value(py, &worker::wait(py, task)?)
     }
 
     fn __repr__(&self) -> String {

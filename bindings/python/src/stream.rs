@@ -3,9 +3,10 @@
 
 use crate::convert::to_py_value;
 use crate::error::to_py;
-use crate::worker::{ended_without_result, Event, Task};
+use crate::worker;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
+use uml_core::runner::{ended_without_result, Event, Task};
 use uml_core::stream::Completion;
 
 enum State {
@@ -37,7 +38,7 @@ impl Stream {
         if !self.running() {
             return Ok(None);
         }
-        let event = self.task.next_event(py).inspect_err(|_| {
+        let event = worker::next_event(py, &self.task).inspect_err(|_| {
             // Ctrl-C: the generation was cancelled and has ended; the stream is over.
             *self.state.lock() = State::Failed;
         })?;
@@ -53,7 +54,7 @@ impl Stream {
             }
             None => {
                 *self.state.lock() = State::Failed;
-                Err(ended_without_result())
+                Err(to_py(ended_without_result()))
             }
         }
     }

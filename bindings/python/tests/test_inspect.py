@@ -31,6 +31,7 @@ def test_estimate_grows_with_context(smollm2_path: Path) -> None:
     assert large.kv_cache_bytes > small.kv_cache_bytes > 0
     assert small.weights_bytes == large.weights_bytes > 0
     assert small.fits is True  # a 94 MiB model at 512 tokens fits on any test machine
+    assert small.backend == "llama.cpp" and small.available_memory_bytes > small.host_bytes
     assert "MiB" in repr(small) and "fits=True" in repr(small)
     q8 = uml.estimate(smollm2_path, n_ctx=8192, kv_cache_type="q8_0")
     assert q8.kv_cache_bytes < large.kv_cache_bytes

@@ -418,3 +418,52 @@ fn a_corrupt_header_is_an_error_never_a_wrapped_fit() {
         assert_eq!(e.kind(), ErrorKind::InvalidModel, "{}: {e}", backend.name());
     }
 }
+
+#[test]
+fn preflight_is_the_one_flow_every_host_reports() {
+    use crate::options::LoadOptions;
+    let d = tempfile::tempdir().unwrap();
+    let gguf = d.path().join("tiny.gguf");
+    uml_test_support::write_tiny_llama_gguf(&gguf, 0).unwrap();
+    let options = LoadOptions {
+        n_ctx: Some(512),
+        ..LoadOptions::default()
+    };
+    let p = preflight(&gguf, &options).unwrap();
+    let info = crate::inspect::inspect(&gguf).unwrap();
+    let hw = crate::hardware::detect();
+    assert_eq!(p.estimate, for_load_options(&info, &options, &hw).unwrap());
+    assert_eq!(p.estimate.n_ctx, 512);
+    assert_eq!(p.fits, p.estimate.host_bytes <= p.available_memory_bytes);
+    assert!(p.available_memory_bytes > 0);
+    #[cfg(feature = "llamacpp")]
+    assert_eq!(p.backend, "llama.cpp");
+    // The JSON hosts print: the estimate's fields with the backend and the fit beside them.
+    let json = serde_json::to_value(&p).unwrap();
+    for key in [
+        "total_bytes",
+        "n_ctx",
+        "backend",
+        "fits",
+        "available_memory_bytes",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing from {json}");
+    }
+    // A folder goes to the backend that can run it, and so does its memory model.
+    #[cfg(feature = "candle")]
+    {
+        let folder = d.path().join("tiny-hf");
+        uml_test_support::write_tiny_hf_folder(&folder).unwrap();
+        assert_eq!(
+            preflight(&folder, &LoadOptions::default()).unwrap().backend,
+            "candle"
+        );
+        let forced = LoadOptions {
+            backend: crate::backend::BackendChoice::Candle,
+            ..LoadOptions::default()
+        };
+        assert_eq!(preflight(&gguf, &forced).unwrap().backend, "candle");
+    }
+    let missing = preflight(&d.path().join("nope.gguf"), &options).unwrap_err();
+    assert_eq!(missing.kind(), crate::ErrorKind::NotFound);
+}

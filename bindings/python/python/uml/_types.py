@@ -137,6 +137,11 @@ class MemoryEstimate(Record):
     total_bytes: int
     fits: bool
     """Whether it fits in the memory available when estimated (``uml.estimate`` only)."""
+    backend: str
+    """The backend whose memory model this is: the one a load would try first (``uml.estimate``
+    only)."""
+    available_memory_bytes: int
+    """The memory available when estimated (``uml.estimate`` only)."""
 
     _summary = (
         "n_ctx",

@@ -1,0 +1,206 @@
+export { AbortError, BackendError, BufferTooSmallError, ContextOverflowError, ERRORS_BY_CODE, ErrorCode, InternalError, InvalidArgumentError, InvalidModelError, IoError, ModelClosedError, ModelNotFoundError, OutOfMemoryError, UmlError, UnsupportedError, UnsupportedFormatError, } from './errors';
+/** How a load or a generation can be stopped. */
+export interface Abortable {
+    /** Aborting cancels the work (within one decode step) and rejects with an `AbortError`. */
+    signal?: AbortSignal;
+}
+/** Load options (core's `LoadOptions`; snake_case keys are accepted too). */
+export interface LoadOptions extends Abortable {
+    /** Context length in tokens (default: the model's, capped by memory). */
+    nCtx?: number;
+    /** Threads for generation (default: the physical cores). */
+    nThreads?: number;
+    /** Threads for prompt processing. */
+    nThreadsBatch?: number;
+    nBatch?: number;
+    nUbatch?: number;
+    /** Layers to offload to a GPU, or 'auto' for as many as fit. */
+    gpuLayers?: number | 'auto';
+    useMmap?: boolean;
+    useMlock?: boolean;
+    kvCacheType?: 'f32' | 'f16' | 'q8_0' | 'q4_0';
+    seed?: number;
+    /** Load for `embed` (pooled sentence vectors). */
+    embeddings?: boolean;
+    normalizeEmbeddings?: boolean;
+    /** A Jinja chat template that replaces the model's own. */
+    chatTemplate?: string;
+    /** 'auto' (default), 'llamacpp' or 'candle'. */
+    backend?: 'auto' | 'llamacpp' | 'candle';
+    flashAttention?: boolean;
+    /** Weight type for the candle backend: 'f32', 'f16' or 'bf16'. */
+    dtype?: 'f32' | 'f16' | 'bf16';
+    /** Let text in chat messages that spells a control token become that token. */
+    controlTokensInMessages?: boolean;
+    /** Most generations running at once on this model (others wait). */
+    maxParallel?: number;
+    /** Called as the load goes on; return false to cancel it. */
+    onProgress?: (stage: 'inspect' | 'weights' | 'ready', fraction: number) => boolean | void;
+}
+/** Generation options (core's `GenerateParams`; snake_case keys are accepted too). */
+export interface GenerateOptions extends Abortable {
+    maxTokens?: number;
+    /** 0 is greedy. */
+    temperature?: number;
+    topK?: number;
+    topP?: number;
+    minP?: number;
+    repeatPenalty?: number;
+    repeatLastN?: number;
+    frequencyPenalty?: number;
+    presencePenalty?: number;
+    seed?: number;
+    /** Strings that end the generation (not included in the text). */
+    stop?: string[];
+    /** Token id → bias added to its logit. */
+    logitBias?: Record<number, number>;
+    /** A GBNF grammar the output must follow. */
+    grammar?: string;
+    /** A JSON schema the output must follow. */
+    jsonSchema?: object;
+}
+export interface Usage {
+    promptTokens: number;
+    completionTokens: number;
+    promptMs: number;
+    generationMs: number;
+    promptTokensPerSecond: number;
+    generationTokensPerSecond: number;
+}
+export interface Completion {
+    text: string;
+    finishReason: 'stop' | 'length' | 'cancelled';
+    usage: Usage;
+}
+/** An OpenAI-style chat message. */
+export interface ChatMessage {
+    role: 'system' | 'user' | 'assistant' | 'tool' | string;
+    content: string | null;
+    [key: string]: unknown;
+}
+/** What a model file or folder is (headers only). */
+export interface ModelInfo {
+    path: string;
+    format: string;
+    architecture: string | null;
+    name: string | null;
+    parameterCount: number;
+    quantization: string | null;
+    tensorTypes: Record<string, number>;
+    tensorCount: number;
+    contextLength: number | null;
+    blockCount: number | null;
+    embeddingLength: number | null;
+    headCount: number | null;
+    headCountKv: number | null;
+    vocabSize: number | null;
+    chatTemplate: string | null;
+    bosToken: string | null;
+    eosToken: string | null;
+    fileSize: number;
+    files: string[];
+    metadata: Record<string, unknown>;
+    [key: string]: unknown;
+}
+/** The memory a load would take (bytes), the backend it is for, and whether it fits now. */
+export interface Estimate {
+    nCtx: number;
+    gpuLayers: number;
+    weightsBytes: number;
+    kvCacheBytes: number;
+    computeBytes: number;
+    overheadBytes: number;
+    hostBytes: number;
+    deviceBytes: number;
+    totalBytes: number;
+    backend: string;
+    fits: boolean;
+    availableMemoryBytes: number;
+    [key: string]: unknown;
+}
+export interface Hardware {
+    cpuModel: string;
+    physicalCores: number;
+    logicalCores: number;
+    totalMemoryBytes: number;
+    availableMemoryBytes: number;
+    [key: string]: unknown;
+}
+/** How a loaded model runs: `{ backend, skippedBackends, plan, memory, model }`. */
+export interface LoadedInfo {
+    backend: string;
+    skippedBackends: Array<{
+        backend: string;
+        reason: string;
+    }>;
+    plan: Record<string, unknown>;
+    memory: Record<string, unknown>;
+    model: ModelInfo;
+}
+/** The version of uml. */
+export declare const version: string;
+/** What the file or folder at `path` is, from its headers (no weights are read). */
+export declare function inspect(path: string): Promise<ModelInfo>;
+/** The memory loading `path` with `options` would take, and whether it fits now. */
+export declare function estimate(path: string, options?: LoadOptions): Promise<Estimate>;
+/** The CPU, memory and GPUs uml sees. */
+export declare function hardware(): Hardware;
+/** Text pieces of a generation as they come: `for await (const piece of stream)`. Breaking
+ * out of the loop cancels the generation; `completion` holds the result once it has ended. */
+export declare class TextStream implements AsyncIterableIterator<string> {
+    #private;
+    [Symbol.asyncIterator](): TextStream;
+    /** The next piece; done once the generation has ended. Calls made before the previous one
+     * settled queue up behind it. */
+    next(): Promise<IteratorResult<string, undefined>>;
+    /** Stop the generation (what `break` calls) and wait for it to end. */
+    return(): Promise<IteratorResult<string, undefined>>;
+    /** The result (text, finishReason, usage) once the stream has ended well, else null. */
+    get completion(): Completion | null;
+}
+declare const asyncDispose: typeof Symbol.asyncDispose;
+/** A loaded model. Any number of calls may run at once; `close()` (or the end of an
+ * `await using` block) cancels them and frees the memory. */
+export declare class Model implements AsyncDisposable {
+    #private;
+    /** The path it was loaded from. */
+    get path(): string;
+    get closed(): boolean;
+    /** How it runs: backend, skipped backends and why, the load plan, memory, the model's info. */
+    get info(): LoadedInfo;
+    /** The width of its embedding vectors. */
+    get embeddingSize(): number;
+    /** Generate a continuation of `prompt`. */
+    generate(prompt: string, options?: GenerateOptions): Promise<Completion>;
+    /** Generate, as an async iterator of text pieces. */
+    stream(prompt: string, options?: GenerateOptions): TextStream;
+    /** Reply to `messages` with the model's own chat template. */
+    chat(messages: ChatMessage[], options?: GenerateOptions): Promise<Completion>;
+    /** `chat`, as an async iterator of text pieces. */
+    chatStream(messages: ChatMessage[], options?: GenerateOptions): TextStream;
+    /** The prompt `chat` would generate from. */
+    renderChat(messages: ChatMessage[], options?: Abortable & {
+        addGenerationPrompt?: boolean;
+    }): Promise<string>;
+    /** One vector per text (a model loaded with `embeddings: true`). */
+    embed(texts: string[], options?: Abortable): Promise<Float32Array[]>;
+    /** Token ids of `text`; `addSpecial` (default true) adds BOS etc. as the model wants. */
+    tokenize(text: string, options?: {
+        addSpecial?: boolean;
+    }): Promise<number[]>;
+    /** The text of `tokens`. */
+    detokenize(tokens: number[]): Promise<string>;
+    /** Engine throughput, as llama-bench measures it (`{ nPrompt, nGen, repetitions }`). */
+    bench(options?: Record<string, unknown>): Promise<unknown>;
+    /** Cancel running calls, wait for them, and free the model. Idempotent. */
+    close(): Promise<void>;
+    /** `await using model = await Loader.load(...)` closes it at the end of the block. */
+    [asyncDispose](): Promise<void>;
+}
+/** Loads models. */
+export declare class Loader {
+    /** Load the model file or folder at `path`. Rejects with NOT_FOUND, INVALID_MODEL,
+     * OUT_OF_MEMORY, ... naming the problem; with an AbortError when `signal` aborts or
+     * `onProgress` returns false. */
+    static load(path: string, options?: LoadOptions): Promise<Model>;
+}

@@ -1,0 +1,318 @@
+"use strict";
+// uml for Node: load local models (GGUF through llama.cpp, Hugging Face folders through candle)
+// and generate, stream, chat and embed in-process. Everything long returns a promise and runs
+// off the event loop; every long call takes an AbortSignal.
+Object.defineProperty(exports, "__esModule", { value: true });
+exports.Loader = exports.Model = exports.TextStream = exports.version = exports.UnsupportedFormatError = exports.UnsupportedError = exports.UmlError = exports.OutOfMemoryError = exports.ModelNotFoundError = exports.ModelClosedError = exports.IoError = exports.InvalidModelError = exports.InvalidArgumentError = exports.InternalError = exports.ERRORS_BY_CODE = exports.ContextOverflowError = exports.BufferTooSmallError = exports.BackendError = exports.AbortError = void 0;
+exports.inspect = inspect;
+exports.estimate = estimate;
+exports.hardware = hardware;
+const native_1 = require("./native");
+const errors_1 = require("./errors");
+var errors_2 = require("./errors");
+Object.defineProperty(exports, "AbortError", { enumerable: true, get: function () { return errors_2.AbortError; } });
+Object.defineProperty(exports, "BackendError", { enumerable: true, get: function () { return errors_2.BackendError; } });
+Object.defineProperty(exports, "BufferTooSmallError", { enumerable: true, get: function () { return errors_2.BufferTooSmallError; } });
+Object.defineProperty(exports, "ContextOverflowError", { enumerable: true, get: function () { return errors_2.ContextOverflowError; } });
+Object.defineProperty(exports, "ERRORS_BY_CODE", { enumerable: true, get: function () { return errors_2.ERRORS_BY_CODE; } });
+Object.defineProperty(exports, "InternalError", { enumerable: true, get: function () { return errors_2.InternalError; } });
+Object.defineProperty(exports, "InvalidArgumentError", { enumerable: true, get: function () { return errors_2.InvalidArgumentError; } });
+Object.defineProperty(exports, "InvalidModelError", { enumerable: true, get: function () { return errors_2.InvalidModelError; } });
+Object.defineProperty(exports, "IoError", { enumerable: true, get: function () { return errors_2.IoError; } });
+Object.defineProperty(exports, "ModelClosedError", { enumerable: true, get: function () { return errors_2.ModelClosedError; } });
+Object.defineProperty(exports, "ModelNotFoundError", { enumerable: true, get: function () { return errors_2.ModelNotFoundError; } });
+Object.defineProperty(exports, "OutOfMemoryError", { enumerable: true, get: function () { return errors_2.OutOfMemoryError; } });
+Object.defineProperty(exports, "UmlError", { enumerable: true, get: function () { return errors_2.UmlError; } });
+Object.defineProperty(exports, "UnsupportedError", { enumerable: true, get: function () { return errors_2.UnsupportedError; } });
+Object.defineProperty(exports, "UnsupportedFormatError", { enumerable: true, get: function () { return errors_2.UnsupportedFormatError; } });
+/** The version of uml. */
+exports.version = native_1.native.version();
+/** Options as JSON for the addon. A value JSON cannot hold (a cycle, absurd nesting) is an
+ * InvalidArgumentError here, before anything reaches the engine. */
+function toJson(value, what) {
+    try {
+        return JSON.stringify(value) ?? '';
+    }
+    catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        throw new errors_1.InvalidArgumentError(`${what} cannot be passed to uml (does it contain itself?): ${why}`);
+    }
+}
+function abortError(signal) {
+    return new errors_1.AbortError('the operation was aborted', { cause: signal.reason });
+}
+/** Run `work` with a cancel token tied to `signal`; an aborted signal rejects with an
+ * AbortError, and addon errors become UmlErrors. */
+async function cancellable(signal, work) {
+    if (signal?.aborted)
+        throw abortError(signal);
+    const token = new native_1.native.CancelToken();
+    const onAbort = () => token.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+        const result = await work(token);
+        if (signal?.aborted)
+            throw abortError(signal);
+        return result;
+    }
+    catch (e) {
+        if (signal?.aborted)
+            throw abortError(signal);
+        throw (0, errors_1.translate)(e);
+    }
+    finally {
+        signal?.removeEventListener('abort', onAbort);
+    }
+}
+/** Addon errors become UmlErrors. */
+async function call(work) {
+    try {
+        return await work();
+    }
+    catch (e) {
+        throw (0, errors_1.translate)(e);
+    }
+}
+function split(options) {
+    const { signal, ...rest } = options;
+    return [signal, rest];
+}
+/** What the file or folder at `path` is, from its headers (no weights are read). */
+async function inspect(path) {
+    return call(() => native_1.native.inspect(path));
+}
+/** The memory loading `path` with `options` would take, and whether it fits now. */
+async function estimate(path, options = {}) {
+    const { signal: _signal, onProgress: _onProgress, ...rest } = options;
+    return call(() => native_1.native.estimate(path, toJson(rest, 'load options')));
+}
+/** The CPU, memory and GPUs uml sees. */
+function hardware() {
+    return native_1.native.hardware();
+}
+/** Text pieces of a generation as they come: `for await (const piece of stream)`. Breaking
+ * out of the loop cancels the generation; `completion` holds the result once it has ended. */
+class TextStream {
+    #stream;
+    #signal;
+    #onAbort;
+    #done = false;
+    /** The last `next()` or `return()`, which the next one waits for. */
+    #queue = Promise.resolve();
+    /** @internal */
+    constructor(start, signal) {
+        if (signal?.aborted)
+            throw abortError(signal);
+        const token = new native_1.native.CancelToken();
+        try {
+            this.#stream = start(token);
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+        this.#signal = signal;
+        this.#onAbort = () => token.cancel();
+        signal?.addEventListener('abort', this.#onAbort, { once: true });
+    }
+    [Symbol.asyncIterator]() {
+        return this;
+    }
+    /** The next piece; done once the generation has ended. Calls made before the previous one
+     * settled queue up behind it. */
+    next() {
+        const result = this.#queue.then(() => this.#next());
+        this.#queue = result.then(() => undefined, () => undefined);
+        return result;
+    }
+    async #next() {
+        if (this.#done)
+            return { done: true, value: undefined };
+        let piece;
+        try {
+            piece = await this.#stream.next();
+        }
+        catch (e) {
+            this.#finish();
+            if (this.#signal?.aborted)
+                throw abortError(this.#signal);
+            throw (0, errors_1.translate)(e);
+        }
+        if (piece === null) {
+            this.#finish();
+            if (this.#signal?.aborted)
+                throw abortError(this.#signal);
+            return { done: true, value: undefined };
+        }
+        return { done: false, value: piece };
+    }
+    /** Stop the generation (what `break` calls) and wait for it to end. */
+    return() {
+        this.#stream.cancel();
+        const result = this.#queue.then(() => this.#return());
+        this.#queue = result.then(() => undefined);
+        return result;
+    }
+    async #return() {
+        if (!this.#done) {
+            this.#stream.cancel();
+            try {
+                while ((await this.#stream.next()) !== null) {
+                    // Pieces made before the cancel landed are dropped.
+                }
+            }
+            catch {
+                // Ending is all that is wanted here.
+            }
+            this.#finish();
+        }
+        return { done: true, value: undefined };
+    }
+    /** The result (text, finishReason, usage) once the stream has ended well, else null. */
+    get completion() {
+        return this.#stream.completion();
+    }
+    #finish() {
+        this.#done = true;
+        this.#signal?.removeEventListener('abort', this.#onAbort);
+    }
+}
+exports.TextStream = TextStream;
+const asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
+/** A loaded model. Any number of calls may run at once; `close()` (or the end of an
+ * `await using` block) cancels them and frees the memory. */
+class Model {
+    #native;
+    /** @internal */
+    constructor(model) {
+        this.#native = model;
+    }
+    /** The path it was loaded from. */
+    get path() {
+        return this.#native.path;
+    }
+    get closed() {
+        return this.#native.closed;
+    }
+    /** How it runs: backend, skipped backends and why, the load plan, memory, the model's info. */
+    get info() {
+        try {
+            return this.#native.info();
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
+    /** The width of its embedding vectors. */
+    get embeddingSize() {
+        try {
+            return this.#native.embeddingSize;
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
+    /** Generate a continuation of `prompt`. */
+    async generate(prompt, options = {}) {
+        const [signal, rest] = split(options);
+        const json = toJson(rest, 'generate options');
+        return cancellable(signal, (t) => this.#native.generate(prompt, json, t));
+    }
+    /** Generate, as an async iterator of text pieces. */
+    stream(prompt, options = {}) {
+        const [signal, rest] = split(options);
+        const json = toJson(rest, 'generate options');
+        return new TextStream((t) => this.#native.stream(prompt, json, t), signal);
+    }
+    /** Reply to `messages` with the model's own chat template. */
+    async chat(messages, options = {}) {
+        const [signal, rest] = split(options);
+        const [json, msgs] = [toJson(rest, 'generate options'), toJson(messages, 'messages')];
+        return cancellable(signal, (t) => this.#native.chat(msgs, json, t));
+    }
+    /** `chat`, as an async iterator of text pieces. */
+    chatStream(messages, options = {}) {
+        const [signal, rest] = split(options);
+        const [json, msgs] = [toJson(rest, 'generate options'), toJson(messages, 'messages')];
+        return new TextStream((t) => this.#native.chatStream(msgs, json, t), signal);
+    }
+    /** The prompt `chat` would generate from. */
+    async renderChat(messages, options = {}) {
+        const msgs = toJson(messages, 'messages');
+        const add = options.addGenerationPrompt ?? true;
+        return cancellable(options.signal, (t) => this.#native.renderChat(msgs, add, t));
+    }
+    /** One vector per text (a model loaded with `embeddings: true`). */
+    async embed(texts, options = {}) {
+        if (!Array.isArray(texts))
+            throw new errors_1.InvalidArgumentError('embed: texts must be an array of strings');
+        return cancellable(options.signal, (t) => this.#native.embed(texts, t));
+    }
+    /** Token ids of `text`; `addSpecial` (default true) adds BOS etc. as the model wants. */
+    async tokenize(text, options = {}) {
+        return call(() => this.#native.tokenize(text, options.addSpecial ?? true));
+    }
+    /** The text of `tokens`. */
+    async detokenize(tokens) {
+        return call(() => this.#native.detokenize(tokens));
+    }
+    /** Engine throughput, as llama-bench measures it (`{ nPrompt, nGen, repetitions }`). */
+    async bench(options = {}) {
+        return call(() => this.#native.bench(toJson(options, 'bench options')));
+    }
+    /** Cancel running calls, wait for them, and free the model. Idempotent. */
+    async close() {
+        return call(() => this.#native.close());
+    }
+    /** `await using model = await Loader.load(...)` closes it at the end of the block. */
+    async [asyncDispose]() {
+        await this.close();
+    }
+}
+exports.Model = Model;
+/** Loads models. */
+class Loader {
+    /** Load the model file or folder at `path`. Rejects with NOT_FOUND, INVALID_MODEL,
+     * OUT_OF_MEMORY, ... naming the problem; with an AbortError when `signal` aborts or
+     * `onProgress` returns false. */
+    static async load(path, options = {}) {
+        const { signal, onProgress, ...rest } = options;
+        const json = toJson(rest, 'load options');
+        return cancellable(signal, async (token) => {
+            const loading = native_1.native.startLoad(path, json, token);
+            // An exception from onProgress cancels the load and is what the call rejects with.
+            let failure;
+            for (;;) {
+                let event;
+                try {
+                    event = await loading.next();
+                }
+                catch (e) {
+                    throw failure !== undefined ? failure.error : e;
+                }
+                if (event === null)
+                    break;
+                if (onProgress === undefined || failure !== undefined)
+                    continue;
+                try {
+                    if (onProgress(event.stage, event.fraction) === false) {
+                        token.cancel();
+                    }
+                }
+                catch (error) {
+                    failure = { error };
+                    token.cancel();
+                }
+            }
+            if (failure !== undefined) {
+                // The load finished before the cancel reached it: free the model nobody will get.
+                await loading.model().close();
+                throw failure.error;
+            }
+            return new Model(loading.model());
+        });
+    }
+}
+exports.Loader = Loader;
+// A generation still decoding while the process exits races llama.cpp's static destructors:
+// stop them all first.
+process.once('exit', () => native_1.native.shutdown());

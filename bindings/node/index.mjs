@@ -1,0 +1,29 @@
+// ESM entry point: the same module as `require('uml')` (dist/index.js), with named exports.
+// A test checks that this list and the CommonJS exports agree.
+import uml from './dist/index.js'
+
+export const {
+  Loader,
+  Model,
+  TextStream,
+  inspect,
+  estimate,
+  hardware,
+  version,
+  UmlError,
+  InvalidArgumentError,
+  ModelNotFoundError,
+  UnsupportedFormatError,
+  InvalidModelError,
+  OutOfMemoryError,
+  AbortError,
+  BackendError,
+  IoError,
+  ContextOverflowError,
+  UnsupportedError,
+  ModelClosedError,
+  InternalError,
+  BufferTooSmallError,
+  ERRORS_BY_CODE,
+} = uml
+export default uml

@@ -1,0 +1,485 @@
+// uml for Node: load local models (GGUF through llama.cpp, Hugging Face folders through candle)
+// and generate, stream, chat and embed in-process. Everything long returns a promise and runs
+// off the event loop; every long call takes an AbortSignal.
+
+import { native, NativeCancelToken, NativeModel, NativeStream } from './native'
+import { AbortError, InvalidArgumentError, translate } from './errors'
+
+export {
+  AbortError,
+  BackendError,
+  BufferTooSmallError,
+  ContextOverflowError,
+  ERRORS_BY_CODE,
+  ErrorCode,
+  InternalError,
+  InvalidArgumentError,
+  InvalidModelError,
+  IoError,
+  ModelClosedError,
+  ModelNotFoundError,
+  OutOfMemoryError,
+  UmlError,
+  UnsupportedError,
+  UnsupportedFormatError,
+} from './errors'
+
+/** How a load or a generation can be stopped. */
+export interface Abortable {
+  /** Aborting cancels the work (within one decode step) and rejects with an `AbortError`. */
+  signal?: AbortSignal
+}
+
+/** Load options (core's `LoadOptions`; snake_case keys are accepted too). */
+export interface LoadOptions extends Abortable {
+  /** Context length in tokens (default: the model's, capped by memory). */
+  nCtx?: number
+  /** Threads for generation (default: the physical cores). */
+  nThreads?: number
+  /** Threads for prompt processing. */
+  nThreadsBatch?: number
+  nBatch?: number
+  nUbatch?: number
+  /** Layers to offload to a GPU, or 'auto' for as many as fit. */
+  gpuLayers?: number | 'auto'
+  useMmap?: boolean
+  useMlock?: boolean
+  kvCacheType?: 'f32' | 'f16' | 'q8_0' | 'q4_0'
+  seed?: number
+  /** Load for `embed` (pooled sentence vectors). */
+  embeddings?: boolean
+  normalizeEmbeddings?: boolean
+  /** A Jinja chat template that replaces the model's own. */
+  chatTemplate?: string
+  /** 'auto' (default), 'llamacpp' or 'candle'. */
+  backend?: 'auto' | 'llamacpp' | 'candle'
+  flashAttention?: boolean
+  /** Weight type for the candle backend: 'f32', 'f16' or 'bf16'. */
+  dtype?: 'f32' | 'f16' | 'bf16'
+  /** Let text in chat messages that spells a control token become that token. */
+  controlTokensInMessages?: boolean
+  /** Most generations running at once on this model (others wait). */
+  maxParallel?: number
+  /** Called as the load goes on; return false to cancel it. */
+  onProgress?: (stage: 'inspect' | 'weights' | 'ready', fraction: number) => boolean | void
+}
+
+/** Generation options (core's `GenerateParams`; snake_case keys are accepted too). */
+export interface GenerateOptions extends Abortable {
+  maxTokens?: number
+  /** 0 is greedy. */
+  temperature?: number
+  topK?: number
+  topP?: number
+  minP?: number
+  repeatPenalty?: number
+  repeatLastN?: number
+  frequencyPenalty?: number
+  presencePenalty?: number
+  seed?: number
+  /** Strings that end the generation (not included in the text). */
+  stop?: string[]
+  /** Token id → bias added to its logit. */
+  logitBias?: Record<number, number>
+  /** A GBNF grammar the output must follow. */
+  grammar?: string
+  /** A JSON schema the output must follow. */
+  jsonSchema?: object
+}
+
+export interface Usage {
+  promptTokens: number
+  completionTokens: number
+  promptMs: number
+  generationMs: number
+  promptTokensPerSecond: number
+  generationTokensPerSecond: number
+}
+
+export interface Completion {
+  text: string
+  finishReason: 'stop' | 'length' | 'cancelled'
+  usage: Usage
+}
+
+/** An OpenAI-style chat message. */
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool' | string
+  content: string | null
+  [key: string]: unknown
+}
+
+/** What a model file or folder is (headers only). */
+export interface ModelInfo {
+  path: string
+  format: string
+  architecture: string | null
+  name: string | null
+  parameterCount: number
+  quantization: string | null
+  tensorTypes: Record<string, number>
+  tensorCount: number
+  contextLength: number | null
+  blockCount: number | null
+  embeddingLength: number | null
+  headCount: number | null
+  headCountKv: number | null
+  vocabSize: number | null
+  chatTemplate: string | null
+  bosToken: string | null
+  eosToken: string | null
+  fileSize: number
+  files: string[]
+  metadata: Record<string, unknown>
+  [key: string]: unknown
+}
+
+/** The memory a load would take (bytes), the backend it is for, and whether it fits now. */
+export interface Estimate {
+  nCtx: number
+  gpuLayers: number
+  weightsBytes: number
+  kvCacheBytes: number
+  computeBytes: number
+  overheadBytes: number
+  hostBytes: number
+  deviceBytes: number
+  totalBytes: number
+  backend: string
+  fits: boolean
+  availableMemoryBytes: number
+  [key: string]: unknown
+}
+
+export interface Hardware {
+  cpuModel: string
+  physicalCores: number
+  logicalCores: number
+  totalMemoryBytes: number
+  availableMemoryBytes: number
+  [key: string]: unknown
+}
+
+/** How a loaded model runs: `{ backend, skippedBackends, plan, memory, model }`. */
+export interface LoadedInfo {
+  backend: string
+  skippedBackends: Array<{ backend: string; reason: string }>
+  plan: Record<string, unknown>
+  memory: Record<string, unknown>
+  model: ModelInfo
+}
+
+/** The version of uml. */
+export const version: string = native.version()
+
+/** Options as JSON for the addon. A value JSON cannot hold (a cycle, absurd nesting) is an
+ * InvalidArgumentError here, before anything reaches the engine. */
+function toJson(value: unknown, what: string): string {
+  try {
+    return JSON.stringify(value) ?? ''
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e)
+    throw new InvalidArgumentError(`${what} cannot be passed to uml (does it contain itself?): ${why}`)
+  }
+}
+
+function abortError(signal: AbortSignal): AbortError {
+  return new AbortError('the operation was aborted', { cause: signal.reason })
+}
+
+/** Run `work` with a cancel token tied to `signal`; an aborted signal rejects with an
+ * AbortError, and addon errors become UmlErrors. */
+async function cancellable<T>(
+  signal: AbortSignal | undefined,
+  work: (token: NativeCancelToken) => Promise<T>,
+): Promise<T> {
+  if (signal?.aborted) throw abortError(signal)
+  const token = new native.CancelToken()
+  const onAbort = (): void => token.cancel()
+  signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    const result = await work(token)
+    if (signal?.aborted) throw abortError(signal)
+    return result
+  } catch (e) {
+    if (signal?.aborted) throw abortError(signal)
+    throw translate(e)
+  } finally {
+    signal?.removeEventListener('abort', onAbort)
+  }
+}
+
+/** Addon errors become UmlErrors. */
+async function call<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work()
+  } catch (e) {
+    throw translate(e)
+  }
+}
+
+function split<T extends Abortable>(options: T): [AbortSignal | undefined, Omit<T, 'signal'>] {
+  const { signal, ...rest } = options
+  return [signal, rest]
+}
+
+/** What the file or folder at `path` is, from its headers (no weights are read). */
+export async function inspect(path: string): Promise<ModelInfo> {
+  return call(() => native.inspect(path) as Promise<ModelInfo>)
+}
+
+/** The memory loading `path` with `options` would take, and whether it fits now. */
+export async function estimate(path: string, options: LoadOptions = {}): Promise<Estimate> {
+  const { signal: _signal, onProgress: _onProgress, ...rest } = options
+  return call(() => native.estimate(path, toJson(rest, 'load options')) as Promise<Estimate>)
+}
+
+/** The CPU, memory and GPUs uml sees. */
+export function hardware(): Hardware {
+  return native.hardware() as Hardware
+}
+
+/** Text pieces of a generation as they come: `for await (const piece of stream)`. Breaking
+ * out of the loop cancels the generation; `completion` holds the result once it has ended. */
+export class TextStream implements AsyncIterableIterator<string> {
+  #stream: NativeStream
+  #signal: AbortSignal | undefined
+  #onAbort: () => void
+  #done = false
+  /** The last `next()` or `return()`, which the next one waits for. */
+  #queue: Promise<void> = Promise.resolve()
+
+  /** @internal */
+  constructor(start: (token: NativeCancelToken) => NativeStream, signal: AbortSignal | undefined) {
+    if (signal?.aborted) throw abortError(signal)
+    const token = new native.CancelToken()
+    try {
+      this.#stream = start(token)
+    } catch (e) {
+      throw translate(e)
+    }
+    this.#signal = signal
+    this.#onAbort = () => token.cancel()
+    signal?.addEventListener('abort', this.#onAbort, { once: true })
+  }
+
+  [Symbol.asyncIterator](): TextStream {
+    return this
+  }
+
+  /** The next piece; done once the generation has ended. Calls made before the previous one
+   * settled queue up behind it. */
+  next(): Promise<IteratorResult<string, undefined>> {
+    const result = this.#queue.then(() => this.#next())
+    this.#queue = result.then(
+      () => undefined,
+      () => undefined,
+    )
+    return result
+  }
+
+  async #next(): Promise<IteratorResult<string, undefined>> {
+    if (this.#done) return { done: true, value: undefined }
+    let piece: string | null
+    try {
+      piece = await this.#stream.next()
+    } catch (e) {
+      this.#finish()
+      if (this.#signal?.aborted) throw abortError(this.#signal)
+      throw translate(e)
+    }
+    if (piece === null) {
+      this.#finish()
+      if (this.#signal?.aborted) throw abortError(this.#signal)
+      return { done: true, value: undefined }
+    }
+    return { done: false, value: piece }
+  }
+
+  /** Stop the generation (what `break` calls) and wait for it to end. */
+  return(): Promise<IteratorResult<string, undefined>> {
+    this.#stream.cancel()
+    const result = this.#queue.then(() => this.#return())
+    this.#queue = result.then(() => undefined)
+    return result
+  }
+
+  async #return(): Promise<IteratorResult<string, undefined>> {
+    if (!this.#done) {
+      this.#stream.cancel()
+      try {
+        while ((await this.#stream.next()) !== null) {
+          // Pieces made before the cancel landed are dropped.
+        }
+      } catch {
+        // Ending is all that is wanted here.
+      }
+      this.#finish()
+    }
+    return { done: true, value: undefined }
+  }
+
+  /** The result (text, finishReason, usage) once the stream has ended well, else null. */
+  get completion(): Completion | null {
+    return this.#stream.completion() as Completion | null
+  }
+
+  #finish(): void {
+    this.#done = true
+    this.#signal?.removeEventListener('abort', this.#onAbort)
+  }
+}
+
+const asyncDispose: typeof Symbol.asyncDispose =
+  Symbol.asyncDispose ?? (Symbol.for('nodejs.asyncDispose') as typeof Symbol.asyncDispose)
+
+/** A loaded model. Any number of calls may run at once; `close()` (or the end of an
+ * `await using` block) cancels them and frees the memory. */
+export class Model implements AsyncDisposable {
+  #native: NativeModel
+
+  /** @internal */
+  constructor(model: NativeModel) {
+    this.#native = model
+  }
+
+  /** The path it was loaded from. */
+  get path(): string {
+    return this.#native.path
+  }
+
+  get closed(): boolean {
+    return this.#native.closed
+  }
+
+  /** How it runs: backend, skipped backends and why, the load plan, memory, the model's info. */
+  get info(): LoadedInfo {
+    try {
+      return this.#native.info() as LoadedInfo
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /** The width of its embedding vectors. */
+  get embeddingSize(): number {
+    try {
+      return this.#native.embeddingSize
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /** Generate a continuation of `prompt`. */
+  async generate(prompt: string, options: GenerateOptions = {}): Promise<Completion> {
+    const [signal, rest] = split(options)
+    const json = toJson(rest, 'generate options')
+    return cancellable(signal, (t) => this.#native.generate(prompt, json, t) as Promise<Completion>)
+  }
+
+  /** Generate, as an async iterator of text pieces. */
+  stream(prompt: string, options: GenerateOptions = {}): TextStream {
+    const [signal, rest] = split(options)
+    const json = toJson(rest, 'generate options')
+    return new TextStream((t) => this.#native.stream(prompt, json, t), signal)
+  }
+
+  /** Reply to `messages` with the model's own chat template. */
+  async chat(messages: ChatMessage[], options: GenerateOptions = {}): Promise<Completion> {
+    const [signal, rest] = split(options)
+    const [json, msgs] = [toJson(rest, 'generate options'), toJson(messages, 'messages')]
+    return cancellable(signal, (t) => this.#native.chat(msgs, json, t) as Promise<Completion>)
+  }
+
+  /** `chat`, as an async iterator of text pieces. */
+  chatStream(messages: ChatMessage[], options: GenerateOptions = {}): TextStream {
+    const [signal, rest] = split(options)
+    const [json, msgs] = [toJson(rest, 'generate options'), toJson(messages, 'messages')]
+    return new TextStream((t) => this.#native.chatStream(msgs, json, t), signal)
+  }
+
+  /** The prompt `chat` would generate from. */
+  async renderChat(
+    messages: ChatMessage[],
+    options: Abortable & { addGenerationPrompt?: boolean } = {},
+  ): Promise<string> {
+    const msgs = toJson(messages, 'messages')
+    const add = options.addGenerationPrompt ?? true
+    return cancellable(options.signal, (t) => this.#native.renderChat(msgs, add, t))
+  }
+
+  /** One vector per text (a model loaded with `embeddings: true`). */
+  async embed(texts: string[], options: Abortable = {}): Promise<Float32Array[]> {
+    if (!Array.isArray(texts)) throw new InvalidArgumentError('embed: texts must be an array of strings')
+    return cancellable(options.signal, (t) => this.#native.embed(texts, t))
+  }
+
+  /** Token ids of `text`; `addSpecial` (default true) adds BOS etc. as the model wants. */
+  async tokenize(text: string, options: { addSpecial?: boolean } = {}): Promise<number[]> {
+    return call(() => this.#native.tokenize(text, options.addSpecial ?? true))
+  }
+
+  /** The text of `tokens`. */
+  async detokenize(tokens: number[]): Promise<string> {
+    return call(() => this.#native.detokenize(tokens))
+  }
+
+  /** Engine throughput, as llama-bench measures it (`{ nPrompt, nGen, repetitions }`). */
+  async bench(options: Record<string, unknown> = {}): Promise<unknown> {
+    return call(() => this.#native.bench(toJson(options, 'bench options')))
+  }
+
+  /** Cancel running calls, wait for them, and free the model. Idempotent. */
+  async close(): Promise<void> {
+    return call(() => this.#native.close())
+  }
+
+  /** `await using model = await Loader.load(...)` closes it at the end of the block. */
+  async [asyncDispose](): Promise<void> {
+    await this.close()
+  }
+}
+
+/** Loads models. */
+export class Loader {
+  /** Load the model file or folder at `path`. Rejects with NOT_FOUND, INVALID_MODEL,
+   * OUT_OF_MEMORY, ... naming the problem; with an AbortError when `signal` aborts or
+   * `onProgress` returns false. */
+  static async load(path: string, options: LoadOptions = {}): Promise<Model> {
+    const { signal, onProgress, ...rest } = options
+    const json = toJson(rest, 'load options')
+    return cancellable(signal, async (token) => {
+      const loading = native.startLoad(path, json, token)
+      // An exception from onProgress cancels the load and is what the call rejects with.
+      let failure: { error: unknown } | undefined
+      for (;;) {
+        let event
+        try {
+          event = await loading.next()
+        } catch (e) {
+          throw failure !== undefined ? failure.error : e
+        }
+        if (event === null) break
+        if (onProgress === undefined || failure !== undefined) continue
+        try {
+          if (onProgress(event.stage as 'inspect' | 'weights' | 'ready', event.fraction) === false) {
+            token.cancel()
+          }
+        } catch (error) {
+          failure = { error }
+          token.cancel()
+        }
+      }
+      if (failure !== undefined) {
+        // The load finished before the cancel reached it: free the model nobody will get.
+        await loading.model().close()
+        throw failure.error
+      }
+      return new Model(loading.model())
+    })
+  }
+}
+
+// A generation still decoding while the process exits races llama.cpp's static destructors:
+// stop them all first.
+process.once('exit', () => native.shutdown())

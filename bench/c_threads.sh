@@ -5,8 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-${UML_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf}
+MODEL=$(realpath "$MODEL")
 cargo build --release -p uml-ffi --quiet
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-cc -O2 -Wall -Wextra -Iinclude bench/c_threads.c -Ltarget/release -luml -lpthread -o "$OUT/c_threads"
-LD_LIBRARY_PATH=target/release "$OUT/c_threads" "$MODEL" "${2:-3}"
+# The library by its soname (libuml.so.1), as an installed one is found.
+cp target/release/libuml.so "$OUT/libuml.so.1"
+ln -s libuml.so.1 "$OUT/libuml.so"
+cc -O2 -Wall -Wextra -Iinclude bench/c_threads.c -L"$OUT" -luml -lpthread -o "$OUT/c_threads"
+LD_LIBRARY_PATH=$OUT "$OUT/c_threads" "$MODEL" "${2:-3}"

@@ -390,8 +390,11 @@ uml_status uml_embed(const uml_model *model,
  *   finish reason "cancelled" and `UML_OK`.
  * - `out_result_json`: optional (NULL to skip); on success a new string the caller frees
  *   with `uml_string_free`: `{"text": "...", "finish_reason": "stop" | "length" |
- *   "cancelled", "usage": {"prompt_tokens", "completion_tokens", "prompt_ms",
- *   "generation_ms", "prompt_tokens_per_second", "generation_tokens_per_second"}}`.
+ *   "cancelled", "usage": {"prompt_tokens", "cached_prompt_tokens", "completion_tokens",
+ *   "prompt_ms", "generation_ms", "prompt_tokens_per_second",
+ *   "generation_tokens_per_second"}}`. `cached_prompt_tokens` of the prompt's tokens were
+ *   kept from an earlier generation on the same model (a shared prefix) instead of
+ *   evaluated again.
  *
  * Thread safety: any thread; several threads may generate from one model at once (each
  * call gets its own context). The callback runs on the calling thread.

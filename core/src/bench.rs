@@ -84,6 +84,7 @@ impl Model {
                 decode_prompt(
                     session.as_mut(),
                     &bench_tokens(opts.n_prompt, vocab),
+                    0,
                     &|| false,
                 )?;
             }
@@ -98,7 +99,7 @@ impl Model {
             for _ in 0..opts.repetitions {
                 let mut session = inner.new_session()?;
                 let start = Instant::now();
-                decode_prompt(session.as_mut(), &tokens, &|| false)?;
+                decode_prompt(session.as_mut(), &tokens, 0, &|| false)?;
                 samples.push(f64::from(opts.n_prompt) / start.elapsed().as_secs_f64());
             }
             tests.push(series(

@@ -47,10 +47,18 @@ pub(crate) fn generate_tokens(
         ..Usage::default()
     };
 
-    // Prompt: in n_batch chunks, checking for cancellation between them, so a cancel during a
-    // long prompt waits for at most one chunk.
+    // Prompt: what the context still holds of it from an earlier generation is kept; the rest
+    // is evaluated in n_batch chunks, checking for cancellation between them, so a cancel
+    // during a long prompt waits for at most one chunk.
     let prompt_start = Instant::now();
-    if !decode_prompt(session.as_mut(), prompt, &is_cancelled)? {
+    let cached = session.reuse_prefix(prompt)?;
+    usage.cached_prompt_tokens = cached as u32;
+    if !decode_prompt(
+        session.as_mut(),
+        &prompt[cached..],
+        cached as u32,
+        &is_cancelled,
+    )? {
         return Ok(finished(stream, FinishReason::Cancelled, usage, Some(sink)));
     }
     usage.prompt_ms = ms(prompt_start);
@@ -102,11 +110,12 @@ fn with_text_so_far(e: Error, stream: &TextStream) -> Error {
     )
 }
 
-/// Evaluate `tokens` from position 0 in `n_batch` chunks, checking `is_cancelled` before each
-/// one. Returns false when cancelled before the whole prompt was evaluated.
+/// Evaluate `tokens` from position `first_pos` in `n_batch` chunks, checking `is_cancelled`
+/// before each one. Returns false when cancelled before all of them were evaluated.
 pub(crate) fn decode_prompt(
     session: &mut dyn Session,
     tokens: &[Token],
+    first_pos: u32,
     is_cancelled: &dyn Fn() -> bool,
 ) -> Result<bool> {
     let chunk = session.n_batch().max(1) as usize;
@@ -114,7 +123,7 @@ pub(crate) fn decode_prompt(
         if is_cancelled() {
             return Ok(false);
         }
-        session.decode(piece, (i * chunk) as u32)?;
+        session.decode(piece, first_pos + (i * chunk) as u32)?;
     }
     Ok(true)
 }
@@ -145,7 +154,11 @@ fn finished(
             sink(&tail);
         }
     }
-    usage.prompt_tokens_per_second = per_second(usage.prompt_tokens, usage.prompt_ms);
+    // The rate of evaluation: kept tokens took no time.
+    let evaluated = usage
+        .prompt_tokens
+        .saturating_sub(usage.cached_prompt_tokens);
+    usage.prompt_tokens_per_second = per_second(evaluated, usage.prompt_ms);
     usage.generation_tokens_per_second = per_second(usage.completion_tokens, usage.generation_ms);
     Completion {
         text: stream.text_so_far().to_string(),

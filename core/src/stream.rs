@@ -22,6 +22,10 @@ pub enum FinishReason {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt_tokens: u32,
+    /// Prompt tokens whose state was kept from an earlier generation instead of evaluated
+    /// again (counted in `prompt_tokens` too).
+    #[serde(default)]
+    pub cached_prompt_tokens: u32,
     pub completion_tokens: u32,
     pub prompt_ms: f64,
     pub generation_ms: f64,
@@ -46,6 +50,7 @@ impl Usage {
         };
         Usage {
             prompt_tokens,
+            cached_prompt_tokens: 0,
             completion_tokens,
             prompt_ms,
             generation_ms,

@@ -48,7 +48,7 @@ pub fn greedy_trace(model: &Model, prompt: &[Token], n_predict: u32) -> Result<V
             ),
         ));
     }
-    decode_prompt(session.as_mut(), prompt, &|| false)?;
+    decode_prompt(session.as_mut(), prompt, 0, &|| false)?;
     let mut steps = Vec::with_capacity(n_predict as usize);
     for pos in prompt.len()..prompt.len() + n_predict as usize {
         let (token, logit, runner_up, second) = top_two(session.logits()?)?;
@@ -80,7 +80,7 @@ pub fn last_logits(model: &Model, tokens: &[Token]) -> Result<Vec<f32>> {
         return Err(Error::invalid_argument("last_logits: no tokens"));
     }
     let mut session = model.loaded().new_session()?;
-    decode_prompt(session.as_mut(), tokens, &|| false)?;
+    decode_prompt(session.as_mut(), tokens, 0, &|| false)?;
     Ok(session.logits()?.to_vec())
 }
 

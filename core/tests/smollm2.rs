@@ -456,3 +456,108 @@ fn control_token_text_in_a_message_stays_plain_text() {
             .unwrap()
     );
 }
+
+/// What greedy decoding of `prompt` gives whichever way its tokens were batched: the text up to
+/// the first near-tie (margin under 1 logit, the rule the greedy fixtures use across CPUs), and
+/// every step's margin for messages. llama.cpp's kernels round a one-token decode and a batch
+/// differently, so state kept from an earlier generation may flip a near-tie.
+fn trusted_greedy(model: &Model, prompt: &str, chat: Option<&[ChatMessage]>) -> (String, String) {
+    let text = match chat {
+        Some(messages) => model.render_chat(messages, true).unwrap(),
+        None => prompt.to_string(),
+    };
+    let tokens = model.tokenize(&text, true).unwrap();
+    let trace = uml_core::trace::greedy_trace(model, &tokens, 24).unwrap();
+    let trusted: String = trace
+        .iter()
+        .take_while(|step| step.margin >= 1.0)
+        .map(|step| step.text.as_str())
+        .collect();
+    let margins = trace
+        .iter()
+        .map(|s| format!("{:?} {:.2}", s.text, s.margin))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert!(
+        !trusted.is_empty(),
+        "a near-tie on the first token: {margins}"
+    );
+    (trusted, margins)
+}
+
+fn assert_agree(kept: &str, fresh: &str, (trusted, margins): &(String, String)) {
+    assert!(
+        kept.starts_with(trusted.as_str()) && fresh.starts_with(trusted.as_str()),
+        "kept {kept:?}, fresh {fresh:?}, trusted {trusted:?}; margins: {margins}"
+    );
+}
+
+/// A later generation keeps what an earlier one left in the context (a repeated system prompt,
+/// a chat's previous turns) and evaluates only the rest; the text is what evaluating all of it
+/// again gives, up to its first near-tie. In this test's chat, a tie at 0.08 logits 8 tokens
+/// in flips with the kept reply on AVX-512.
+#[test]
+fn a_shared_prefix_is_kept_and_changes_nothing() {
+    let fresh = || Model::load(model_path(SMOLLM2), &test_options(), None).unwrap();
+    let model = fresh();
+    let system = "Here are some lists that go on and on, one item after another. ".repeat(8);
+    let first = format!("{system}Fruit: apple, banana, cherry,");
+    let second = format!("{system}Numbers: 1, 2, 3, 4,");
+    let params = greedy(24);
+
+    let out1 = model.complete(&first, &params).unwrap();
+    assert_eq!(out1.usage.cached_prompt_tokens, 0);
+    let out2 = model.complete(&second, &params).unwrap();
+    let system_tokens = model.tokenize(&system, true).unwrap().len() as u32;
+    let kept = out2.usage.cached_prompt_tokens;
+    assert!(
+        kept + 1 >= system_tokens && kept < out2.usage.prompt_tokens,
+        "kept {kept} of {} prompt tokens; the shared system prompt is {system_tokens}",
+        out2.usage.prompt_tokens
+    );
+    let whole_model = fresh();
+    let want = whole_model.complete(&second, &params).unwrap();
+    assert_eq!(want.usage.cached_prompt_tokens, 0);
+    let second_trusted = trusted_greedy(&whole_model, &second, None);
+    assert_agree(&out2.text, &want.text, &second_trusted);
+
+    // The same prompt again: all of it but the last token is kept.
+    let again = model.complete(&second, &params).unwrap();
+    assert_eq!(
+        again.usage.cached_prompt_tokens,
+        again.usage.prompt_tokens - 1
+    );
+    assert_agree(&again.text, &want.text, &second_trusted);
+
+    // A chat's second turn evaluates only the new messages.
+    let user = |text: &str| ChatMessage::new("user", text);
+    let turn1 = vec![user("What are the first ten prime numbers?")];
+    let reply = model
+        .chat(&turn1, &greedy(32), None, &mut |_| true)
+        .unwrap();
+    let mut turn2 = turn1.clone();
+    turn2.push(ChatMessage::new("assistant", &reply.text));
+    turn2.push(user("And the next three?"));
+    let answer = model
+        .chat(&turn2, &greedy(24), None, &mut |_| true)
+        .unwrap();
+    let first_turn_tokens = model
+        .tokenize(&model.render_chat(&turn1, true).unwrap(), true)
+        .unwrap()
+        .len() as u32;
+    assert!(
+        answer.usage.cached_prompt_tokens >= first_turn_tokens,
+        "kept {} tokens; the first turn's prompt alone is {first_turn_tokens}",
+        answer.usage.cached_prompt_tokens
+    );
+    let whole_model = fresh();
+    let whole = whole_model
+        .chat(&turn2, &greedy(24), None, &mut |_| true)
+        .unwrap();
+    assert_eq!(whole.usage.cached_prompt_tokens, 0);
+    assert_agree(
+        &answer.text,
+        &whole.text,
+        &trusted_greedy(&whole_model, "", Some(&turn2)),
+    );
+}

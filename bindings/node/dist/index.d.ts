@@ -61,6 +61,8 @@ export interface GenerateOptions extends Abortable {
 }
 export interface Usage {
     promptTokens: number;
+    /** Prompt tokens kept from an earlier generation's context instead of evaluated again. */
+    cachedPromptTokens: number;
     completionTokens: number;
     promptMs: number;
     generationMs: number;

@@ -185,3 +185,12 @@ def test_dtype_halves_a_folders_weights_in_candle_and_is_refused_for_a_gguf(tmp_
     with pytest.raises(uml.InvalidArgumentError, match="dtype"):
         with uml.Loader(gguf, n_ctx=128, dtype="f16"):
             pass
+
+
+def test_the_same_prompt_again_evaluates_only_its_last_token(smollm2_path: Any) -> None:
+    with uml.Loader(smollm2_path, n_ctx=512) as m:
+        first = m.generate(COUNT["prompt"], max_tokens=COUNT["trusted_tokens"], temperature=0)
+        again = m.generate(COUNT["prompt"], max_tokens=COUNT["trusted_tokens"], temperature=0)
+    assert first.usage.cached_prompt_tokens == 0
+    assert again.usage.cached_prompt_tokens == again.usage.prompt_tokens - 1
+    assert first.text == again.text == COUNT["trusted_completion"]

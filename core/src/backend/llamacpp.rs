@@ -182,7 +182,44 @@ fn llama_kv_type(t: KvCacheType) -> LlamaKvType {
 /// A context bound to its model. Field order matters: `ctx` is dropped before `_model`.
 struct PooledContext {
     ctx: LlamaContext<'static>,
+    /// The tokens whose state the context holds, at positions 0.. of sequence 0: what an
+    /// earlier generation evaluated, kept so the next one can start from a shared prefix.
+    cached: Vec<Token>,
     _model: Arc<LlamaModel>,
+}
+
+impl PooledContext {
+    /// Forget every token the context holds.
+    fn forget(&mut self) {
+        self.ctx.clear_kv_cache();
+        self.cached.clear();
+    }
+
+    /// Keep the first `n` cached tokens and forget the rest; false when the memory cannot
+    /// drop a suffix (then nothing is kept).
+    fn truncate(&mut self, n: usize) -> bool {
+        if n >= self.cached.len() {
+            return n == self.cached.len();
+        }
+        if n == 0 {
+            self.forget();
+            return true;
+        }
+        // A sliding-window or recurrent memory may already have dropped early positions: then
+        // the prefix is not all there to keep.
+        let whole = self.ctx.kv_cache_seq_pos_min(0) <= 0;
+        let removed = u32::try_from(n)
+            .ok()
+            .and_then(|p0| self.ctx.clear_kv_cache_seq(Some(0), Some(p0), None).ok())
+            .unwrap_or(false);
+        if whole && removed {
+            self.cached.truncate(n);
+            true
+        } else {
+            self.forget();
+            false
+        }
+    }
 }
 
 // SAFETY: a llama.cpp context may be used from any thread as long as only one thread uses it at
@@ -257,6 +294,7 @@ impl LlamaLoaded {
         let ctx: LlamaContext<'static> = unsafe { std::mem::transmute(ctx) };
         Ok(PooledContext {
             ctx,
+            cached: Vec::new(),
             _model: self.model.clone(),
         })
     }
@@ -269,11 +307,15 @@ impl LlamaLoaded {
         }
     }
 
+    /// An idle context, or a new one. A generation context keeps what it holds (a session
+    /// reuses or forgets it as it decodes); an embedding context starts empty.
     fn take_context(&self, embeddings: bool) -> Result<PooledContext> {
         let idle = self.pool(embeddings).lock().pop();
         match idle {
             Some(mut pooled) => {
-                pooled.ctx.clear_kv_cache();
+                if embeddings {
+                    pooled.forget();
+                }
                 Ok(pooled)
             }
             None => self.new_context(embeddings),
@@ -420,6 +462,23 @@ impl Session for LlamaSession<'_> {
                 self.owner.plan.n_batch
             )));
         }
+        let pooled = self
+            .ctx
+            .as_mut()
+            .ok_or_else(|| Error::internal("session used after its context was returned"))?;
+        // Decoding at a position the context already holds replaces what follows it.
+        let first = first_pos as usize;
+        if first > pooled.cached.len() {
+            return Err(Error::internal(format!(
+                "decode at position {first} but the context holds {} tokens",
+                pooled.cached.len()
+            )));
+        }
+        if !pooled.truncate(first) {
+            return Err(Error::backend(format!(
+                "llama.cpp could not drop the context's tokens after position {first}"
+            )));
+        }
         self.batch.clear();
         let last = tokens.len() - 1;
         for (i, &t) in tokens.iter().enumerate() {
@@ -437,6 +496,11 @@ impl Session for LlamaSession<'_> {
             .as_mut()
             .ok_or_else(|| Error::internal("session used after its context was returned"))?;
         let result = pooled.ctx.decode(&mut self.batch);
+        match &result {
+            Ok(()) => pooled.cached.extend_from_slice(tokens),
+            // What the failed batch left behind is unknown: start the next generation afresh.
+            Err(_) => pooled.forget(),
+        }
         result.map_err(|e| match e {
             llama_cpp_2::DecodeError::NoKvCacheSlot => Error::new(
                 ErrorKind::ContextOverflow,
@@ -446,6 +510,21 @@ impl Session for LlamaSession<'_> {
         })?;
         self.last_index = last as i32;
         Ok(())
+    }
+
+    fn reuse_prefix(&mut self, prompt: &[Token]) -> Result<usize> {
+        let pooled = self
+            .ctx
+            .as_mut()
+            .ok_or_else(|| Error::internal("session used after its context was returned"))?;
+        let shared = pooled
+            .cached
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(prompt.len().saturating_sub(1));
+        Ok(if pooled.truncate(shared) { shared } else { 0 })
     }
 
     fn logits(&self) -> Result<&[f32]> {

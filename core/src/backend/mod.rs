@@ -111,6 +111,14 @@ pub trait Session {
     /// The raw logits (one per vocabulary entry) of the last decoded position, before any
     /// sampler touched them.
     fn logits(&self) -> Result<&[f32]>;
+    /// Keep the longest prefix of `prompt` whose state this session already holds (left by an
+    /// earlier generation on the same context: a repeated system prompt, the previous turns of
+    /// a chat) and forget the rest; returns its length, at most `prompt.len() - 1` so the last
+    /// token is decoded for its logits. Decoding then goes on from that position. A backend
+    /// that keeps nothing between generations keeps nothing here.
+    fn reuse_prefix(&mut self, _prompt: &[Token]) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// Which engine loads a model: the `backend` load option.

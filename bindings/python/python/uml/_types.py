@@ -196,6 +196,8 @@ class Usage(Record):
     """Token counts and timings of one generation."""
 
     prompt_tokens: int
+    cached_prompt_tokens: int
+    """Prompt tokens kept from an earlier generation's context instead of evaluated again."""
     completion_tokens: int
     prompt_ms: float
     generation_ms: float

@@ -9,7 +9,7 @@ use crate::task::{self, Queue};
 use napi::bindgen_prelude::{Float32Array, Object};
 use napi::Env;
 use napi_derive::napi;
-use parking_lot::Mutex;
+use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use serde_json::Value;
 use std::sync::{Arc, LazyLock};
 use uml_core::bench::BenchOptions;
@@ -229,12 +229,8 @@ impl Model {
     /// The model, held by the caller: the lock is held until the caller's task is registered,
     /// so a concurrent `close()` either comes first (the call rejects with MODEL_CLOSED) or
     /// cancels the task and waits for it.
-    fn open(&self) -> napi::Result<parking_lot::MutexGuard<'_, Option<Arc<uml_core::Model>>>> {
-        let guard = self.inner.lock();
-        if guard.is_none() {
-            return Err(self.closed_error());
-        }
-        Ok(guard)
+    fn open(&self) -> napi::Result<MappedMutexGuard<'_, Arc<uml_core::Model>>> {
+        MutexGuard::try_map(self.inner.lock(), Option::as_mut).map_err(|_| self.closed_error())
     }
 
     fn with_model<'env, R, D, W, C>(
@@ -247,12 +243,18 @@ impl Model {
     where
         R: Send + 'static,
         D: napi::bindgen_prelude::ToNapiValue + Send + 'static,
-        W: FnOnce(&uml_core::Model) -> uml_core::Result<R> + Send + 'static,
+        W: FnOnce(&uml_core::Model, &uml_core::CancelToken) -> uml_core::Result<R> + Send + 'static,
         C: FnOnce(R) -> uml_core::Result<D> + Send + 'static,
     {
-        let guard = self.open()?;
-        let model = guard.clone().ok_or_else(|| self.closed_error())?;
-        task::promise(env, &self.active, cancel, move || work(&model), convert)
+        let model = self.open()?;
+        let (held, token) = (Arc::clone(&model), cancel.clone());
+        task::promise(
+            env,
+            &self.active,
+            cancel,
+            move || work(&held, &token),
+            convert,
+        )
     }
 
     fn start_stream(
@@ -261,15 +263,15 @@ impl Model {
         params: GenerateParams,
         cancel: &CancelToken,
     ) -> napi::Result<Stream> {
-        let guard = self.open()?;
-        let model = guard.clone().ok_or_else(|| self.closed_error())?;
+        let model = self.open()?;
+        let held = Arc::clone(&model);
         let queue: Arc<PieceQueue> = Queue::new();
         let token = cancel.0.clone();
         let work_token = token.clone();
         runner::spawn(
             &self.active,
             token.clone(),
-            move |sink| job.run(&model, &params, &work_token, sink),
+            move |sink| job.run(&held, &params, &work_token, sink),
             PieceReporter(Arc::clone(&queue)),
         )
         .or_throw()?;
@@ -286,12 +288,10 @@ impl Model {
         params: GenerateParams,
         cancel: &CancelToken,
     ) -> napi::Result<Object<'env>> {
-        let token = cancel.0.clone();
-        let work_token = token.clone();
         self.with_model(
             env,
-            token,
-            move |model| job.run(model, &params, &work_token, &mut |_| true),
+            cancel.0.clone(),
+            move |model, cancel| job.run(model, &params, cancel, &mut |_| true),
             Ok,
         )
     }
@@ -332,17 +332,13 @@ impl Model {
     /// model }`.
     #[napi]
     pub fn info(&self) -> napi::Result<Value> {
-        let guard = self.open()?;
-        let model = guard.as_ref().ok_or_else(|| self.closed_error())?;
-        to_js(&model.describe()).or_throw()
+        to_js(&self.open()?.describe()).or_throw()
     }
 
     /// The width of the model's embedding vectors.
     #[napi(getter, js_name = "embeddingSize")]
     pub fn embedding_size(&self) -> napi::Result<u32> {
-        let guard = self.open()?;
-        let model = guard.as_ref().ok_or_else(|| self.closed_error())?;
-        Ok(model.embedding_size() as u32)
+        Ok(self.open()?.embedding_size() as u32)
     }
 
     /// Generate a continuation of `prompt`; resolves with the completion.
@@ -403,13 +399,11 @@ impl Model {
         cancel: &CancelToken,
     ) -> napi::Result<Object<'env>> {
         let messages = messages(&messages_json)?;
-        let token = cancel.0.clone();
-        let work_token = token.clone();
         self.with_model(
             env,
-            token,
-            move |model| {
-                model.render_chat_cancellable(&messages, add_generation_prompt, Some(&work_token))
+            cancel.0.clone(),
+            move |model, cancel| {
+                model.render_chat_cancellable(&messages, add_generation_prompt, Some(cancel))
             },
             Ok,
         )
@@ -423,14 +417,12 @@ impl Model {
         texts: Vec<String>,
         cancel: &CancelToken,
     ) -> napi::Result<Object<'env>> {
-        let token = cancel.0.clone();
-        let work_token = token.clone();
         self.with_model(
             env,
-            token,
-            move |model| {
+            cancel.0.clone(),
+            move |model, cancel| {
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                model.embed(&refs, Some(&work_token))
+                model.embed(&refs, Some(cancel))
             },
             |vectors| {
                 Ok(vectors
@@ -452,7 +444,7 @@ impl Model {
         self.with_model(
             env,
             uml_core::CancelToken::new(),
-            move |model| model.tokenize(&text, add_special),
+            move |model, _| model.tokenize(&text, add_special),
             Ok,
         )
     }
@@ -463,7 +455,7 @@ impl Model {
         self.with_model(
             env,
             uml_core::CancelToken::new(),
-            move |model| model.detokenize(&tokens),
+            move |model, _| model.detokenize(&tokens),
             Ok,
         )
     }
@@ -484,7 +476,7 @@ impl Model {
         self.with_model(
             env,
             uml_core::CancelToken::new(),
-            move |model| model.bench(&opts),
+            move |model, _| model.bench(&opts),
             |report| to_js(&report),
         )
     }

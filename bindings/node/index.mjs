@@ -24,6 +24,7 @@ export const {
   ModelClosedError,
   InternalError,
   BufferTooSmallError,
+  BusyError,
   ERRORS_BY_CODE,
 } = uml
 export default uml

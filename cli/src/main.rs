@@ -45,6 +45,9 @@ enum Command {
         /// Backend whose memory model to use: auto, llamacpp or candle.
         #[arg(long, default_value = "auto")]
         backend: String,
+        /// Generation slots, each with --ctx KV cells (llama.cpp allocates them all at load).
+        #[arg(long, default_value_t = 1)]
+        parallel: u32,
         #[arg(long)]
         json: bool,
     },
@@ -147,6 +150,10 @@ struct LoadArgs {
     /// Weight type of a Hugging Face folder in candle: f32 (the CPU default), f16 or bf16.
     #[arg(long)]
     dtype: Option<String>,
+    /// Generation slots, each with --ctx KV cells (default 1: the CLI runs one generation at
+    /// a time; the library's default is up to 4).
+    #[arg(long, default_value_t = 1)]
+    parallel: u32,
     /// Hide the loading progress bar.
     #[arg(long)]
     quiet: bool,
@@ -249,6 +256,7 @@ impl LoadArgs {
                 .map(|d| parse_enum("dtype", d))
                 .transpose()?,
             embeddings,
+            max_parallel: Some(self.parallel),
             ..LoadOptions::default()
         })
     }
@@ -393,6 +401,7 @@ fn run(command: Command) -> Result<(), Error> {
             kv_cache_type,
             gpu_layers,
             backend,
+            parallel,
             json,
         } => {
             let options = LoadOptions {
@@ -400,6 +409,7 @@ fn run(command: Command) -> Result<(), Error> {
                 kv_cache_type: parse_enum("kv-cache-type", &kv_cache_type)?,
                 gpu_layers: GpuLayers::Count(gpu_layers),
                 backend: parse_enum("backend", &backend)?,
+                max_parallel: Some(parallel),
                 ..LoadOptions::default()
             };
             let preflight = uml_core::estimate::preflight(&path, &options)?;
@@ -409,6 +419,7 @@ fn run(command: Command) -> Result<(), Error> {
             let est = &preflight.estimate;
             println!("backend        {}", preflight.backend);
             println!("context        {} tokens", est.n_ctx);
+            println!("slots          {}", est.parallel);
             println!("weights        {}", gib(est.weights_bytes));
             println!("kv cache       {}", gib(est.kv_cache_bytes));
             println!("compute        {}", gib(est.compute_bytes));

@@ -79,7 +79,7 @@ impl Model {
         // Untimed warm-up, as llama-bench does: one prompt pass and one generated token, so
         // page faults of the mmap'd weights and first-use allocations are not counted.
         {
-            let mut session = inner.new_session()?;
+            let mut session = inner.new_session(true)?;
             if opts.n_prompt > 0 {
                 decode_prompt(
                     session.as_mut(),
@@ -90,14 +90,14 @@ impl Model {
             }
         }
         if opts.n_gen > 0 {
-            let mut session = inner.new_session()?;
+            let mut session = inner.new_session(true)?;
             session.decode(&bench_tokens(1, vocab), 0)?;
         }
         if opts.n_prompt > 0 {
             let tokens = bench_tokens(opts.n_prompt, vocab);
             let mut samples = Vec::new();
             for _ in 0..opts.repetitions {
-                let mut session = inner.new_session()?;
+                let mut session = inner.new_session(true)?;
                 let start = Instant::now();
                 decode_prompt(session.as_mut(), &tokens, 0, &|| false)?;
                 samples.push(f64::from(opts.n_prompt) / start.elapsed().as_secs_f64());
@@ -112,7 +112,7 @@ impl Model {
             let tokens = bench_tokens(opts.n_gen, vocab);
             let mut samples = Vec::new();
             for _ in 0..opts.repetitions {
-                let mut session = inner.new_session()?;
+                let mut session = inner.new_session(true)?;
                 let start = Instant::now();
                 for (pos, &t) in tokens.iter().enumerate() {
                     session.decode(&[t], pos as u32)?;

@@ -37,11 +37,15 @@ pub enum ErrorKind {
     Internal = 12,
     /// A caller-provided output buffer is too small; the needed size is reported beside it.
     BufferTooSmall = 13,
+    /// The model is at capacity: every generation slot is running and the queue of callers
+    /// waiting for one is full. Try again later, or load with larger `max_parallel` /
+    /// `max_queued`.
+    Busy = 14,
 }
 
 impl ErrorKind {
     /// Every kind, in code order (bindings use it to check their mapping is complete).
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::InvalidArgument,
         ErrorKind::NotFound,
         ErrorKind::UnsupportedFormat,
@@ -55,6 +59,7 @@ impl ErrorKind {
         ErrorKind::ModelClosed,
         ErrorKind::Internal,
         ErrorKind::BufferTooSmall,
+        ErrorKind::Busy,
     ];
 
     /// The stable numeric code (equal to the C `uml_status`).
@@ -78,6 +83,7 @@ impl ErrorKind {
             ErrorKind::ModelClosed => "MODEL_CLOSED",
             ErrorKind::Internal => "INTERNAL",
             ErrorKind::BufferTooSmall => "BUFFER_TOO_SMALL",
+            ErrorKind::Busy => "BUSY",
         }
     }
 }
@@ -194,7 +200,7 @@ mod tests {
     #[test]
     fn codes_are_stable_and_unique() {
         let codes: Vec<i32> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=13).collect::<Vec<_>>());
+        assert_eq!(codes, (1..=14).collect::<Vec<_>>());
     }
 
     #[test]

@@ -59,6 +59,10 @@ pub struct EstimateOptions {
     pub flash_attention: bool,
     /// The weight type for backends that convert weights on load (candle): `None` = f32.
     pub dtype: Option<crate::options::WeightDtype>,
+    /// Generation slots sharing the context, each with `n_ctx` KV cells (llama.cpp allocates
+    /// them all at load; candle allocates a cache per running generation, so its estimate is
+    /// for one).
+    pub parallel: u32,
 }
 
 impl Default for EstimateOptions {
@@ -71,6 +75,7 @@ impl Default for EstimateOptions {
             n_ubatch: 512,
             flash_attention: true,
             dtype: None,
+            parallel: 1,
         }
     }
 }
@@ -86,6 +91,9 @@ pub struct MemoryEstimate {
     pub gpu_layers: u32,
     pub n_ubatch: u32,
     pub flash_attention: bool,
+    /// Generation slots counted in `kv_cache_bytes` (each `n_ctx` cells).
+    #[serde(default = "one_slot")]
+    pub parallel: u32,
     pub weights_bytes: u64,
     pub kv_cache_bytes: u64,
     /// Compute memory counted in the totals (resident on the host, committed on a GPU).
@@ -96,6 +104,10 @@ pub struct MemoryEstimate {
     pub host_bytes: u64,
     pub device_bytes: u64,
     pub total_bytes: u64,
+}
+
+fn one_slot() -> u32 {
+    1
 }
 
 impl MemoryEstimate {
@@ -250,6 +262,7 @@ impl EstimateOptions {
             n_ubatch: options.n_ubatch,
             flash_attention: options.flash_attention.unwrap_or(true),
             dtype: options.dtype,
+            parallel: options.max_parallel.unwrap_or(1),
         }
     }
 }
@@ -346,8 +359,9 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
     }
     let s = shape(info)?;
     let n_ctx = effective_n_ctx(info, opts);
-    let ctx = u128::from(n_ctx);
     let n_ub = u128::from(opts.n_ubatch.min(opts.n_batch).min(n_ctx));
+    // The cells of every slot: one unified cache, which attention and its mask span whole.
+    let ctx = u128::from(n_ctx) * u128::from(opts.parallel.max(1));
 
     // KV cache, per layer.
     let kv_layer = if s.has_kv {
@@ -440,6 +454,7 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
         gpu_layers: gpu_layers as u32,
         n_ubatch: n_ub as u32,
         flash_attention: opts.flash_attention,
+        parallel: opts.parallel.max(1),
         weights_bytes: bytes("weight size", host_weights + device_weights)?,
         kv_cache_bytes: bytes("KV cache", kv)?,
         compute_bytes: bytes("compute buffer", host_compute + device_compute)?,
@@ -529,8 +544,17 @@ pub fn check_fits(
         n_ubatch: est.n_ubatch.max(1),
         flash_attention: est.flash_attention,
         dtype,
+        parallel: est.parallel,
     };
     if est.host_bytes > hw.available_memory_bytes {
+        let slots_hint = if est.parallel > 1 {
+            format!(
+                "fewer generation slots (max_parallel, now {}), ",
+                est.parallel
+            )
+        } else {
+            String::new()
+        };
         let largest = largest_context_that_fits(estimator, info, &opts, hw.available_memory_bytes);
         let ctx_hint = match largest {
             Some(n) if n < est.n_ctx => format!("a smaller n_ctx (about {n} fits)"),
@@ -547,8 +571,8 @@ pub fn check_fits(
             ErrorKind::OutOfMemory,
             format!(
                 "{} needs about {} of RAM at n_ctx {} (weights {}, KV cache {} as {}, compute \
-                 {}, overhead {}) but only {} is available; use {ctx_hint}, {cache_hint}or a \
-                 smaller quantization of the model",
+                 {}, overhead {}) but only {} is available; use {ctx_hint}, {slots_hint}\
+                 {cache_hint}or a smaller quantization of the model",
                 info.path.display(),
                 format_bytes(est.host_bytes),
                 est.n_ctx,

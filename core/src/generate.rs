@@ -26,7 +26,7 @@ pub(crate) fn generate_tokens(
             "the prompt is empty: give at least one token of text",
         ));
     }
-    let mut session = model.new_session()?;
+    let mut session = model.new_session(params.deterministic)?;
     let n_ctx = session.n_ctx() as usize;
     let mut sampler = Sampler::new(params, model.vocab_size(), session.n_ctx(), constraint)?;
     sampler.accept_prompt(prompt);

@@ -1,7 +1,7 @@
 //! `Model`: the one public entry point every host uses. It walks the flow of DESIGN.md:
 //! inspect → estimate → select backend → load (with progress) → generate / chat / embed.
 
-use crate::admission::{self, Admission};
+use crate::admission::{self, Admission, Refused};
 use crate::backend::{self, Backend, LoadPlan, LoadedModel, Skipped, Token};
 use crate::chat::content::{self, ControlTexts};
 use crate::chat::{ChatMessage, ChatTemplate};
@@ -174,7 +174,7 @@ impl Model {
             };
             progress(LoadStage::Ready, 1.0);
             let chat_template = chat_template_for(&info, options);
-            let admission = Admission::new(plan.max_parallel);
+            let admission = Admission::new(plan.max_parallel, plan.max_queued);
             return Ok(Model {
                 inner: std::mem::ManuallyDrop::new(inner),
                 info,
@@ -357,8 +357,10 @@ impl Model {
         let params = self.with_default_seed(params);
         let constraint = self.constraint_for(&params)?;
         // Cancelled while waiting in line: nothing was evaluated, like a cancelled prompt.
-        let Some(_permit) = self.admission.enter(cancel) else {
-            return Ok(Completion::cancelled());
+        let _permit = match self.admission.enter(cancel) {
+            Ok(permit) => permit,
+            Err(Refused::Cancelled) => return Ok(Completion::cancelled()),
+            Err(busy) => return Err(self.busy_error(busy)),
         };
         generate_tokens(
             self.inner.as_ref(),
@@ -424,11 +426,15 @@ impl Model {
 
     /// One embedding vector per text.
     pub fn embed(&self, texts: &[&str], cancel: Option<&CancelToken>) -> Result<Vec<Vec<f32>>> {
-        let Some(_permit) = self.admission.enter(cancel) else {
-            return Err(Error::new(
-                ErrorKind::Cancelled,
-                "embed: cancelled while waiting for a free context",
-            ));
+        let _permit = match self.admission.enter(cancel) {
+            Ok(permit) => permit,
+            Err(Refused::Cancelled) => {
+                return Err(Error::new(
+                    ErrorKind::Cancelled,
+                    "embed: cancelled while waiting for a free context",
+                ))
+            }
+            Err(busy) => return Err(self.busy_error(busy)),
         };
         texts
             .iter()
@@ -437,6 +443,28 @@ impl Model {
                 self.inner.embed(t, cancel)
             })
             .collect()
+    }
+
+    fn busy_error(&self, refused: Refused) -> Error {
+        let (running, queued) = match refused {
+            Refused::Busy { running, queued } => (running, queued),
+            Refused::Cancelled => (0, 0),
+        };
+        Error::new(
+            ErrorKind::Busy,
+            format!(
+                "the model is busy: {running} generations are running (max_parallel {}) and \
+                 {queued} callers are waiting (max_queued {}); try again later, or load with a \
+                 larger max_parallel or max_queued",
+                self.plan.max_parallel, self.plan.max_queued
+            ),
+        )
+    }
+
+    /// Decodes of the shared generation context so far and the sequence steps they carried
+    /// (`None` for a backend that does not batch generations).
+    pub fn batch_stats(&self) -> Option<backend::BatchStats> {
+        self.inner.batch_stats()
     }
 
     /// Width of the vectors `embed` returns.
@@ -604,7 +632,23 @@ pub fn plan_load(
         n_ctx: Some(n_ctx),
         ..options.clone()
     };
-    let estimate = estimate::for_backend(estimator, info, &resolved, hw)?;
+    let mut estimate = estimate::for_backend(estimator, info, &resolved, hw)?;
+    // Slots: as asked, or as many as half the memory left beside one slot holds (at most
+    // admission::MAX_AUTO_PARALLEL); the estimate then counts them all.
+    let max_parallel = match options.max_parallel {
+        Some(n) => n,
+        None => {
+            let auto = admission::parallel_from_memory(&estimate, hw.available_memory_bytes);
+            if auto > 1 {
+                let slots = LoadOptions {
+                    max_parallel: Some(auto),
+                    ..resolved
+                };
+                estimate = estimate::for_backend(estimator, info, &slots, hw)?;
+            }
+            auto
+        }
+    };
     estimate::check_fits(estimator, info, &estimate, options.dtype, hw)?;
     let n_batch = options.n_batch.min(n_ctx).max(1);
     let plan = LoadPlan {
@@ -621,9 +665,8 @@ pub fn plan_load(
         dtype: options.dtype,
         embeddings: options.embeddings,
         normalize_embeddings: options.normalize_embeddings,
-        max_parallel: options.max_parallel.unwrap_or_else(|| {
-            admission::parallel_from_memory(&estimate, hw.available_memory_bytes)
-        }),
+        max_parallel,
+        max_queued: options.max_queued.unwrap_or(admission::DEFAULT_MAX_QUEUED),
     };
     Ok((plan, estimate))
 }

@@ -147,8 +147,12 @@ impl WeightDtype {
 /// sizes could overflow. Whether a context fits in memory is the estimate's call.
 pub const MAX_N_CTX: u32 = 1 << 24;
 
-/// Largest `max_parallel` a load accepts.
-pub const MAX_PARALLEL: u32 = 1024;
+/// Largest `max_parallel` a load accepts: llama.cpp's limit on sequences in one context
+/// (`LLAMA_MAX_SEQ`).
+pub const MAX_PARALLEL: u32 = 256;
+
+/// Largest `max_queued` a load accepts.
+pub const MAX_QUEUED: u32 = 1 << 20;
 
 /// Most threads a load accepts: ggml's own limit (`GGML_MAX_N_THREADS`).
 pub const MAX_THREADS: u32 = 512;
@@ -201,10 +205,15 @@ pub struct LoadOptions {
     /// template's own markup yields control tokens. `true`: the whole rendered prompt is
     /// parsed for control tokens, as llama.cpp's server and transformers do.
     pub control_tokens_in_messages: bool,
-    /// Most generations and embedding calls running on this model at once (each holds a
-    /// context: KV cache and compute buffers); more wait in line, cancellably. `None` = as
-    /// many as the memory left after loading holds, at most 16.
+    /// Most generations and embedding calls running on this model at once. With llama.cpp
+    /// these are the slots of the shared generation context, each with `n_ctx` KV cells
+    /// (allocated at load, and counted in the memory estimate); their decodes are batched.
+    /// More callers wait in line, in arrival order and cancellably. `None` = up to 4, fewer
+    /// when the memory left after loading holds fewer.
     pub max_parallel: Option<u32>,
+    /// Most callers waiting in line for a free slot; one more fails at once with `Busy`
+    /// rather than queueing without bound. 0 = no line. `None` = 512.
+    pub max_queued: Option<u32>,
 }
 
 impl Default for LoadOptions {
@@ -228,6 +237,7 @@ impl Default for LoadOptions {
             dtype: None,
             control_tokens_in_messages: false,
             max_parallel: None,
+            max_queued: None,
         }
     }
 }
@@ -253,6 +263,7 @@ impl LoadOptions {
         "dtype",
         "control_tokens_in_messages",
         "max_parallel",
+        "max_queued",
     ];
 
     /// Parse a JSON object of load options (an empty string, `null` or `{}` gives the
@@ -297,6 +308,12 @@ impl LoadOptions {
             MAX_PARALLEL,
             "or omit it to fit the memory",
         )?;
+        if let Some(n) = self.max_queued.filter(|&n| n > MAX_QUEUED) {
+            return Err(Error::invalid_argument(format!(
+                "load option max_queued = {n} is invalid: it must be 0 to {MAX_QUEUED} (or omit \
+                 it for 512)"
+            )));
+        }
         in_range("n_batch", Some(self.n_batch), MAX_N_CTX, "default 512")?;
         in_range("n_ubatch", Some(self.n_ubatch), MAX_N_CTX, "default 512")?;
         if self.n_ubatch > self.n_batch {

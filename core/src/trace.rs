@@ -37,7 +37,7 @@ pub fn greedy_trace(model: &Model, prompt: &[Token], n_predict: u32) -> Result<V
         return Err(Error::invalid_argument("greedy_trace: the prompt is empty"));
     }
     let loaded = model.loaded();
-    let mut session = loaded.new_session()?;
+    let mut session = loaded.new_session(true)?;
     let n_ctx = session.n_ctx() as usize;
     if prompt.len() + n_predict as usize > n_ctx {
         return Err(Error::new(
@@ -79,7 +79,7 @@ pub fn last_logits(model: &Model, tokens: &[Token]) -> Result<Vec<f32>> {
     if tokens.is_empty() {
         return Err(Error::invalid_argument("last_logits: no tokens"));
     }
-    let mut session = model.loaded().new_session()?;
+    let mut session = model.loaded().new_session(true)?;
     decode_prompt(session.as_mut(), tokens, 0, &|| false)?;
     Ok(session.logits()?.to_vec())
 }

@@ -32,10 +32,10 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-/// Load `path` in a child process with `backend` and `n_ctx`, fill the context, and return
-/// (estimated, measured) bytes.
-fn measure(path: &Path, backend: &str, n_ctx: u32) -> (f64, f64) {
-    let spec = format!("{backend} {n_ctx} {}", path.display());
+/// Load `path` in a child process with `backend`, `n_ctx` and `slots` generation slots, fill
+/// every slot's context at once, and return (estimated, measured) bytes.
+fn measure(path: &Path, backend: &str, n_ctx: u32, slots: u32) -> (f64, f64) {
+    let spec = format!("{backend} {n_ctx} {slots} {}", path.display());
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -63,19 +63,20 @@ fn measure(path: &Path, backend: &str, n_ctx: u32) -> (f64, f64) {
     (nums[0], nums[1])
 }
 
-fn check(path: &Path, backend: &str, sizes: [u32; 2]) {
-    for n_ctx in sizes {
-        let (estimated, used) = measure(path, backend, n_ctx);
+fn check(path: &Path, backend: &str, cases: &[(u32, u32)]) {
+    for &(n_ctx, slots) in cases {
+        let (estimated, used) = measure(path, backend, n_ctx, slots);
         let ratio = used / estimated;
         eprintln!(
-            "{backend} n_ctx {n_ctx}: estimated {:.1} MiB, measured {:.1} MiB, ratio {ratio:.3}",
+            "{backend} n_ctx {n_ctx} x {slots} slots: estimated {:.1} MiB, measured {:.1} MiB, \
+             ratio {ratio:.3}",
             estimated / 1048576.0,
             used / 1048576.0
         );
         assert!(
             (0.90..=1.10).contains(&ratio),
-            "{backend} n_ctx {n_ctx}: estimate {estimated} vs measured RSS growth {used} \
-             (ratio {ratio:.3}, allowed 0.90..1.10)"
+            "{backend} n_ctx {n_ctx} x {slots} slots: estimate {estimated} vs measured RSS \
+             growth {used} (ratio {ratio:.3}, allowed 0.90..1.10)"
         );
     }
 }
@@ -84,13 +85,18 @@ fn check(path: &Path, backend: &str, sizes: [u32; 2]) {
 /// loading beside the first changes how much freed memory the allocator keeps by ~5%.
 #[test]
 fn estimates_are_within_10_percent_of_real_rss() {
-    check(&model_path(SMOLLM2), "llamacpp", [2048, 8192]);
+    // Two context sizes on one slot, and four slots generating at once, each filling its own.
+    check(
+        &model_path(SMOLLM2),
+        "llamacpp",
+        &[(2048, 1), (8192, 1), (2048, 4)],
+    );
     #[cfg(feature = "candle")]
     {
         let dir = tempfile::tempdir().unwrap();
         let folder: PathBuf = dir.path().join("smollm2-hf");
         uml_core::convert::gguf_to_hf(&model_path(SMOLLM2), &folder).unwrap();
-        check(&folder, "candle", [512, 2048]);
+        check(&folder, "candle", &[(512, 1), (2048, 1)]);
     }
 }
 
@@ -101,9 +107,10 @@ fn measure_in_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let mut parts = spec.splitn(3, ' ');
-    let (backend, n_ctx, path) = (
+    let mut parts = spec.splitn(4, ' ');
+    let (backend, n_ctx, slots, path) = (
         parts.next().unwrap(),
+        parts.next().unwrap().parse::<u32>().unwrap(),
         parts.next().unwrap().parse::<u32>().unwrap(),
         PathBuf::from(parts.next().unwrap()),
     );
@@ -111,6 +118,7 @@ fn measure_in_child() {
     let options = LoadOptions {
         n_ctx: Some(n_ctx),
         backend: serde_json::from_value(serde_json::json!(backend)).unwrap(),
+        max_parallel: Some(slots),
         ..LoadOptions::default()
     };
     let model = Model::load(&path, &options, None).unwrap();
@@ -119,18 +127,27 @@ fn measure_in_child() {
         max_tokens: 8,
         ..GenerateParams::greedy()
     };
-    let prompt = " the".repeat(n_ctx as usize - 16);
-    // Sampled while the session is alive with its context full; read after the generation, RSS
-    // would also hold (or not) whatever the allocator kept of the freed session, which swung
-    // by 10% between identical runs.
-    let mut peak = 0u64;
-    let out = model
-        .generate(&prompt, &params, None, &mut |_| {
-            peak = peak.max(rss_bytes());
-            true
-        })
-        .unwrap();
-    assert!(out.usage.prompt_tokens + 16 >= n_ctx, "{:?}", out.usage);
+    // Sampled while the sessions are alive with their contexts full; read after the
+    // generation, RSS would also hold (or not) whatever the allocator kept of the freed
+    // session, which swung by 10% between identical runs. Each slot's prompt differs from the
+    // others' from the first token, so no slot shares cells with another.
+    let peak = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for slot in 0..slots {
+            let (model, params, peak) = (&model, &params, &peak);
+            s.spawn(move || {
+                let prompt = format!("{slot}{}", " the".repeat(n_ctx as usize - 16));
+                let out = model
+                    .generate(&prompt, params, None, &mut |_| {
+                        peak.fetch_max(rss_bytes(), std::sync::atomic::Ordering::SeqCst);
+                        true
+                    })
+                    .unwrap();
+                assert!(out.usage.prompt_tokens + 16 >= n_ctx, "{:?}", out.usage);
+            });
+        }
+    });
+    let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
     println!(
         "MEASURED {} {}",
         model.memory().host_bytes,

@@ -74,27 +74,182 @@ fn greedy_output_is_identical_run_to_run_and_streams_the_same_text() {
     );
 }
 
+/// Four generations at once share the model's slots and are decoded together. Batching may
+/// round the last bits differently from a lone decode, so each text must agree with its lone
+/// greedy trace up to the first near-tie (margin under 1 logit, the fixtures' rule across
+/// CPUs); a failure prints every step's margin, which shows where and by how much it split.
+/// With `deterministic`, each runs alone in a context of its own: exactly the lone text.
 #[test]
-fn four_threads_generate_what_each_gets_alone() {
-    let model = smollm2();
-    let prompts = [
-        "The capital of France is",
-        "def fibonacci(n):",
-        "The three primary colors are",
-        "Water boils at",
-    ];
+fn four_batched_generations_agree_with_each_alone() {
+    let model = Model::load(
+        model_path(SMOLLM2),
+        &LoadOptions {
+            max_parallel: Some(4),
+            ..test_options()
+        },
+        None,
+    )
+    .unwrap();
+    let prompts: Vec<String> = ["smollm2_count_greedy.json", "smollm2_code_greedy.json"]
+        .iter()
+        .map(|f| reference(f).prompt)
+        .chain([
+            "The alphabet: A, B, C,".to_string(),
+            "Count from 5: 5, 6,".to_string(),
+        ])
+        .collect();
+    let alone_params = GenerateParams {
+        deterministic: true,
+        ..greedy(24)
+    };
     let alone: Vec<String> = prompts
         .iter()
-        .map(|p| model.complete(p, &greedy(20)).unwrap().text)
+        .map(|p| model.complete(p, &alone_params).unwrap().text)
         .collect();
-    let together: Vec<String> = std::thread::scope(|s| {
+    let run_together = |params: &GenerateParams| -> Vec<String> {
+        let barrier = std::sync::Barrier::new(prompts.len());
+        std::thread::scope(|s| {
+            let handles: Vec<_> = prompts
+                .iter()
+                .map(|p| {
+                    let barrier = &barrier;
+                    let model = &model;
+                    s.spawn(move || {
+                        barrier.wait();
+                        model.complete(p, params).unwrap().text
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    };
+
+    let before = model.batch_stats().unwrap();
+    let batched = run_together(&greedy(24));
+    let after = model.batch_stats().unwrap();
+    let (decodes, steps) = (
+        after.decodes - before.decodes,
+        after.sequence_steps - before.sequence_steps,
+    );
+    // 4 × 24 steps (fewer if one stops early) in about 24 shared decodes, not 96 lone ones.
+    assert!(
+        steps as f64 / decodes as f64 > 2.5,
+        "{steps} sequence steps in {decodes} decodes: the generations were not batched"
+    );
+    for (i, prompt) in prompts.iter().enumerate() {
+        let trusted = trusted_greedy(&model, prompt, None);
+        assert_agree(&batched[i], &alone[i], &trusted);
+    }
+
+    let deterministic = run_together(&alone_params);
+    assert_eq!(deterministic, alone);
+}
+
+/// Eight callers on four slots: four run at once (batched), four wait in line and then run;
+/// every text is the lone one up to its first near-tie.
+#[test]
+fn eight_callers_on_four_slots_all_finish() {
+    let model = Model::load(
+        model_path(SMOLLM2),
+        &LoadOptions {
+            max_parallel: Some(4),
+            ..test_options()
+        },
+        None,
+    )
+    .unwrap();
+    let prompts: Vec<String> = (1..=8)
+        .map(|i| format!("Count from {i}: {i}, {},", i + 1))
+        .collect();
+    let running = std::sync::atomic::AtomicU32::new(0);
+    let peak = std::sync::atomic::AtomicU32::new(0);
+    let texts: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = prompts
             .iter()
-            .map(|p| s.spawn(move || model.complete(p, &greedy(20)).unwrap().text))
+            .map(|p| {
+                let (model, running, peak) = (&model, &running, &peak);
+                s.spawn(move || {
+                    let mut first_piece = true;
+                    let out = model
+                        .generate(p, &greedy(24), None, &mut |_| {
+                            if first_piece {
+                                first_piece = false;
+                                let now = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                peak.fetch_max(now + 1, std::sync::atomic::Ordering::SeqCst);
+                            }
+                            true
+                        })
+                        .unwrap();
+                    running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    out
+                })
+            })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .map(|h| {
+                let out = h.join().unwrap();
+                assert_eq!(out.finish_reason, FinishReason::Length);
+                out.text
+            })
+            .collect()
     });
-    assert_eq!(alone, together);
+    assert!(peak.load(std::sync::atomic::Ordering::SeqCst) <= 4);
+    for (prompt, text) in prompts.iter().zip(&texts) {
+        let trusted = trusted_greedy(&model, prompt, None);
+        let alone = model
+            .complete(
+                prompt,
+                &GenerateParams {
+                    deterministic: true,
+                    ..greedy(24)
+                },
+            )
+            .unwrap()
+            .text;
+        assert_agree(text, &alone, &trusted);
+    }
+}
+
+/// With every slot running and no room in line, a caller gets `Busy` at once, naming the
+/// options that would make room; the running generation is untouched.
+#[test]
+fn a_full_line_is_busy_not_unbounded() {
+    let model = Model::load(
+        model_path(SMOLLM2),
+        &LoadOptions {
+            max_parallel: Some(1),
+            max_queued: Some(0),
+            ..test_options()
+        },
+        None,
+    )
+    .unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let cancel = CancelToken::new();
+    std::thread::scope(|s| {
+        let running = s.spawn(|| {
+            let mut started = Some(started_tx);
+            model.generate("Once upon a time", &greedy(200), Some(&cancel), &mut |_| {
+                if let Some(tx) = started.take() {
+                    tx.send(()).unwrap();
+                }
+                true
+            })
+        });
+        started_rx.recv().unwrap();
+        let err = model.complete("Hello", &greedy(4)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Busy);
+        assert!(
+            err.message().contains("max_parallel") && err.message().contains("max_queued"),
+            "{err}"
+        );
+        cancel.cancel();
+        let out = running.join().unwrap().unwrap();
+        assert_eq!(out.finish_reason, FinishReason::Cancelled);
+    });
+    // Room again: the next caller runs.
+    assert!(model.complete("Hello", &greedy(4)).is_ok());
 }
 
 #[test]

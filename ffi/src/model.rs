@@ -59,11 +59,15 @@ fn stage_name(stage: LoadStage) -> &'static std::ffi::CStr {
 ///   `control_tokens_in_messages`: false (default: control-token text such as `<|im_start|>`
 ///   inside chat message contents stays plain text, so a message cannot forge a turn) or true
 ///   (it becomes the control token, as in llama.cpp's server), `max_parallel`: null (default:
-///   as many as the memory left after loading holds, at most 16) or 1 to 1024, the most
-///   `uml_generate` / `uml_chat` / `uml_embed` calls running on the model at once; more wait
-///   in line and leave it when their `uml_cancel` is cancelled); omitted keys take their
-///   defaults. Numbers out of range (`n_ctx`, `n_batch`, `n_ubatch`: 1 to 16777216; thread
-///   counts: 1 to 512) are `UML_ERR_INVALID_ARGUMENT`. Borrowed for the call.
+///   up to 4, fewer when the memory left after loading holds fewer) or 1 to 256, the most
+///   `uml_generate` / `uml_chat` / `uml_embed` calls running on the model at once (with
+///   llama.cpp, the slots of one shared context, each with `n_ctx` KV cells, allocated at
+///   load and counted in the estimate; their decodes are batched); more wait in line, in
+///   arrival order, and leave it when their `uml_cancel` is cancelled; `max_queued`: null
+///   (default 512) or 0 to 1048576, the most calls waiting in that line: one more fails at
+///   once with `UML_ERR_BUSY`); omitted keys take their defaults. Numbers out of range
+///   (`n_ctx`, `n_batch`, `n_ubatch`: 1 to 16777216; thread counts: 1 to 512) are
+///   `UML_ERR_INVALID_ARGUMENT`. Borrowed for the call.
 /// - `progress`, `user`: optional progress callback (NULL for none) and the pointer passed to
 ///   it unchanged.
 /// - `out_model`: receives the new handle on success; the caller owns it and releases it with

@@ -39,6 +39,9 @@ pub enum uml_status {
     UML_ERR_INTERNAL = 12,
     /// A caller-provided buffer is too small; the needed size is written to the size output.
     UML_ERR_BUFFER_TOO_SMALL = 13,
+    /// Every generation slot of the model is running and the queue of callers waiting for one
+    /// is full: try again later, or load with a larger `max_parallel` / `max_queued`.
+    UML_ERR_BUSY = 14,
 }
 
 impl From<ErrorKind> for uml_status {
@@ -58,6 +61,7 @@ impl From<ErrorKind> for uml_status {
             ErrorKind::ModelClosed => uml_status::UML_ERR_MODEL_CLOSED,
             ErrorKind::Internal => uml_status::UML_ERR_INTERNAL,
             ErrorKind::BufferTooSmall => uml_status::UML_ERR_BUFFER_TOO_SMALL,
+            ErrorKind::Busy => uml_status::UML_ERR_BUSY,
         }
     }
 }
@@ -84,6 +88,7 @@ pub(crate) fn name(code: i32) -> &'static std::ffi::CStr {
             uml_status::UML_ERR_MODEL_CLOSED => c"UML_ERR_MODEL_CLOSED",
             uml_status::UML_ERR_INTERNAL => c"UML_ERR_INTERNAL",
             uml_status::UML_ERR_BUFFER_TOO_SMALL => c"UML_ERR_BUFFER_TOO_SMALL",
+            uml_status::UML_ERR_BUSY => c"UML_ERR_BUSY",
         },
         None => c"UML_ERR_UNKNOWN",
     }

@@ -58,6 +58,7 @@ static void test_versions_and_names(void) {
     CHECK(strcmp(uml_status_name(UML_OK), "UML_OK") == 0);
     CHECK(strcmp(uml_status_name(UML_ERR_NOT_FOUND), "UML_ERR_NOT_FOUND") == 0);
     CHECK(strcmp(uml_status_name(UML_ERR_BUFFER_TOO_SMALL), "UML_ERR_BUFFER_TOO_SMALL") == 0);
+    CHECK(strcmp(uml_status_name(UML_ERR_BUSY), "UML_ERR_BUSY") == 0);
     CHECK(strcmp(uml_status_name(-3), "UML_ERR_UNKNOWN") == 0);
     CHECK(strcmp(uml_status_name(1000), "UML_ERR_UNKNOWN") == 0);
     for (int s = 0; s <= 13; s++) CHECK(strncmp(uml_status_name(s), "UML_", 4) == 0);

@@ -1,6 +1,7 @@
 /* The real model from C: greedy output equal to the recorded reference, streaming, stopping
  * from the callback, cancelling from a second pthread, chat, embeddings, tokenize round trip,
- * 8 pthreads generating from one handle at once with the single-threaded result, and freeing
+ * 8 pthreads generating from one handle at once (batched, and alone) with the reference, a
+ * full line refused with UML_ERR_BUSY, and freeing
  * a handle while another thread generates from it; cancelling with every core busy.
  *
  *   test_smollm2 SMOLLM2.gguf PROMPT N_PREDICT EXPECTED_COMPLETION \
@@ -283,37 +284,91 @@ static void test_embed(void) {
 }
 
 #define N_THREADS 8
-static const char *PROMPTS[4] = {"The capital of France is", "def fibonacci(n):", "The three primary colors are", "Water boils at"};
 
 struct job {
     const char *prompt;
+    int n_predict;
+    bool deterministic;
     struct text out;
 };
 
 static void *generate_job(void *arg) {
     struct job *job = arg;
-    greedy(job->prompt, 16, &job->out, NULL, NULL);
+    char params[128];
+    snprintf(params, sizeof params, "{\"temperature\": 0, \"max_tokens\": %d, \"deterministic\": %s}",
+             job->n_predict, job->deterministic ? "true" : "false");
+    CHECK_OK(uml_generate(model, job->prompt, params, collect, &job->out, NULL, NULL));
     return NULL;
 }
 
-static void test_threads(void) {
-    struct text alone[4];
-    memset(alone, 0, sizeof alone);
-    for (int i = 0; i < 4; i++) greedy(PROMPTS[i], 16, &alone[i], NULL, NULL);
+/* 8 threads on one handle: the batched ones share decodes of the model's slots, the
+ * deterministic ones run alone; every text is the fixture's trusted completion. */
+static void test_threads(const char *prompt, int n_predict, const char *expected) {
     static struct job jobs[N_THREADS];
     pthread_t threads[N_THREADS];
     memset(jobs, 0, sizeof jobs);
     for (int i = 0; i < N_THREADS; i++) {
-        jobs[i].prompt = PROMPTS[i % 4];
+        jobs[i].prompt = prompt;
+        jobs[i].n_predict = n_predict;
+        jobs[i].deterministic = i % 2 == 1;
         CHECK(pthread_create(&threads[i], NULL, generate_job, &jobs[i]) == 0);
     }
     for (int i = 0; i < N_THREADS; i++) CHECK(pthread_join(threads[i], NULL) == 0);
     for (int i = 0; i < N_THREADS; i++) {
-        if (strcmp(jobs[i].out.buf, alone[i % 4].buf) != 0) {
-            fprintf(stderr, "thread %d: \"%s\" != single-threaded \"%s\"\n", i, jobs[i].out.buf, alone[i % 4].buf);
+        if (strcmp(jobs[i].out.buf, expected) != 0) {
+            fprintf(stderr, "thread %d: \"%s\" != the reference \"%s\"\n", i, jobs[i].out.buf, expected);
             exit(1);
         }
     }
+}
+
+struct busy_job {
+    const uml_model *model;
+    const uml_cancel *cancel;
+    atomic_int started;
+    uml_status status;
+    struct text out;
+};
+
+static bool note_started(const char *piece, size_t len, void *user) {
+    struct busy_job *job = user;
+    atomic_store(&job->started, 1);
+    return collect(piece, len, &job->out);
+}
+
+static void *generate_long(void *arg) {
+    struct busy_job *job = arg;
+    job->status = uml_generate(job->model, "Once upon a time", "{\"temperature\": 0, \"max_tokens\": 200}",
+                               note_started, job, job->cancel, NULL);
+    return NULL;
+}
+
+/* One slot and no line: a second call while the first runs is UML_ERR_BUSY at once. */
+static void test_busy(const char *path) {
+    uml_model *m = NULL;
+    CHECK_OK(uml_model_load(path, "{\"n_ctx\": 256, \"max_parallel\": 1, \"max_queued\": 0}", NULL, NULL, &m));
+    uml_cancel *cancel = NULL;
+    CHECK_OK(uml_cancel_new(&cancel));
+    static struct busy_job job;
+    memset(&job, 0, sizeof job);
+    job.model = m;
+    job.cancel = cancel;
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, generate_long, &job) == 0);
+    while (!atomic_load(&job.started)) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    char *result = NULL;
+    CHECK_STATUS(uml_generate(m, "Hello", "{\"max_tokens\": 4}", NULL, NULL, NULL, &result), UML_ERR_BUSY, "max_queued");
+    CHECK(result == NULL);
+    uml_cancel_cancel(cancel);
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(job.status == UML_OK);
+    CHECK_OK(uml_generate(m, "Hello", "{\"max_tokens\": 4}", NULL, NULL, NULL, &result));
+    uml_string_free(result);
+    uml_cancel_free(cancel);
+    uml_model_free(m);
 }
 
 struct free_job {
@@ -388,7 +443,8 @@ int main(int argc, char **argv) {
     test_control_tokens_in_messages(argv[1]);
     test_tokens();
     test_embed();
-    test_threads();
+    test_threads(argv[2], atoi(argv[3]), argv[4]);
+    test_busy(argv[1]);
     test_free_while_generating(argv[1], argv[2], atoi(argv[3]), argv[4]);
 
     uml_model_free(m);

@@ -1,5 +1,5 @@
 /** The stable code of every core error kind (core's `ErrorKind::name`). */
-export type ErrorCode = 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'UNSUPPORTED_FORMAT' | 'INVALID_MODEL' | 'OUT_OF_MEMORY' | 'CANCELLED' | 'BACKEND' | 'IO' | 'CONTEXT_OVERFLOW' | 'UNSUPPORTED' | 'MODEL_CLOSED' | 'INTERNAL' | 'BUFFER_TOO_SMALL';
+export type ErrorCode = 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'UNSUPPORTED_FORMAT' | 'INVALID_MODEL' | 'OUT_OF_MEMORY' | 'CANCELLED' | 'BACKEND' | 'IO' | 'CONTEXT_OVERFLOW' | 'UNSUPPORTED' | 'MODEL_CLOSED' | 'INTERNAL' | 'BUFFER_TOO_SMALL' | 'BUSY';
 /** Every error uml raises. `code` says which kind; `message` is core's, naming the problem and
  * the fix. */
 export declare class UmlError extends Error {
@@ -63,6 +63,11 @@ export declare class InternalError extends UmlError {
 }
 /** A buffer too small (C ABI only; listed so every kind has a class). */
 export declare class BufferTooSmallError extends UmlError {
+    constructor(message: string);
+}
+/** Every generation slot is running and the queue of callers waiting for one is full: try
+ * again later, or load with a larger `maxParallel` / `maxQueued`. */
+export declare class BusyError extends UmlError {
     constructor(message: string);
 }
 /** The class for each code. */

@@ -3,7 +3,7 @@
 // and core's message. The addon encodes a core error as `[uml:CODE] message`; `translate`
 // turns that into the class for CODE.
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.ERRORS_BY_CODE = exports.BufferTooSmallError = exports.InternalError = exports.ModelClosedError = exports.UnsupportedError = exports.ContextOverflowError = exports.IoError = exports.BackendError = exports.AbortError = exports.OutOfMemoryError = exports.InvalidModelError = exports.UnsupportedFormatError = exports.ModelNotFoundError = exports.InvalidArgumentError = exports.UmlError = void 0;
+exports.ERRORS_BY_CODE = exports.BusyError = exports.BufferTooSmallError = exports.InternalError = exports.ModelClosedError = exports.UnsupportedError = exports.ContextOverflowError = exports.IoError = exports.BackendError = exports.AbortError = exports.OutOfMemoryError = exports.InvalidModelError = exports.UnsupportedFormatError = exports.ModelNotFoundError = exports.InvalidArgumentError = exports.UmlError = void 0;
 exports.translate = translate;
 /** Every error uml raises. `code` says which kind; `message` is core's, naming the problem and
  * the fix. */
@@ -108,6 +108,14 @@ class BufferTooSmallError extends UmlError {
     }
 }
 exports.BufferTooSmallError = BufferTooSmallError;
+/** Every generation slot is running and the queue of callers waiting for one is full: try
+ * again later, or load with a larger `maxParallel` / `maxQueued`. */
+class BusyError extends UmlError {
+    constructor(message) {
+        super('BUSY', message);
+    }
+}
+exports.BusyError = BusyError;
 /** The class for each code. */
 exports.ERRORS_BY_CODE = {
     INVALID_ARGUMENT: InvalidArgumentError,
@@ -123,6 +131,7 @@ exports.ERRORS_BY_CODE = {
     MODEL_CLOSED: ModelClosedError,
     INTERNAL: InternalError,
     BUFFER_TOO_SMALL: BufferTooSmallError,
+    BUSY: BusyError,
 };
 const ENCODED = /^\[uml:([A-Z_]+)\] ([\s\S]*)$/;
 /** The UmlError an addon error stands for; anything else is returned as it is. */

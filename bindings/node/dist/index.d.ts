@@ -1,4 +1,4 @@
-export { AbortError, BackendError, BufferTooSmallError, ContextOverflowError, ERRORS_BY_CODE, ErrorCode, InternalError, InvalidArgumentError, InvalidModelError, IoError, ModelClosedError, ModelNotFoundError, OutOfMemoryError, UmlError, UnsupportedError, UnsupportedFormatError, } from './errors';
+export { AbortError, BackendError, BufferTooSmallError, BusyError, ContextOverflowError, ERRORS_BY_CODE, ErrorCode, InternalError, InvalidArgumentError, InvalidModelError, IoError, ModelClosedError, ModelNotFoundError, OutOfMemoryError, UmlError, UnsupportedError, UnsupportedFormatError, } from './errors';
 /** How a load or a generation can be stopped. */
 export interface Abortable {
     /** Aborting cancels the work (within one decode step) and rejects with an `AbortError`. */
@@ -32,8 +32,11 @@ export interface LoadOptions extends Abortable {
     dtype?: 'f32' | 'f16' | 'bf16';
     /** Let text in chat messages that spells a control token become that token. */
     controlTokensInMessages?: boolean;
-    /** Most generations running at once on this model (others wait). */
+    /** Most generations running at once on this model (with llama.cpp, the slots of one shared
+     * context, decoded together; default up to 4); others wait in line, in arrival order. */
     maxParallel?: number;
+    /** Most callers waiting for a free slot; one more rejects with `BusyError` (default 512). */
+    maxQueued?: number;
     /** Called as the load goes on; return false to cancel it. */
     onProgress?: (stage: 'inspect' | 'weights' | 'ready', fraction: number) => boolean | void;
 }
@@ -58,6 +61,9 @@ export interface GenerateOptions extends Abortable {
     grammar?: string;
     /** A JSON schema the output must follow. */
     jsonSchema?: object;
+    /** Run alone in a context of its own, never batched with other generations: the same
+     * logits bit for bit as a lone caller gets (default false). */
+    deterministic?: boolean;
 }
 export interface Usage {
     promptTokens: number;

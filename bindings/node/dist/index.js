@@ -3,7 +3,7 @@
 // and generate, stream, chat and embed in-process. Everything long returns a promise and runs
 // off the event loop; every long call takes an AbortSignal.
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.Loader = exports.Model = exports.TextStream = exports.version = exports.UnsupportedFormatError = exports.UnsupportedError = exports.UmlError = exports.OutOfMemoryError = exports.ModelNotFoundError = exports.ModelClosedError = exports.IoError = exports.InvalidModelError = exports.InvalidArgumentError = exports.InternalError = exports.ERRORS_BY_CODE = exports.ContextOverflowError = exports.BufferTooSmallError = exports.BackendError = exports.AbortError = void 0;
+exports.Loader = exports.Model = exports.TextStream = exports.version = exports.UnsupportedFormatError = exports.UnsupportedError = exports.UmlError = exports.OutOfMemoryError = exports.ModelNotFoundError = exports.ModelClosedError = exports.IoError = exports.InvalidModelError = exports.InvalidArgumentError = exports.InternalError = exports.ERRORS_BY_CODE = exports.ContextOverflowError = exports.BusyError = exports.BufferTooSmallError = exports.BackendError = exports.AbortError = void 0;
 exports.inspect = inspect;
 exports.estimate = estimate;
 exports.hardware = hardware;
@@ -13,6 +13,7 @@ var errors_2 = require("./errors");
 Object.defineProperty(exports, "AbortError", { enumerable: true, get: function () { return errors_2.AbortError; } });
 Object.defineProperty(exports, "BackendError", { enumerable: true, get: function () { return errors_2.BackendError; } });
 Object.defineProperty(exports, "BufferTooSmallError", { enumerable: true, get: function () { return errors_2.BufferTooSmallError; } });
+Object.defineProperty(exports, "BusyError", { enumerable: true, get: function () { return errors_2.BusyError; } });
 Object.defineProperty(exports, "ContextOverflowError", { enumerable: true, get: function () { return errors_2.ContextOverflowError; } });
 Object.defineProperty(exports, "ERRORS_BY_CODE", { enumerable: true, get: function () { return errors_2.ERRORS_BY_CODE; } });
 Object.defineProperty(exports, "InternalError", { enumerable: true, get: function () { return errors_2.InternalError; } });

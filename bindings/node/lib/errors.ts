@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'MODEL_CLOSED'
   | 'INTERNAL'
   | 'BUFFER_TOO_SMALL'
+  | 'BUSY'
 
 /** Every error uml raises. `code` says which kind; `message` is core's, naming the problem and
  * the fix. */
@@ -109,6 +110,14 @@ export class BufferTooSmallError extends UmlError {
   }
 }
 
+/** Every generation slot is running and the queue of callers waiting for one is full: try
+ * again later, or load with a larger `maxParallel` / `maxQueued`. */
+export class BusyError extends UmlError {
+  constructor(message: string) {
+    super('BUSY', message)
+  }
+}
+
 /** The class for each code. */
 export const ERRORS_BY_CODE: Record<ErrorCode, new (message: string) => UmlError> = {
   INVALID_ARGUMENT: InvalidArgumentError,
@@ -124,6 +133,7 @@ export const ERRORS_BY_CODE: Record<ErrorCode, new (message: string) => UmlError
   MODEL_CLOSED: ModelClosedError,
   INTERNAL: InternalError,
   BUFFER_TOO_SMALL: BufferTooSmallError,
+  BUSY: BusyError,
 }
 
 const ENCODED = /^\[uml:([A-Z_]+)\] ([\s\S]*)$/

@@ -9,6 +9,7 @@ export {
   AbortError,
   BackendError,
   BufferTooSmallError,
+  BusyError,
   ContextOverflowError,
   ERRORS_BY_CODE,
   ErrorCode,
@@ -58,8 +59,11 @@ export interface LoadOptions extends Abortable {
   dtype?: 'f32' | 'f16' | 'bf16'
   /** Let text in chat messages that spells a control token become that token. */
   controlTokensInMessages?: boolean
-  /** Most generations running at once on this model (others wait). */
+  /** Most generations running at once on this model (with llama.cpp, the slots of one shared
+   * context, decoded together; default up to 4); others wait in line, in arrival order. */
   maxParallel?: number
+  /** Most callers waiting for a free slot; one more rejects with `BusyError` (default 512). */
+  maxQueued?: number
   /** Called as the load goes on; return false to cancel it. */
   onProgress?: (stage: 'inspect' | 'weights' | 'ready', fraction: number) => boolean | void
 }
@@ -85,6 +89,9 @@ export interface GenerateOptions extends Abortable {
   grammar?: string
   /** A JSON schema the output must follow. */
   jsonSchema?: object
+  /** Run alone in a context of its own, never batched with other generations: the same
+   * logits bit for bit as a lone caller gets (default false). */
+  deterministic?: boolean
 }
 
 export interface Usage {

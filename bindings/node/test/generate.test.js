@@ -112,6 +112,41 @@ test('two generations at once each get the text they get alone', async () => {
   assert.equal(b.text, CODE.trusted_completion)
 })
 
+test('a deterministic generation runs alone and gives the fixture text beside batched ones', async () => {
+  const outs = await Promise.all(
+    [true, false, true, false].map((deterministic) =>
+      model.generate(COUNT.prompt, { maxTokens: COUNT.trusted_tokens, temperature: 0, deterministic }),
+    ),
+  )
+  for (const out of outs) assert.equal(out.text, COUNT.trusted_completion)
+})
+
+test('with every slot running and no room in line, a caller gets BusyError', async () => {
+  const busy = await uml.Loader.load(modelPath(), { nCtx: 512, maxParallel: 1, maxQueued: 0 })
+  try {
+    const controller = new AbortController()
+    const stream = busy.stream('Once upon a time', { maxTokens: 200, temperature: 0, signal: controller.signal })
+    const first = await stream.next()
+    assert.equal(first.done, false)
+    await assert.rejects(busy.generate('Hello', { maxTokens: 4 }), (e) => {
+      assert.ok(e instanceof uml.BusyError)
+      assert.equal(e.code, 'BUSY')
+      assert.match(e.message, /maxQueued|max_queued/)
+      return true
+    })
+    controller.abort()
+    await assert.rejects(async () => {
+      for await (const _ of stream) {
+        // drain until the abort lands
+      }
+    }, { name: 'AbortError' })
+    const after = await busy.generate('Hello', { maxTokens: 4, temperature: 0 })
+    assert.ok(after.usage.completionTokens > 0)
+  } finally {
+    await busy.close()
+  }
+})
+
 test('bench measures prompt and generation speed; version and path are plain strings', async () => {
   const report = await model.bench({ nPrompt: 16, nGen: 4, repetitions: 1 })
   assert.deepEqual(report.tests.map((t) => t.test), ['pp16', 'tg4'])

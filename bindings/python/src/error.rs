@@ -18,6 +18,7 @@ import_exception!(uml._errors, UnsupportedError);
 import_exception!(uml._errors, ModelClosedError);
 import_exception!(uml._errors, InternalError);
 import_exception!(uml._errors, BufferTooSmallError);
+import_exception!(uml._errors, BusyError);
 
 /// The Python exception for a core error, carrying the core's message unchanged.
 pub fn to_py(e: Error) -> PyErr {
@@ -37,6 +38,7 @@ pub fn to_py(e: Error) -> PyErr {
         ErrorKind::ModelClosed => ModelClosedError::new_err(msg),
         ErrorKind::Internal => InternalError::new_err(msg),
         ErrorKind::BufferTooSmall => BufferTooSmallError::new_err(msg),
+        ErrorKind::Busy => BusyError::new_err(msg),
     }
 }
 

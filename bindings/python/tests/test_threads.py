@@ -77,6 +77,40 @@ def test_threads_generate_concurrently_from_one_model(smollm2: uml.Model) -> Non
     assert results == [COUNT["trusted_completion"]] * 3
 
 
+def test_a_full_line_raises_busy_error(smollm2_path: Path) -> None:
+    # One slot, no line: a second caller is refused at once while the first one runs.
+    with uml.Loader(smollm2_path, n_ctx=512, n_threads=1, max_parallel=1, max_queued=0) as m:
+        with m.stream("Once upon a time", max_tokens=200, temperature=0) as stream:
+            next(stream)
+            with pytest.raises(uml.BusyError, match="max_queued") as caught:
+                m.generate("Hello", max_tokens=4, temperature=0)
+            assert isinstance(caught.value, RuntimeError)
+        # The slot is free again.
+        assert m.generate("Hello", max_tokens=4, temperature=0).usage.completion_tokens > 0
+
+
+def test_deterministic_generations_equal_the_fixture_while_batched_ones_run(
+    smollm2: uml.Model,
+) -> None:
+    results: List[str] = []
+
+    def work(deterministic: bool) -> None:
+        out = smollm2.generate(
+            COUNT["prompt"],
+            max_tokens=COUNT["trusted_tokens"],
+            temperature=0,
+            deterministic=deterministic,
+        )
+        results.append(out.text)
+
+    threads = [threading.Thread(target=work, args=(i % 2 == 0,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [COUNT["trusted_completion"]] * 4
+
+
 def test_with_block_closes_even_when_the_body_raises(smollm2_path: Path) -> None:
     loader = uml.Loader(smollm2_path, n_ctx=256)
     with pytest.raises(RuntimeError, match="boom"):

@@ -15,6 +15,8 @@ mod llamacpp;
 #[cfg(not(all(feature = "llamacpp", feature = "candle")))]
 mod not_compiled;
 
+pub(crate) mod batcher;
+
 use crate::estimate::{EstimateOptions, MemoryEstimate};
 use crate::inspect::ModelInfo;
 use crate::options::KvCacheType;
@@ -44,8 +46,11 @@ pub struct LoadPlan {
     /// Loaded for embedding: the context made at load time is an embedding one.
     pub embeddings: bool,
     pub normalize_embeddings: bool,
-    /// Most generations and embedding calls running at once; more wait in line.
+    /// Most generations and embedding calls running at once (llama.cpp: the slots of the
+    /// shared generation context); more wait in line.
     pub max_parallel: u32,
+    /// Most callers waiting in that line; one more is refused with `Busy`.
+    pub max_queued: u32,
 }
 
 /// An engine that can load some models.
@@ -93,12 +98,27 @@ pub trait LoadedModel: Send + Sync {
     /// True for end-of-generation tokens (EOS, EOT, <|im_end|>, ...).
     fn is_end_of_generation(&self, token: Token) -> bool;
     fn vocab_size(&self) -> u32;
-    /// A fresh generation state (an empty KV cache).
-    fn new_session(&self) -> Result<Box<dyn Session + '_>>;
+    /// A generation state. It may start on a cache that holds an earlier generation's tokens
+    /// (see [`Session::reuse_prefix`]), and its decodes may be batched with other sessions'
+    /// (then rounding can differ in the last bits from a lone decode); `alone` asks for a
+    /// private context decoded on its own, as a fresh single-sequence context would be.
+    fn new_session(&self, alone: bool) -> Result<Box<dyn Session + '_>>;
     /// Embed one text (pooled, L2-normalised if the plan says so).
     fn embed(&self, text: &str, cancel: Option<&CancelToken>) -> Result<Vec<f32>>;
     /// Width of the vectors `embed` returns.
     fn embedding_size(&self) -> usize;
+    /// How batched decoding has gone, for a backend that batches generations.
+    fn batch_stats(&self) -> Option<BatchStats> {
+        None
+    }
+}
+
+/// Decodes of the shared generation context so far, and the sequence steps they carried:
+/// `sequence_steps / decodes` is the mean batch width (1.0 = nothing was batched).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BatchStats {
+    pub decodes: u64,
+    pub sequence_steps: u64,
 }
 
 /// One generation's state: a context with its KV cache. Sampling is core's (`Sampler`).

@@ -45,6 +45,11 @@ pub struct GenerateParams {
     pub grammar: Option<String>,
     /// A JSON schema constraining the output. Not together with `grammar`.
     pub json_schema: Option<serde_json::Value>,
+    /// Run this generation in a context of its own, never batched with other callers'
+    /// generations: the same logits bit for bit as a lone caller gets (batching can change
+    /// the last bits, and a near-tie with them). Costs a context of its own (allocated on
+    /// demand) and the speed batching gives. Default false.
+    pub deterministic: bool,
 }
 
 impl Default for GenerateParams {
@@ -64,6 +69,7 @@ impl Default for GenerateParams {
             logit_bias: BTreeMap::new(),
             grammar: None,
             json_schema: None,
+            deterministic: false,
         }
     }
 }
@@ -85,6 +91,7 @@ impl GenerateParams {
         "logit_bias",
         "grammar",
         "json_schema",
+        "deterministic",
     ];
 
     /// The defaults with temperature 0: deterministic output, handy for tests.
@@ -306,7 +313,7 @@ mod tests {
             e.message(),
             "unknown generate parameter 'temprature'; known: max_tokens, temperature, top_k, \
              top_p, min_p, repeat_penalty, repeat_last_n, frequency_penalty, presence_penalty, \
-             seed, stop, logit_bias, grammar, json_schema"
+             seed, stop, logit_bias, grammar, json_schema, deterministic"
         );
     }
 

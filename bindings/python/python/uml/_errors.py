@@ -112,6 +112,14 @@ class BufferTooSmallError(UmlError, ValueError):
     kind = "BUFFER_TOO_SMALL"
 
 
+class BusyError(UmlError, RuntimeError):
+    """Every generation slot of the model is running and the queue of callers waiting for one
+    is full: try again later, or load with a larger ``max_parallel`` / ``max_queued``."""
+
+    code = 14
+    kind = "BUSY"
+
+
 ERRORS_BY_CODE: Dict[int, Type[UmlError]] = {
     cls.code: cls
     for cls in (
@@ -128,6 +136,7 @@ ERRORS_BY_CODE: Dict[int, Type[UmlError]] = {
         ModelClosedError,
         InternalError,
         BufferTooSmallError,
+        BusyError,
     )
 }
 """Every error class by its stable code."""

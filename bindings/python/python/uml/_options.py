@@ -46,9 +46,13 @@ class LoadOptions(TypedDict, total=False):
     stays plain text, so no message can forge a turn. True: it becomes the control token, as
     in llama.cpp's server and transformers."""
     max_parallel: Optional[int]
-    """Most generations and embedding calls running on the model at once (each holds a KV
-    cache); more wait in line, and leave it when cancelled. None (default): as many as the
-    memory left after loading holds, at most 16."""
+    """Most generations and embedding calls running on the model at once. With llama.cpp these
+    are the slots of one shared context, each with ``n_ctx`` KV cells (allocated at load and
+    counted in the estimate), and their decodes are batched. More wait in line, in arrival
+    order, and leave it when cancelled. None (default): up to 4, fewer when memory is short."""
+    max_queued: Optional[int]
+    """Most callers waiting in that line; one more raises :class:`uml.BusyError` at once.
+    None (default): 512."""
 
 
 class GenerateOptions(TypedDict, total=False):
@@ -74,6 +78,9 @@ class GenerateOptions(TypedDict, total=False):
     """A grammar constraining the output: GBNF (llama.cpp's syntax) or llguidance Lark."""
     json_schema: Optional[Mapping[str, Any]]
     """A JSON schema constraining the output."""
+    deterministic: bool
+    """Run alone in a context of its own, never batched with other generations: the same
+    logits bit for bit as a lone caller gets (default False)."""
 
 
 class BenchOptions(TypedDict, total=False):

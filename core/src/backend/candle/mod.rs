@@ -262,7 +262,7 @@ impl LoadedModel for CandleLoaded {
         u32::try_from(self.tokenizer.vocab_size()).unwrap_or(u32::MAX)
     }
 
-    fn new_session(&self) -> Result<Box<dyn Session + '_>> {
+    fn new_session(&self, _alone: bool) -> Result<Box<dyn Session + '_>> {
         let state = self.weights.session().ok_or_else(|| {
             Error::new(
                 ErrorKind::Unsupported,

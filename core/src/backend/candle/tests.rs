@@ -37,7 +37,7 @@ fn both() -> (tempfile::TempDir, Model, Option<Model>) {
 
 fn last_logits(model: &Model, tokens: &[i32]) -> Vec<f32> {
     let loaded = model.loaded();
-    let mut session = loaded.new_session().unwrap();
+    let mut session = loaded.new_session(false).unwrap();
     session.decode(tokens, 0).unwrap();
     session.logits().unwrap().to_vec()
 }

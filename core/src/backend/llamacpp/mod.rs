@@ -1,8 +1,11 @@
 //! The llama.cpp backend (GGUF), through the `llama-cpp-2` crate.
 //!
-//! Weights live in one `LlamaModel` shared by every thread (mmap by default). Each generation
-//! borrows a context (KV cache + compute buffers) from a small pool, so concurrent generations
-//! never share state and a finished one hands its context to the next instead of reallocating.
+//! Weights live in one `LlamaModel` shared by every thread (mmap by default). Generations run
+//! on the slots of one shared context and are decoded together (`slots`); a generation that
+//! asks to run alone (`deterministic`), and every embedding call, borrows a private context
+//! from a small pool instead.
+
+mod slots;
 
 use super::{Backend, BackendChoice, LoadPlan, LoadedModel, Session, Token};
 use crate::estimate::{EstimateOptions, MemoryEstimate};
@@ -21,6 +24,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
+use slots::{SlotEngine, SlotSession, Slots};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -134,18 +138,27 @@ impl Backend for LlamaCppBackend {
         };
         let model = Arc::new(model);
         let pooling = pooling_type(info);
-        let loaded = LlamaLoaded {
+        let mut loaded = LlamaLoaded {
             generation_pool: Mutex::new(Vec::new()),
             embedding_pool: Mutex::new(Vec::new()),
+            slots: None,
             plan: plan.clone(),
             pooling,
             model,
         };
-        // Create one context now (of the kind the model was loaded for) so a context that
+        // Create the context now (of the kind the model was loaded for) so a context that
         // cannot be allocated fails the load, not the first call, and the first call does not
         // pay for the allocation.
-        let ctx = loaded.new_context(plan.embeddings)?;
-        loaded.return_context(ctx, plan.embeddings);
+        if plan.embeddings {
+            let ctx = loaded.new_context(ContextKind::Embedding)?;
+            loaded.return_context(ctx, true);
+        } else {
+            let shared = loaded.new_context(ContextKind::Slots)?;
+            loaded.slots = Some(Slots::new(
+                SlotEngine::new(shared, plan.n_batch),
+                plan.max_parallel,
+            ));
+        }
         Ok(Box::new(loaded))
     }
 }
@@ -177,6 +190,17 @@ fn llama_kv_type(t: KvCacheType) -> LlamaKvType {
         KvCacheType::Q8_0 => LlamaKvType::Q8_0,
         KvCacheType::Q4_0 => LlamaKvType::Q4_0,
     }
+}
+
+/// The contexts a model makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContextKind {
+    /// The shared generation context, a sequence per slot.
+    Slots,
+    /// A private generation context, one sequence.
+    Alone,
+    /// An embedding context, one text at a time.
+    Embedding,
 }
 
 /// A context bound to its model. Field order matters: `ctx` is dropped before `_model`.
@@ -227,8 +251,11 @@ impl PooledContext {
 unsafe impl Send for PooledContext {}
 
 struct LlamaLoaded {
+    /// Private contexts for generations that run alone.
     generation_pool: Mutex<Vec<PooledContext>>,
     embedding_pool: Mutex<Vec<PooledContext>>,
+    /// The shared generation context (none when loaded for embeddings).
+    slots: Option<Slots>,
     plan: LoadPlan,
     pooling: LlamaPoolingType,
     model: Arc<LlamaModel>,
@@ -249,21 +276,36 @@ impl LlamaLoaded {
         }
     }
 
-    fn new_context(&self, embeddings: bool) -> Result<PooledContext> {
+    fn new_context(&self, kind: ContextKind) -> Result<PooledContext> {
         let plan = &self.plan;
         let n_threads = i32::try_from(plan.n_threads).unwrap_or(i32::MAX);
         let n_threads_batch = i32::try_from(plan.n_threads_batch).unwrap_or(i32::MAX);
-        let (n_ctx, n_batch, n_ubatch) = if embeddings {
-            let n = self.embedding_ctx_size();
-            (n, n, n)
-        } else {
-            (plan.n_ctx, plan.n_batch, plan.n_ubatch)
+        let embeddings = kind == ContextKind::Embedding;
+        let (n_ctx, n_batch, n_ubatch, n_seq) = match kind {
+            ContextKind::Embedding => {
+                let n = self.embedding_ctx_size();
+                (n, n, n, 1)
+            }
+            ContextKind::Alone => (plan.n_ctx, plan.n_batch, plan.n_ubatch, 1),
+            // One unified cache of n_ctx cells per slot: any slot may fill its own n_ctx
+            // without taking cells from another, and one decode may mix any sequences
+            // (a split KV cache batches only runs of consecutive sequence ids).
+            ContextKind::Slots => {
+                let slots = plan.max_parallel.max(1);
+                (
+                    plan.n_ctx.saturating_mul(slots),
+                    plan.n_batch,
+                    plan.n_ubatch,
+                    slots,
+                )
+            }
         };
         let mut params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(n_batch)
             .with_n_ubatch(n_ubatch)
-            .with_n_seq_max(1)
+            .with_n_seq_max(n_seq)
+            .with_kv_unified(true)
             .with_n_threads(n_threads)
             .with_n_threads_batch(n_threads_batch)
             .with_type_k(llama_kv_type(plan.kv_cache_type))
@@ -318,7 +360,8 @@ impl LlamaLoaded {
                 }
                 Ok(pooled)
             }
-            None => self.new_context(embeddings),
+            None if embeddings => self.new_context(ContextKind::Embedding),
+            None => self.new_context(ContextKind::Alone),
         }
     }
 
@@ -367,7 +410,10 @@ impl LoadedModel for LlamaLoaded {
         u32::try_from(self.model.n_vocab()).unwrap_or(0)
     }
 
-    fn new_session(&self) -> Result<Box<dyn Session + '_>> {
+    fn new_session(&self, alone: bool) -> Result<Box<dyn Session + '_>> {
+        if let (Some(slots), false) = (&self.slots, alone) {
+            return Ok(Box::new(SlotSession::new(self, slots)?));
+        }
         let ctx = self.take_context(false)?;
         let n_batch = self.plan.n_batch;
         Ok(Box::new(LlamaSession {
@@ -435,6 +481,10 @@ impl LoadedModel for LlamaLoaded {
 
     fn embedding_size(&self) -> usize {
         usize::try_from(self.model.n_embd_out()).unwrap_or(0)
+    }
+
+    fn batch_stats(&self) -> Option<super::BatchStats> {
+        self.slots.as_ref().map(Slots::stats)
     }
 }
 

@@ -1,0 +1,335 @@
+//! The generation context every caller shares: one llama.cpp context with a sequence per slot
+//! (`max_parallel` of them), a unified KV cache of `n_ctx` cells per slot, and one decode per
+//! step for every running generation (see `backend::batcher`). A slot keeps the tokens its
+//! last generation left in the cache, and a new generation takes the free slot that already
+//! holds the longest part of its prompt (a repeated system prompt, a chat's earlier turns), as
+//! llama-server picks slots by prompt similarity.
+
+use super::{LlamaLoaded, PooledContext};
+use crate::backend::batcher::{Batcher, Engine, Member, Request};
+use crate::backend::{Session, Token};
+use crate::{Error, ErrorKind, Result};
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::token::LlamaToken;
+use parking_lot::Mutex;
+
+/// The shared context, driven by the batcher.
+pub(super) struct SlotEngine {
+    pooled: PooledContext,
+    batch: LlamaBatch<'static>,
+    n_batch: usize,
+}
+
+// SAFETY: the context is only used under the batcher's engine lock, by one thread at a time.
+unsafe impl Send for SlotEngine {}
+
+impl SlotEngine {
+    pub fn new(pooled: PooledContext, n_batch: u32) -> Self {
+        SlotEngine {
+            pooled,
+            batch: LlamaBatch::new(n_batch as usize, 1),
+            n_batch: n_batch as usize,
+        }
+    }
+
+    /// Drop the tokens of `seq` from position `from` on; false when the memory cannot drop a
+    /// suffix (a sliding window or a recurrent state already lost the start), in which case
+    /// the whole sequence is dropped.
+    fn truncate(&mut self, seq: i32, from: u32) -> bool {
+        let ctx = &mut self.pooled.ctx;
+        let seq_id = seq as u32;
+        if ctx.kv_cache_seq_pos_max(seq) < i32::try_from(from).unwrap_or(i32::MAX) {
+            // Nothing at or after `from`: the usual case, the next token of a generation.
+            return true;
+        }
+        if from == 0 {
+            return ctx
+                .clear_kv_cache_seq(Some(seq_id), None, None)
+                .unwrap_or(false);
+        }
+        let whole = ctx.kv_cache_seq_pos_min(seq) <= 0;
+        let removed = ctx
+            .clear_kv_cache_seq(Some(seq_id), Some(from), None)
+            .unwrap_or(false);
+        if whole && removed {
+            return true;
+        }
+        let _ = ctx.clear_kv_cache_seq(Some(seq_id), None, None);
+        false
+    }
+
+    fn forget(&mut self, seq: i32) {
+        let _ = self
+            .pooled
+            .ctx
+            .clear_kv_cache_seq(Some(seq as u32), None, None);
+    }
+}
+
+impl Engine for SlotEngine {
+    fn token_budget(&self) -> usize {
+        self.n_batch
+    }
+
+    fn run(&mut self, requests: &mut [Request]) -> Result<()> {
+        for r in requests.iter() {
+            if !self.truncate(r.seq, r.first_pos) && r.first_pos > 0 {
+                return Err(self.fail(
+                    requests,
+                    Error::backend(format!(
+                        "llama.cpp could not drop sequence {}'s tokens after position {}",
+                        r.seq, r.first_pos
+                    )),
+                ));
+            }
+        }
+        self.batch.clear();
+        let mut last_index = Vec::with_capacity(requests.len());
+        for r in requests.iter() {
+            let last = r.tokens.len().saturating_sub(1);
+            for (i, &t) in r.tokens.iter().enumerate() {
+                let added = self.batch.add(
+                    LlamaToken(t),
+                    (r.first_pos as usize + i) as i32,
+                    &[r.seq],
+                    i == last,
+                );
+                if let Err(e) = added {
+                    let e = Error::internal(format!("decode: batch add failed: {e}"));
+                    return Err(self.fail(requests, e));
+                }
+            }
+            last_index.push(self.batch.n_tokens() - 1);
+        }
+        if let Err(e) = self.pooled.ctx.decode(&mut self.batch) {
+            let e = match e {
+                llama_cpp_2::DecodeError::NoKvCacheSlot => Error::new(
+                    ErrorKind::ContextOverflow,
+                    "the shared context has no free KV cells",
+                ),
+                other => Error::backend(format!("llama.cpp decode failed: {other}")),
+            };
+            return Err(self.fail(requests, e));
+        }
+        for (r, index) in requests.iter_mut().zip(last_index) {
+            r.logits.clear();
+            r.logits
+                .extend_from_slice(self.pooled.ctx.get_logits_ith(index));
+        }
+        Ok(())
+    }
+}
+
+impl SlotEngine {
+    /// What a failed batch left in its sequences is unknown: drop them.
+    fn fail(&mut self, requests: &[Request], e: Error) -> Error {
+        for r in requests {
+            self.forget(r.seq);
+        }
+        e
+    }
+}
+
+/// Which slots are taken, and what each free slot's cache holds.
+struct SlotTable {
+    taken: Vec<bool>,
+    /// The tokens each slot's sequence holds, kept current for free slots (a taken slot's
+    /// session tracks its own).
+    held: Vec<Vec<Token>>,
+    /// When each slot was last released (a logical clock), to reuse the oldest first.
+    released_at: Vec<u64>,
+    clock: u64,
+}
+
+/// The shared context and its slots.
+pub(super) struct Slots {
+    batcher: Batcher<SlotEngine>,
+    table: Mutex<SlotTable>,
+}
+
+impl Slots {
+    pub fn new(engine: SlotEngine, n_slots: u32) -> Self {
+        let n = n_slots.max(1) as usize;
+        Slots {
+            batcher: Batcher::new(engine),
+            table: Mutex::new(SlotTable {
+                taken: vec![false; n],
+                held: vec![Vec::new(); n],
+                released_at: vec![0; n],
+                clock: 0,
+            }),
+        }
+    }
+
+    pub fn stats(&self) -> crate::backend::BatchStats {
+        let (decodes, sequence_steps) = self.batcher.counts();
+        crate::backend::BatchStats {
+            decodes,
+            sequence_steps,
+        }
+    }
+
+    /// Take the free slot released longest ago. Admission keeps callers to the slot count, so
+    /// one is free unless a caller bypassed it.
+    fn claim(&self) -> Result<(usize, Vec<Token>)> {
+        let mut table = self.table.lock();
+        let free = (0..table.taken.len())
+            .filter(|&i| !table.taken[i])
+            .min_by_key(|&i| table.released_at[i])
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Busy,
+                    format!(
+                        "all {} generation slots of this model are in use",
+                        table.taken.len()
+                    ),
+                )
+            })?;
+        table.taken[free] = true;
+        Ok((free, std::mem::take(&mut table.held[free])))
+    }
+
+    /// Give a slot back with what its sequence holds.
+    fn release(&self, slot: usize, held: Vec<Token>) {
+        let mut table = self.table.lock();
+        table.clock += 1;
+        table.released_at[slot] = table.clock;
+        table.held[slot] = held;
+        table.taken[slot] = false;
+    }
+
+    /// Move from `slot` to the free slot holding the longest prefix of `prompt`, when that is
+    /// longer than what `slot` holds (`held`). Returns the slot now used and its tokens.
+    fn best_for(&self, slot: usize, held: Vec<Token>, prompt: &[Token]) -> (usize, Vec<Token>) {
+        let mut table = self.table.lock();
+        let mine = shared_prefix(&held, prompt);
+        let better = (0..table.taken.len())
+            .filter(|&i| !table.taken[i])
+            .map(|i| (i, shared_prefix(&table.held[i], prompt)))
+            .filter(|&(_, n)| n > mine)
+            .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)));
+        let Some((other, _)) = better else {
+            return (slot, held);
+        };
+        table.taken[other] = true;
+        let other_held = std::mem::take(&mut table.held[other]);
+        table.taken[slot] = false;
+        table.held[slot] = held;
+        (other, other_held)
+    }
+}
+
+fn shared_prefix(a: &[Token], b: &[Token]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// A generation on one slot of the shared context.
+pub(super) struct SlotSession<'m> {
+    owner: &'m LlamaLoaded,
+    slots: &'m Slots,
+    slot: usize,
+    /// The tokens this slot's sequence holds.
+    held: Vec<Token>,
+    logits: Vec<f32>,
+    has_logits: bool,
+    _member: Member<'m, SlotEngine>,
+}
+
+impl<'m> SlotSession<'m> {
+    pub fn new(owner: &'m LlamaLoaded, slots: &'m Slots) -> Result<Self> {
+        let (slot, held) = slots.claim()?;
+        Ok(SlotSession {
+            owner,
+            slots,
+            slot,
+            held,
+            logits: Vec::new(),
+            has_logits: false,
+            _member: slots.batcher.join(),
+        })
+    }
+}
+
+impl Session for SlotSession<'_> {
+    fn n_ctx(&self) -> u32 {
+        self.owner.plan.n_ctx
+    }
+
+    fn n_batch(&self) -> u32 {
+        self.owner.plan.n_batch
+    }
+
+    fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()> {
+        let first = first_pos as usize;
+        if tokens.is_empty() || tokens.len() > self.owner.plan.n_batch as usize {
+            return Err(Error::internal(format!(
+                "decode: {} tokens for a batch of {}",
+                tokens.len(),
+                self.owner.plan.n_batch
+            )));
+        }
+        if first > self.held.len() {
+            return Err(Error::internal(format!(
+                "decode at position {first} but the sequence holds {} tokens",
+                self.held.len()
+            )));
+        }
+        if first + tokens.len() > self.owner.plan.n_ctx as usize {
+            return Err(Error::new(
+                ErrorKind::ContextOverflow,
+                format!("the context of {} tokens is full", self.owner.plan.n_ctx),
+            ));
+        }
+        let request = Request {
+            seq: self.slot as i32,
+            tokens: tokens.to_vec(),
+            first_pos,
+            logits: std::mem::take(&mut self.logits),
+        };
+        self.has_logits = false;
+        self.held.truncate(first);
+        match self.slots.batcher.submit(request) {
+            Ok(done) => {
+                self.held.extend_from_slice(tokens);
+                self.logits = done.logits;
+                self.has_logits = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.held.clear();
+                Err(e)
+            }
+        }
+    }
+
+    fn logits(&self) -> Result<&[f32]> {
+        if !self.has_logits {
+            return Err(Error::internal("logits read before decode"));
+        }
+        Ok(&self.logits)
+    }
+
+    fn reuse_prefix(&mut self, prompt: &[Token]) -> Result<usize> {
+        let held = std::mem::take(&mut self.held);
+        let (slot, held) = self.slots.best_for(self.slot, held, prompt);
+        self.slot = slot;
+        self.held = held;
+        let shared = shared_prefix(&self.held, prompt).min(prompt.len().saturating_sub(1));
+        if shared < self.held.len() {
+            let kept = self
+                .slots
+                .batcher
+                .engine()
+                .truncate(self.slot as i32, shared as u32);
+            self.held.truncate(if kept { shared } else { 0 });
+        }
+        Ok(self.held.len())
+    }
+}
+
+impl Drop for SlotSession<'_> {
+    fn drop(&mut self) {
+        self.slots
+            .release(self.slot, std::mem::take(&mut self.held));
+    }
+}

@@ -48,7 +48,8 @@ def main() -> None:
     cold: list[float] = []
     warm: list[float] = []
     tokens = 0
-    with uml.Loader(args.model, n_ctx=2048, n_threads=uml.hardware().physical_cores) as m:
+    # One slot: with more, the cold case could find the system prompt in another slot.
+    with uml.Loader(args.model, n_ctx=2048, n_threads=uml.hardware().physical_cores, max_parallel=1) as m:
         for i in range(args.runs):
             question = QUESTIONS[i % len(QUESTIONS)]
             other = QUESTIONS[(i + 1) % len(QUESTIONS)]

@@ -157,7 +157,7 @@ impl Backend for LlamaCppBackend {
             loaded.slots = Some(Slots::new(
                 SlotEngine::new(shared, plan.n_batch),
                 plan.max_parallel,
-            ));
+            )?);
         }
         Ok(Box::new(loaded))
     }

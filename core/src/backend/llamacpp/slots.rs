@@ -20,7 +20,8 @@ pub(super) struct SlotEngine {
     n_batch: usize,
 }
 
-// SAFETY: the context is only used under the batcher's engine lock, by one thread at a time.
+// SAFETY: the context is only used under the batcher's engine lock, by one thread at a time
+// (the batcher's decode thread, or a session dropping its sequence's tokens).
 unsafe impl Send for SlotEngine {}
 
 impl SlotEngine {
@@ -148,17 +149,17 @@ pub(super) struct Slots {
 }
 
 impl Slots {
-    pub fn new(engine: SlotEngine, n_slots: u32) -> Self {
+    pub fn new(engine: SlotEngine, n_slots: u32) -> Result<Self> {
         let n = n_slots.max(1) as usize;
-        Slots {
-            batcher: Batcher::new(engine),
+        Ok(Slots {
+            batcher: Batcher::new(engine)?,
             table: Mutex::new(SlotTable {
                 taken: vec![false; n],
                 held: vec![Vec::new(); n],
                 released_at: vec![0; n],
                 clock: 0,
             }),
-        }
+        })
     }
 
     pub fn stats(&self) -> crate::backend::BatchStats {

@@ -28,6 +28,9 @@ pub(crate) fn generate_tokens(
     }
     let mut session = model.new_session(params.deterministic)?;
     let n_ctx = session.n_ctx() as usize;
+    if params.context_shift {
+        session.can_shift()?;
+    }
     let mut sampler = Sampler::new(params, model.vocab_size(), session.n_ctx(), constraint)?;
     sampler.accept_prompt(prompt);
     if prompt.len() >= n_ctx {
@@ -86,9 +89,19 @@ pub(crate) fn generate_tokens(
         if pushed.stopped || sampler.is_finished() {
             break FinishReason::Stop;
         }
-        if usage.completion_tokens >= params.max_tokens || pos + 1 >= n_ctx {
-            // The context is full: report `length` rather than silently dropping old tokens.
+        if usage.completion_tokens >= params.max_tokens {
             break FinishReason::Length;
+        }
+        if pos + 1 >= n_ctx {
+            // The context is full: report `length` rather than silently dropping old tokens,
+            // unless the caller asked for a shift.
+            if !params.context_shift {
+                break FinishReason::Length;
+            }
+            let keep = 1;
+            let count = ((pos - keep) / 2).max(1);
+            session.shift(keep as u32, count as u32)?;
+            pos -= count;
         }
         session.decode(&[token], pos as u32)?;
         pos += 1;

@@ -716,3 +716,81 @@ fn a_shared_prefix_is_kept_and_changes_nothing() {
         &trusted_greedy(&whole_model, "", Some(&turn2)),
     );
 }
+
+/// Greedy parameters for `n` tokens whatever the model would say: end-of-generation banned.
+fn endless(model: &Model, n: u32) -> GenerateParams {
+    let mut params = greedy(n);
+    for t in model.tokenize("<|im_end|><|endoftext|>", false).unwrap() {
+        params.logit_bias.insert(t, f32::NEG_INFINITY);
+    }
+    params
+}
+
+/// With context_shift a 64-token context generates 500 tokens: each time it fills, the older
+/// half after the first token is dropped and the rest moves back. Without it the generation
+/// stops with `length` where the context ends. Both on a slot of the shared context and alone.
+#[test]
+fn context_shift_goes_on_past_a_full_context() {
+    let model = Model::load(
+        model_path(SMOLLM2),
+        &LoadOptions {
+            n_ctx: Some(64),
+            ..test_options()
+        },
+        None,
+    )
+    .unwrap();
+    let prompt = "Once upon a time, in a small village,";
+    let prompt_tokens = model.tokenize(prompt, true).unwrap().len() as u32;
+
+    let stopped = model.complete(prompt, &endless(&model, 500)).unwrap();
+    assert_eq!(stopped.finish_reason, FinishReason::Length);
+    assert_eq!(stopped.usage.completion_tokens, 64 - prompt_tokens);
+
+    for deterministic in [false, true] {
+        let params = GenerateParams {
+            context_shift: true,
+            deterministic,
+            ..endless(&model, 500)
+        };
+        let out = model.complete(prompt, &params).unwrap();
+        assert_eq!(out.finish_reason, FinishReason::Length);
+        assert_eq!(
+            out.usage.completion_tokens, 500,
+            "deterministic {deterministic}"
+        );
+        // What came before the first shift is what the unshifted generation said.
+        assert!(
+            out.text.starts_with(&stopped.text),
+            "{:?} vs {:?}",
+            out.text,
+            stopped.text
+        );
+    }
+    // The model is fine afterwards: a fresh generation gives the same first tokens again.
+    let again = model.complete(prompt, &endless(&model, 500)).unwrap();
+    assert_eq!(again.text, stopped.text);
+}
+
+/// Gemma 3's sliding-window layers cannot shift: the option is refused up front, clearly,
+/// instead of llama.cpp aborting the process at the first shift.
+#[test]
+fn context_shift_is_refused_where_the_memory_cannot_shift() {
+    let model = Model::load(
+        model_path(common::GEMMA3),
+        &LoadOptions {
+            n_ctx: Some(256),
+            ..test_options()
+        },
+        None,
+    )
+    .unwrap();
+    let params = GenerateParams {
+        context_shift: true,
+        ..greedy(8)
+    };
+    let err = model.complete("Hello", &params).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.message().contains("sliding-window"), "{err}");
+    assert!(model.complete("Hello", &greedy(4)).is_ok());
+}

@@ -86,7 +86,11 @@ unsafe fn run_generation(
 /// - `params_json`: NULL, "" or a JSON object of generate parameters (`max_tokens`,
 ///   `temperature` (0 = greedy), `top_k`, `top_p`, `min_p`, `repeat_penalty`,
 ///   `repeat_last_n`, `frequency_penalty`, `presence_penalty`, `seed`, `stop`, `logit_bias`,
-///   `grammar`, `json_schema`); omitted keys take their defaults. Borrowed.
+///   `grammar`, `json_schema`, `deterministic`: true runs it alone in a context of its own,
+///   never batched with other calls, `context_shift`: true drops the older half of a full
+///   context after its first token and goes on instead of stopping with "length",
+///   `UML_ERR_UNSUPPORTED` for a model whose memory cannot shift); omitted keys take their
+///   defaults. Borrowed.
 /// - `on_token`, `user`: optional streaming callback (NULL for none) and its pointer.
 /// - `cancel`: optional token (NULL for none); cancelling it stops before the next token with
 ///   finish reason "cancelled" and `UML_OK`.

@@ -92,6 +92,9 @@ export interface GenerateOptions extends Abortable {
   /** Run alone in a context of its own, never batched with other generations: the same
    * logits bit for bit as a lone caller gets (default false). */
   deterministic?: boolean
+  /** When the context is full, drop the older half after the first token and go on instead
+   * of stopping with 'length' (default false; refused by models that cannot shift). */
+  contextShift?: boolean
 }
 
 export interface Usage {

@@ -147,6 +147,22 @@ test('with every slot running and no room in line, a caller gets BusyError', asy
   }
 })
 
+test('contextShift goes on past a full context; without it the text stops at the context', async () => {
+  const small = await uml.Loader.load(modelPath(), { nCtx: 64 })
+  try {
+    const banned = {}
+    for (const t of await small.tokenize('<|im_end|><|endoftext|>', { addSpecial: false })) banned[t] = -1000
+    const opts = { maxTokens: 200, temperature: 0, logitBias: banned }
+    const stopped = await small.generate('Once upon a time', opts)
+    assert.ok(stopped.usage.completionTokens < 64)
+    const out = await small.generate('Once upon a time', { ...opts, contextShift: true })
+    assert.equal(out.usage.completionTokens, 200)
+    assert.ok(out.text.startsWith(stopped.text))
+  } finally {
+    await small.close()
+  }
+})
+
 test('bench measures prompt and generation speed; version and path are plain strings', async () => {
   const report = await model.bench({ nPrompt: 16, nGen: 4, repetitions: 1 })
   assert.deepEqual(report.tests.map((t) => t.test), ['pp16', 'tg4'])

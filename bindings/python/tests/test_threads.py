@@ -159,3 +159,15 @@ def test_load_progress(smollm2_path: Path) -> None:
 
     with pytest.raises(KeyError, match="from the callback"):
         uml.load(smollm2_path, n_ctx=256, progress=boom)
+
+
+def test_context_shift_goes_past_a_full_context(smollm2_path: Path) -> None:
+    with uml.Loader(smollm2_path, n_ctx=64, n_threads=1) as m:
+        banned = {t: -1000.0 for t in m.tokenize("<|im_end|><|endoftext|>", add_special=False)}
+        stopped = m.generate("Once upon a time", max_tokens=200, temperature=0, logit_bias=banned)
+        assert stopped.finish_reason == "length" and stopped.usage.completion_tokens < 64
+        out = m.generate(
+            "Once upon a time", max_tokens=200, temperature=0, logit_bias=banned, context_shift=True
+        )
+        assert out.usage.completion_tokens == 200
+        assert out.text.startswith(stopped.text)

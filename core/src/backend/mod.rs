@@ -139,6 +139,19 @@ pub trait Session {
     fn reuse_prefix(&mut self, _prompt: &[Token]) -> Result<usize> {
         Ok(0)
     }
+    /// `Ok` when [`shift`](Self::shift) works on this model, else why not (`Unsupported`).
+    fn can_shift(&self) -> Result<()> {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            "this backend cannot shift its context: generate without context_shift (the \
+             generation then stops with finish reason length when the context is full)",
+        ))
+    }
+    /// A context shift: forget the `count` tokens after the first `keep` and move the later
+    /// ones back by `count` positions, so decoding goes on at `held - count`.
+    fn shift(&mut self, _keep: u32, _count: u32) -> Result<()> {
+        self.can_shift()
+    }
 }
 
 /// Which engine loads a model: the `backend` load option.

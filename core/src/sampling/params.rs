@@ -50,6 +50,12 @@ pub struct GenerateParams {
     /// the last bits, and a near-tie with them). Costs a context of its own (allocated on
     /// demand) and the speed batching gives. Default false.
     pub deterministic: bool,
+    /// When the context is full, drop the older half of what follows the first token and go
+    /// on (as llama.cpp's context shift), instead of stopping with finish reason `length`.
+    /// The first token stays, as an attention sink. A model whose memory cannot shift
+    /// (sliding-window attention, recurrent state) refuses the option with `Unsupported`.
+    /// Default false.
+    pub context_shift: bool,
 }
 
 impl Default for GenerateParams {
@@ -70,6 +76,7 @@ impl Default for GenerateParams {
             grammar: None,
             json_schema: None,
             deterministic: false,
+            context_shift: false,
         }
     }
 }
@@ -92,6 +99,7 @@ impl GenerateParams {
         "grammar",
         "json_schema",
         "deterministic",
+        "context_shift",
     ];
 
     /// The defaults with temperature 0: deterministic output, handy for tests.
@@ -313,7 +321,7 @@ mod tests {
             e.message(),
             "unknown generate parameter 'temprature'; known: max_tokens, temperature, top_k, \
              top_p, min_p, repeat_penalty, repeat_last_n, frequency_penalty, presence_penalty, \
-             seed, stop, logit_bias, grammar, json_schema, deterministic"
+             seed, stop, logit_bias, grammar, json_schema, deterministic, context_shift"
         );
     }
 

@@ -81,6 +81,10 @@ class GenerateOptions(TypedDict, total=False):
     deterministic: bool
     """Run alone in a context of its own, never batched with other generations: the same
     logits bit for bit as a lone caller gets (default False)."""
+    context_shift: bool
+    """When the context is full, drop the older half after the first token and go on instead
+    of stopping with finish reason "length" (default False). Models whose memory cannot shift
+    (sliding-window attention, recurrent state) raise :class:`uml.UnsupportedError`."""
 
 
 class BenchOptions(TypedDict, total=False):

@@ -138,7 +138,9 @@ impl Backend for LlamaCppBackend {
         };
         let model = Arc::new(model);
         let pooling = pooling_type(info);
+        let shift_refused = shift_refusal(info, &model);
         let mut loaded = LlamaLoaded {
+            shift_refused,
             generation_pool: Mutex::new(Vec::new()),
             embedding_pool: Mutex::new(Vec::new()),
             slots: None,
@@ -169,6 +171,33 @@ impl ProgressPtr {
     fn get(&self) -> *mut dyn FnMut(f32) -> bool {
         self.0
     }
+}
+
+/// Why a context shift would not work on this model, if it would not. llama.cpp aborts the
+/// process on a K-shift its memory cannot do, so this is decided from the model before any
+/// shift: sliding-window layers keep fewer cells than the context (llama.cpp refuses to shift
+/// them unless the window is as large as the context), recurrent and hybrid state has no
+/// positions to move, and multi-section RoPE (vision-language models) needs more than one
+/// position per token.
+fn shift_refusal(info: &ModelInfo, model: &LlamaModel) -> Option<String> {
+    let arch = info.architecture.as_deref().unwrap_or("");
+    let has = |key: &str| info.metadata.contains_key(&format!("{arch}.{key}"));
+    let why = if model.is_recurrent() || model.is_hybrid() {
+        "its recurrent state has no positions to move"
+    } else if has("attention.sliding_window") {
+        "its sliding-window attention layers keep fewer tokens than the context"
+    } else if has("rope.dimension_sections") {
+        "its multi-section RoPE gives a token several positions"
+    } else if arch == "step35" {
+        "its layers use different RoPE widths"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "context_shift is not supported for this {arch} model: {why}; generate without it (the \
+         generation stops with finish reason length when the context is full) or load a \
+         larger n_ctx"
+    ))
 }
 
 /// The model's own pooling, from `{arch}.pooling_type` as `inspect` read it (so `ModelInfo`
@@ -251,6 +280,8 @@ impl PooledContext {
 unsafe impl Send for PooledContext {}
 
 struct LlamaLoaded {
+    /// Why this model's memory cannot take a context shift (`None`: it can).
+    shift_refused: Option<String>,
     /// Private contexts for generations that run alone.
     generation_pool: Mutex<Vec<PooledContext>>,
     embedding_pool: Mutex<Vec<PooledContext>>,
@@ -562,6 +593,19 @@ impl Session for LlamaSession<'_> {
         Ok(())
     }
 
+    fn can_shift(&self) -> Result<()> {
+        self.owner.can_shift()
+    }
+
+    fn shift(&mut self, keep: u32, count: u32) -> Result<()> {
+        self.owner.can_shift()?;
+        let pooled = self
+            .ctx
+            .as_mut()
+            .ok_or_else(|| Error::internal("session used after its context was returned"))?;
+        shift_sequence(&mut pooled.ctx, 0, &mut pooled.cached, keep, count)
+    }
+
     fn reuse_prefix(&mut self, prompt: &[Token]) -> Result<usize> {
         let pooled = self
             .ctx
@@ -588,6 +632,49 @@ impl Session for LlamaSession<'_> {
             .ok_or_else(|| Error::internal("session used after its context was returned"))?;
         Ok(ctx.ctx.get_logits_ith(self.last_index))
     }
+}
+
+impl LlamaLoaded {
+    fn can_shift(&self) -> Result<()> {
+        match &self.shift_refused {
+            None => Ok(()),
+            Some(why) => Err(Error::new(ErrorKind::Unsupported, why.clone())),
+        }
+    }
+}
+
+/// Forget the `count` tokens of sequence `seq` after its first `keep` and move the rest back
+/// by `count` positions (llama.cpp applies the RoPE shift to the keys on the next decode);
+/// `held` (the sequence's tokens) follows.
+fn shift_sequence(
+    ctx: &mut LlamaContext<'static>,
+    seq: i32,
+    held: &mut Vec<Token>,
+    keep: u32,
+    count: u32,
+) -> Result<()> {
+    let (from, to) = (keep as usize, keep as usize + count as usize);
+    if to > held.len() {
+        return Err(Error::internal(format!(
+            "shift of {count} tokens after {keep} but the sequence holds {}",
+            held.len()
+        )));
+    }
+    let shifted = ctx
+        .clear_kv_cache_seq(Some(seq as u32), Some(keep), Some(keep + count))
+        .map_err(|e| Error::internal(format!("context shift: {e}")))
+        .and_then(|_| {
+            ctx.kv_cache_seq_add(seq, Some(keep + count), None, -(count as i32))
+                .map_err(|e| Error::internal(format!("context shift: {e}")))
+        });
+    if let Err(e) = shifted {
+        // What the sequence holds now is unknown: start over next time.
+        let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        held.clear();
+        return Err(e);
+    }
+    held.drain(from..to);
+    Ok(())
 }
 
 impl Drop for LlamaSession<'_> {

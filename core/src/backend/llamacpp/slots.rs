@@ -310,6 +310,22 @@ impl Session for SlotSession<'_> {
         Ok(&self.logits)
     }
 
+    fn can_shift(&self) -> Result<()> {
+        self.owner.can_shift()
+    }
+
+    fn shift(&mut self, keep: u32, count: u32) -> Result<()> {
+        self.owner.can_shift()?;
+        let mut engine = self.slots.batcher.engine();
+        super::shift_sequence(
+            &mut engine.pooled.ctx,
+            self.slot as i32,
+            &mut self.held,
+            keep,
+            count,
+        )
+    }
+
     fn reuse_prefix(&mut self, prompt: &[Token]) -> Result<usize> {
         let held = std::mem::take(&mut self.held);
         let (slot, held) = self.slots.best_for(self.slot, held, prompt);

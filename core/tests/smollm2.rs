@@ -794,3 +794,28 @@ fn context_shift_is_refused_where_the_memory_cannot_shift() {
     assert!(err.message().contains("sliding-window"), "{err}");
     assert!(model.complete("Hello", &greedy(4)).is_ok());
 }
+
+/// A long prompt is evaluated one micro-batch (n_ubatch) per decode call, so a cancel lands
+/// within one micro-batch, not one n_batch.
+#[test]
+fn a_long_prompt_is_decoded_one_micro_batch_at_a_time() {
+    let model = Model::load(
+        model_path(SMOLLM2),
+        &LoadOptions {
+            n_batch: 512,
+            n_ubatch: 64,
+            max_parallel: Some(1),
+            ..test_options()
+        },
+        None,
+    )
+    .unwrap();
+    let prompt = "one two three four five six seven eight nine ten ".repeat(30);
+    let n = model.tokenize(&prompt, true).unwrap().len() as u64;
+    assert!(n > 256, "{n} tokens");
+    let before = model.batch_stats().unwrap();
+    let out = model.complete(&prompt, &greedy(1)).unwrap();
+    let after = model.batch_stats().unwrap();
+    assert_eq!(out.usage.completion_tokens, 1);
+    assert_eq!(after.decodes - before.decodes, n.div_ceil(64));
+}

@@ -124,7 +124,8 @@ pub struct BatchStats {
 /// One generation's state: a context with its KV cache. Sampling is core's (`Sampler`).
 pub trait Session {
     fn n_ctx(&self) -> u32;
-    /// The most tokens one `decode` call may take.
+    /// The most tokens one `decode` call may take; prompts are evaluated in chunks of this
+    /// size, so a cancel lands within one chunk.
     fn n_batch(&self) -> u32;
     /// Evaluate `tokens` at positions `first_pos..`; logits are kept for the last token only.
     fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()>;

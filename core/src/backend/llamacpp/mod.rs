@@ -156,8 +156,9 @@ impl Backend for LlamaCppBackend {
             loaded.return_context(ctx, true);
         } else {
             let shared = loaded.new_context(ContextKind::Slots)?;
+            let budget = plan.n_batch.saturating_add(plan.max_parallel.max(1));
             loaded.slots = Some(Slots::new(
-                SlotEngine::new(shared, plan.n_batch),
+                SlotEngine::new(shared, budget),
                 plan.max_parallel,
             )?);
         }
@@ -321,11 +322,13 @@ impl LlamaLoaded {
             // One unified cache of n_ctx cells per slot: any slot may fill its own n_ctx
             // without taking cells from another, and one decode may mix any sequences
             // (a split KV cache batches only runs of consecutive sequence ids).
+            // Room in one decode for a whole prompt chunk and every slot's next token, so the
+            // running generations step along with a prompt instead of waiting for it.
             ContextKind::Slots => {
                 let slots = plan.max_parallel.max(1);
                 (
                     plan.n_ctx.saturating_mul(slots),
-                    plan.n_batch,
+                    plan.n_batch.saturating_add(slots),
                     plan.n_ubatch,
                     slots,
                 )
@@ -532,7 +535,7 @@ impl Session for LlamaSession<'_> {
     }
 
     fn n_batch(&self) -> u32 {
-        self.owner.plan.n_batch
+        self.owner.plan.prompt_chunk()
     }
 
     fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()> {
@@ -631,6 +634,15 @@ impl Session for LlamaSession<'_> {
             .as_ref()
             .ok_or_else(|| Error::internal("session used after its context was returned"))?;
         Ok(ctx.ctx.get_logits_ith(self.last_index))
+    }
+}
+
+impl LoadPlan {
+    /// Prompt tokens per decode call: one micro-batch (llama.cpp computes a decode call's
+    /// n_batch tokens n_ubatch at a time, and a cancel can only land between calls), so a
+    /// cancel during a long prompt waits for one micro-batch at most.
+    fn prompt_chunk(&self) -> u32 {
+        self.n_ubatch.min(self.n_batch).max(1)
     }
 }
 

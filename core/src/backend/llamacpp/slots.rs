@@ -257,7 +257,7 @@ impl Session for SlotSession<'_> {
     }
 
     fn n_batch(&self) -> u32 {
-        self.owner.plan.n_batch
+        self.owner.plan.prompt_chunk()
     }
 
     fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()> {

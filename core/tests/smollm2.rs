@@ -12,6 +12,11 @@ use uml_core::sampling::GenerateParams;
 use uml_core::stream::FinishReason;
 use uml_core::{CancelToken, ErrorKind, LoadStage, Model};
 
+/// SmolLM2 loaded with the test options changed by `options`.
+fn smollm2_with(options: LoadOptions) -> Model {
+    Model::load(model_path(SMOLLM2), &options, None).unwrap()
+}
+
 fn greedy(max_tokens: u32) -> GenerateParams {
     GenerateParams {
         max_tokens,
@@ -81,15 +86,10 @@ fn greedy_output_is_identical_run_to_run_and_streams_the_same_text() {
 /// With `deterministic`, each runs alone in a context of its own: exactly the lone text.
 #[test]
 fn four_batched_generations_agree_with_each_alone() {
-    let model = Model::load(
-        model_path(SMOLLM2),
-        &LoadOptions {
-            max_parallel: Some(4),
-            ..test_options()
-        },
-        None,
-    )
-    .unwrap();
+    let model = smollm2_with(LoadOptions {
+        max_parallel: Some(4),
+        ..test_options()
+    });
     let prompts: Vec<String> = ["smollm2_count_greedy.json", "smollm2_code_greedy.json"]
         .iter()
         .map(|f| reference(f).prompt)
@@ -149,15 +149,10 @@ fn four_batched_generations_agree_with_each_alone() {
 /// every text is the lone one up to its first near-tie.
 #[test]
 fn eight_callers_on_four_slots_all_finish() {
-    let model = Model::load(
-        model_path(SMOLLM2),
-        &LoadOptions {
-            max_parallel: Some(4),
-            ..test_options()
-        },
-        None,
-    )
-    .unwrap();
+    let model = smollm2_with(LoadOptions {
+        max_parallel: Some(4),
+        ..test_options()
+    });
     let prompts: Vec<String> = (1..=8)
         .map(|i| format!("Count from {i}: {i}, {},", i + 1))
         .collect();
@@ -215,16 +210,11 @@ fn eight_callers_on_four_slots_all_finish() {
 /// options that would make room; the running generation is untouched.
 #[test]
 fn a_full_line_is_busy_not_unbounded() {
-    let model = Model::load(
-        model_path(SMOLLM2),
-        &LoadOptions {
-            max_parallel: Some(1),
-            max_queued: Some(0),
-            ..test_options()
-        },
-        None,
-    )
-    .unwrap();
+    let model = smollm2_with(LoadOptions {
+        max_parallel: Some(1),
+        max_queued: Some(0),
+        ..test_options()
+    });
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let cancel = CancelToken::new();
     std::thread::scope(|s| {
@@ -457,15 +447,10 @@ fn tokenize_detokenize_round_trip() {
 
 #[test]
 fn embeddings_are_normalised_and_meaningful() {
-    let model = Model::load(
-        model_path(SMOLLM2),
-        &LoadOptions {
-            embeddings: true,
-            ..test_options()
-        },
-        None,
-    )
-    .unwrap();
+    let model = smollm2_with(LoadOptions {
+        embeddings: true,
+        ..test_options()
+    });
     let v = model
         .embed(
             &[
@@ -731,15 +716,10 @@ fn endless(model: &Model, n: u32) -> GenerateParams {
 /// stops with `length` where the context ends. Both on a slot of the shared context and alone.
 #[test]
 fn context_shift_goes_on_past_a_full_context() {
-    let model = Model::load(
-        model_path(SMOLLM2),
-        &LoadOptions {
-            n_ctx: Some(64),
-            ..test_options()
-        },
-        None,
-    )
-    .unwrap();
+    let model = smollm2_with(LoadOptions {
+        n_ctx: Some(64),
+        ..test_options()
+    });
     let prompt = "Once upon a time, in a small village,";
     let prompt_tokens = model.tokenize(prompt, true).unwrap().len() as u32;
 
@@ -799,17 +779,12 @@ fn context_shift_is_refused_where_the_memory_cannot_shift() {
 /// within one micro-batch, not one n_batch.
 #[test]
 fn a_long_prompt_is_decoded_one_micro_batch_at_a_time() {
-    let model = Model::load(
-        model_path(SMOLLM2),
-        &LoadOptions {
-            n_batch: 512,
-            n_ubatch: 64,
-            max_parallel: Some(1),
-            ..test_options()
-        },
-        None,
-    )
-    .unwrap();
+    let model = smollm2_with(LoadOptions {
+        n_batch: 512,
+        n_ubatch: 64,
+        max_parallel: Some(1),
+        ..test_options()
+    });
     let prompt = "one two three four five six seven eight nine ten ".repeat(30);
     let n = model.tokenize(&prompt, true).unwrap().len() as u64;
     assert!(n > 256, "{n} tokens");

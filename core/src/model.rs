@@ -639,7 +639,8 @@ pub fn plan_load(
         Some(n) => n,
         None => {
             let auto = admission::parallel_from_memory(&estimate, hw.available_memory_bytes);
-            if auto > 1 {
+            // An embedding load has no generation slots: its KV cells are not multiplied.
+            if auto > 1 && !options.embeddings {
                 let slots = LoadOptions {
                     max_parallel: Some(auto),
                     ..resolved

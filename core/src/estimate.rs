@@ -262,7 +262,12 @@ impl EstimateOptions {
             n_ubatch: options.n_ubatch,
             flash_attention: options.flash_attention.unwrap_or(true),
             dtype: options.dtype,
-            parallel: options.max_parallel.unwrap_or(1),
+            // An embedding load has no generation slots: its KV cells are not multiplied.
+            parallel: if options.embeddings {
+                1
+            } else {
+                options.max_parallel.unwrap_or(1)
+            },
         }
     }
 }

@@ -360,7 +360,7 @@ impl Model {
         let _permit = match self.admission.enter(cancel) {
             Ok(permit) => permit,
             Err(Refused::Cancelled) => return Ok(Completion::cancelled()),
-            Err(busy) => return Err(self.busy_error(busy)),
+            Err(Refused::Busy { running, queued }) => return Err(self.busy_error(running, queued)),
         };
         generate_tokens(
             self.inner.as_ref(),
@@ -434,7 +434,7 @@ impl Model {
                     "embed: cancelled while waiting for a free context",
                 ))
             }
-            Err(busy) => return Err(self.busy_error(busy)),
+            Err(Refused::Busy { running, queued }) => return Err(self.busy_error(running, queued)),
         };
         texts
             .iter()
@@ -445,11 +445,7 @@ impl Model {
             .collect()
     }
 
-    fn busy_error(&self, refused: Refused) -> Error {
-        let (running, queued) = match refused {
-            Refused::Busy { running, queued } => (running, queued),
-            Refused::Cancelled => (0, 0),
-        };
+    fn busy_error(&self, running: u32, queued: u32) -> Error {
         Error::new(
             ErrorKind::Busy,
             format!(
@@ -639,8 +635,7 @@ pub fn plan_load(
         Some(n) => n,
         None => {
             let auto = admission::parallel_from_memory(&estimate, hw.available_memory_bytes);
-            // An embedding load has no generation slots: its KV cells are not multiplied.
-            if auto > 1 && !options.embeddings {
+            if auto > 1 {
                 let slots = LoadOptions {
                     max_parallel: Some(auto),
                     ..resolved

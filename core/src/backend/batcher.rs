@@ -266,6 +266,10 @@ mod tests {
         }
     }
 
+    fn counting(budget: usize, fail: bool) -> Batcher<Counting> {
+        Batcher::new(Counting { budget, fail }).unwrap()
+    }
+
     fn request(seq: i32, n: usize, first_pos: u32) -> Request {
         Request {
             seq,
@@ -277,11 +281,7 @@ mod tests {
 
     #[test]
     fn a_lone_member_decodes_at_once() {
-        let batcher = Batcher::new(Counting {
-            budget: 512,
-            fail: false,
-        })
-        .unwrap();
+        let batcher = counting(512, false);
         let _member = batcher.join();
         for pos in 0..20 {
             let done = batcher.submit(request(0, 1, pos)).unwrap();
@@ -294,13 +294,7 @@ mod tests {
 
     #[test]
     fn members_stepping_together_share_decodes() {
-        let batcher = Arc::new(
-            Batcher::new(Counting {
-                budget: 512,
-                fail: false,
-            })
-            .unwrap(),
-        );
+        let batcher = Arc::new(counting(512, false));
         let steps = 50;
         let threads: Vec<_> = (0..4)
             .map(|seq| {
@@ -326,13 +320,7 @@ mod tests {
 
     #[test]
     fn the_token_budget_splits_a_batch() {
-        let batcher = Arc::new(
-            Batcher::new(Counting {
-                budget: 8,
-                fail: false,
-            })
-            .unwrap(),
-        );
+        let batcher = Arc::new(counting(8, false));
         let threads: Vec<_> = (0..3)
             .map(|seq| {
                 let batcher = batcher.clone();
@@ -350,11 +338,7 @@ mod tests {
 
     #[test]
     fn a_silent_member_delays_the_others_by_the_grace_period_only() {
-        let batcher = Batcher::new(Counting {
-            budget: 512,
-            fail: false,
-        })
-        .unwrap();
+        let batcher = counting(512, false);
         let _silent = batcher.join();
         let _member = batcher.join();
         let start = Instant::now();
@@ -368,11 +352,7 @@ mod tests {
 
     #[test]
     fn a_failed_decode_fails_every_request_in_it() {
-        let batcher = Batcher::new(Counting {
-            budget: 512,
-            fail: true,
-        })
-        .unwrap();
+        let batcher = counting(512, true);
         let _member = batcher.join();
         let err = batcher.submit(request(0, 3, 0)).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Backend);

@@ -156,11 +156,7 @@ impl Backend for LlamaCppBackend {
             loaded.return_context(ctx, true);
         } else {
             let shared = loaded.new_context(ContextKind::Slots)?;
-            let budget = plan.n_batch.saturating_add(plan.max_parallel.max(1));
-            loaded.slots = Some(Slots::new(
-                SlotEngine::new(shared, budget),
-                plan.max_parallel,
-            )?);
+            loaded.slots = Some(Slots::new(SlotEngine::new(shared), plan.max_parallel)?);
         }
         Ok(Box::new(loaded))
     }
@@ -255,25 +251,39 @@ impl PooledContext {
         if n >= self.cached.len() {
             return n == self.cached.len();
         }
-        if n == 0 {
+        let Ok(from) = u32::try_from(n) else {
             self.forget();
-            return true;
-        }
-        // A sliding-window or recurrent memory may already have dropped early positions: then
-        // the prefix is not all there to keep.
-        let whole = self.ctx.kv_cache_seq_pos_min(0) <= 0;
-        let removed = u32::try_from(n)
-            .ok()
-            .and_then(|p0| self.ctx.clear_kv_cache_seq(Some(0), Some(p0), None).ok())
-            .unwrap_or(false);
-        if whole && removed {
-            self.cached.truncate(n);
-            true
-        } else {
-            self.forget();
-            false
-        }
+            return false;
+        };
+        let kept = drop_from(&mut self.ctx, 0, from);
+        self.cached.truncate(if kept { n } else { 0 });
+        kept
     }
+}
+
+/// Drop what sequence `seq` holds from position `from` on. False when the memory cannot drop
+/// a suffix (a sliding window or a recurrent state already lost the start, so the prefix is
+/// not all there to keep): then the whole sequence is dropped.
+fn drop_from(ctx: &mut LlamaContext<'static>, seq: i32, from: u32) -> bool {
+    let seq_id = seq as u32;
+    if ctx.kv_cache_seq_pos_max(seq) < i32::try_from(from).unwrap_or(i32::MAX) {
+        // Nothing at or after `from`: the usual case, the next token of a generation.
+        return true;
+    }
+    if from == 0 {
+        return ctx
+            .clear_kv_cache_seq(Some(seq_id), None, None)
+            .unwrap_or(false);
+    }
+    let whole = ctx.kv_cache_seq_pos_min(seq) <= 0;
+    let removed = ctx
+        .clear_kv_cache_seq(Some(seq_id), Some(from), None)
+        .unwrap_or(false);
+    if whole && removed {
+        return true;
+    }
+    let _ = ctx.clear_kv_cache_seq(Some(seq_id), None, None);
+    false
 }
 
 // SAFETY: a llama.cpp context may be used from any thread as long as only one thread uses it at

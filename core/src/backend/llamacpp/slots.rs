@@ -5,7 +5,7 @@
 //! holds the longest part of its prompt (a repeated system prompt, a chat's earlier turns), as
 //! llama-server picks slots by prompt similarity.
 
-use super::{LlamaLoaded, PooledContext};
+use super::{drop_from, LlamaLoaded, PooledContext};
 use crate::backend::batcher::{Batcher, Engine, Member, Request};
 use crate::backend::{Session, Token};
 use crate::{Error, ErrorKind, Result};
@@ -25,38 +25,19 @@ pub(super) struct SlotEngine {
 unsafe impl Send for SlotEngine {}
 
 impl SlotEngine {
-    pub fn new(pooled: PooledContext, n_batch: u32) -> Self {
+    /// Drive `pooled`, taking as many tokens per decode as its context was made for.
+    pub fn new(pooled: PooledContext) -> Self {
+        let n_batch = pooled.ctx.n_batch() as usize;
         SlotEngine {
             pooled,
-            batch: LlamaBatch::new(n_batch as usize, 1),
-            n_batch: n_batch as usize,
+            batch: LlamaBatch::new(n_batch, 1),
+            n_batch,
         }
     }
 
-    /// Drop the tokens of `seq` from position `from` on; false when the memory cannot drop a
-    /// suffix (a sliding window or a recurrent state already lost the start), in which case
-    /// the whole sequence is dropped.
+    /// Drop the tokens of `seq` from position `from` on (see `drop_from`).
     fn truncate(&mut self, seq: i32, from: u32) -> bool {
-        let ctx = &mut self.pooled.ctx;
-        let seq_id = seq as u32;
-        if ctx.kv_cache_seq_pos_max(seq) < i32::try_from(from).unwrap_or(i32::MAX) {
-            // Nothing at or after `from`: the usual case, the next token of a generation.
-            return true;
-        }
-        if from == 0 {
-            return ctx
-                .clear_kv_cache_seq(Some(seq_id), None, None)
-                .unwrap_or(false);
-        }
-        let whole = ctx.kv_cache_seq_pos_min(seq) <= 0;
-        let removed = ctx
-            .clear_kv_cache_seq(Some(seq_id), Some(from), None)
-            .unwrap_or(false);
-        if whole && removed {
-            return true;
-        }
-        let _ = ctx.clear_kv_cache_seq(Some(seq_id), None, None);
-        false
+        drop_from(&mut self.pooled.ctx, seq, from)
     }
 
     fn forget(&mut self, seq: i32) {

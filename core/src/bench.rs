@@ -3,7 +3,7 @@
 //! context), `tg` = text generation (n_gen single-token decodes). No sampling, no detokenizing:
 //! those are measured separately by `generate`'s own usage figures.
 
-use crate::backend::Token;
+use crate::backend::{SessionRequest, Token};
 use crate::generate::decode_prompt;
 use crate::{Error, Model, Result};
 use serde::{Deserialize, Serialize};
@@ -79,7 +79,7 @@ impl Model {
         // Untimed warm-up, as llama-bench does: one prompt pass and one generated token, so
         // page faults of the mmap'd weights and first-use allocations are not counted.
         {
-            let mut session = inner.new_session(true)?;
+            let mut session = inner.new_session(SessionRequest::ALONE)?;
             if opts.n_prompt > 0 {
                 decode_prompt(
                     session.as_mut(),
@@ -90,14 +90,14 @@ impl Model {
             }
         }
         if opts.n_gen > 0 {
-            let mut session = inner.new_session(true)?;
+            let mut session = inner.new_session(SessionRequest::ALONE)?;
             session.decode(&bench_tokens(1, vocab), 0)?;
         }
         if opts.n_prompt > 0 {
             let tokens = bench_tokens(opts.n_prompt, vocab);
             let mut samples = Vec::new();
             for _ in 0..opts.repetitions {
-                let mut session = inner.new_session(true)?;
+                let mut session = inner.new_session(SessionRequest::ALONE)?;
                 let start = Instant::now();
                 decode_prompt(session.as_mut(), &tokens, 0, &|| false)?;
                 samples.push(f64::from(opts.n_prompt) / start.elapsed().as_secs_f64());
@@ -112,7 +112,7 @@ impl Model {
             let tokens = bench_tokens(opts.n_gen, vocab);
             let mut samples = Vec::new();
             for _ in 0..opts.repetitions {
-                let mut session = inner.new_session(true)?;
+                let mut session = inner.new_session(SessionRequest::ALONE)?;
                 let start = Instant::now();
                 for (pos, &t) in tokens.iter().enumerate() {
                     session.decode(&[t], pos as u32)?;

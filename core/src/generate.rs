@@ -1,7 +1,7 @@
 //! The generation loop, shared by every backend: prompt evaluation in cancellable chunks,
 //! sampling, UTF-8-safe streaming with stop strings, finish reasons and usage.
 
-use crate::backend::{LoadedModel, Session, Token};
+use crate::backend::{ConversationId, LoadedModel, Session, SessionRequest, Token};
 use crate::sampling::{Constraint, GenerateParams, Sampler};
 use crate::stream::{Completion, FinishReason, TextStream, Usage};
 use crate::{CancelToken, Error, ErrorKind, Result};
@@ -11,9 +11,10 @@ use std::time::Instant;
 pub type Sink<'a> = &'a mut dyn FnMut(&str) -> bool;
 
 /// Run one generation from already-tokenized `prompt`; `constraint` is the compiled grammar or
-/// JSON schema of `params`, if any.
+/// JSON schema of `params`, if any; `conversation` names the chat session it continues.
 pub(crate) fn generate_tokens(
     model: &dyn LoadedModel,
+    conversation: Option<ConversationId>,
     prompt: &[Token],
     params: &GenerateParams,
     constraint: Option<Constraint>,
@@ -26,7 +27,10 @@ pub(crate) fn generate_tokens(
             "the prompt is empty: give at least one token of text",
         ));
     }
-    let mut session = model.new_session(params.deterministic)?;
+    let mut session = model.new_session(SessionRequest {
+        alone: params.deterministic,
+        conversation,
+    })?;
     let n_ctx = session.n_ctx() as usize;
     if params.context_shift {
         session.can_shift()?;

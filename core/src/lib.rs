@@ -19,6 +19,7 @@ pub mod backend;
 pub mod bench;
 pub mod cancel;
 pub mod chat;
+pub mod chat_session;
 #[cfg(feature = "candle")]
 pub mod convert;
 pub mod embed;
@@ -41,6 +42,7 @@ pub mod trace;
 
 pub use cancel::CancelToken;
 pub use chat::{ChatMessage, ChatTemplate, TemplateOrigin};
+pub use chat_session::ChatSession;
 pub use error::{Error, ErrorKind, Result};
 pub use estimate::{EstimateOptions, MemoryEstimate};
 pub use format::Format;

@@ -5,6 +5,7 @@ use crate::admission::{self, Admission, Refused};
 use crate::backend::{self, Backend, LoadPlan, LoadedModel, Skipped, Token};
 use crate::chat::content::{self, ControlTexts};
 use crate::chat::{ChatMessage, ChatTemplate};
+use crate::chat_session::ChatSession;
 use crate::estimate::{self, EstimateOptions, MemoryEstimate};
 use crate::generate::{generate_tokens, Sink};
 use crate::hardware::{self, Hardware};
@@ -299,7 +300,7 @@ impl Model {
         self.check_generates_text()?;
         self.check_fits_context("prompt", prompt)?;
         let tokens = self.inner.tokenize(prompt, true)?;
-        self.generate_from(&tokens, params, cancel, sink)
+        self.generate_from(None, &tokens, params, cancel, sink)
     }
 
     /// `generate` without streaming.
@@ -336,19 +337,38 @@ impl Model {
         cancel: Option<&CancelToken>,
         sink: Sink<'_>,
     ) -> Result<Completion> {
+        self.chat_in(None, messages, params, cancel, sink)
+    }
+
+    /// A conversation that keeps its place in this model's cache between turns (see
+    /// [`ChatSession`]), starting from `messages` (a system prompt, earlier turns, or none).
+    pub fn chat_session(self: &std::sync::Arc<Self>, messages: Vec<ChatMessage>) -> ChatSession {
+        ChatSession::new(self, messages)
+    }
+
+    /// `chat` as a turn of the chat session `conversation`, if any.
+    pub(crate) fn chat_in(
+        &self,
+        conversation: Option<backend::ConversationId>,
+        messages: &[ChatMessage],
+        params: &GenerateParams,
+        cancel: Option<&CancelToken>,
+        sink: Sink<'_>,
+    ) -> Result<Completion> {
         self.check_generates_text()?;
         let tokens = match self.chat_tokens(messages, cancel) {
             // Cancelled before the first token, as a cancelled prompt is: an empty reply.
             Err(e) if e.kind() == ErrorKind::Cancelled => return Ok(Completion::cancelled()),
             other => other?,
         };
-        self.generate_from(&tokens, params, cancel, sink)
+        self.generate_from(conversation, &tokens, params, cancel, sink)
     }
 
     /// The generation behind `generate` and `chat`: the load's default seed, the compiled
     /// grammar, then the shared loop.
     fn generate_from(
         &self,
+        conversation: Option<backend::ConversationId>,
         tokens: &[Token],
         params: &GenerateParams,
         cancel: Option<&CancelToken>,
@@ -364,6 +384,7 @@ impl Model {
         };
         generate_tokens(
             self.inner.as_ref(),
+            conversation,
             tokens,
             &params,
             constraint,
@@ -461,6 +482,11 @@ impl Model {
     /// (`None` for a backend that does not batch generations).
     pub fn batch_stats(&self) -> Option<backend::BatchStats> {
         self.inner.batch_stats()
+    }
+
+    /// The chat session `id` has ended (its `Drop`).
+    pub(crate) fn end_conversation(&self, id: backend::ConversationId) {
+        self.inner.end_conversation(id);
     }
 
     /// Width of the vectors `embed` returns.

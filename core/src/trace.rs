@@ -8,7 +8,7 @@
 //! kernel path, and every host's tests compare output only up to the first near-tie
 //! (`uml_test_support::GreedyFixture`).
 
-use crate::backend::Token;
+use crate::backend::{SessionRequest, Token};
 use crate::generate::decode_prompt;
 use crate::model::Model;
 use crate::{Error, ErrorKind, Result};
@@ -37,7 +37,7 @@ pub fn greedy_trace(model: &Model, prompt: &[Token], n_predict: u32) -> Result<V
         return Err(Error::invalid_argument("greedy_trace: the prompt is empty"));
     }
     let loaded = model.loaded();
-    let mut session = loaded.new_session(true)?;
+    let mut session = loaded.new_session(SessionRequest::ALONE)?;
     let n_ctx = session.n_ctx() as usize;
     if prompt.len() + n_predict as usize > n_ctx {
         return Err(Error::new(
@@ -79,7 +79,7 @@ pub fn last_logits(model: &Model, tokens: &[Token]) -> Result<Vec<f32>> {
     if tokens.is_empty() {
         return Err(Error::invalid_argument("last_logits: no tokens"));
     }
-    let mut session = model.loaded().new_session(true)?;
+    let mut session = model.loaded().new_session(SessionRequest::ALONE)?;
     decode_prompt(session.as_mut(), tokens, 0, &|| false)?;
     Ok(session.logits()?.to_vec())
 }

@@ -358,3 +358,38 @@ fn control_token_text_in_messages_is_plain_in_both_backends() {
     let im_start = p.llama.tokenize("<|im_start|>", false).unwrap()[0];
     assert_eq!(llama.iter().filter(|&&t| t == im_start).count(), 3);
 }
+
+/// A chat session on candle (real SmolLM2 weights, F32): the second turn starts on the cache
+/// the first left, evaluating only the new tokens (and the reply's last, sampled but never
+/// decoded), and replies as a fresh chat over the whole conversation does.
+#[test]
+fn a_candle_chat_session_evaluates_only_each_turns_new_tokens() {
+    let p = pair();
+    let model = std::sync::Arc::new(
+        Model::load(&p.folder, &exact_f32(BackendChoice::Candle, 512), None).unwrap(),
+    );
+    let params = GenerateParams {
+        max_tokens: 16,
+        ..GenerateParams::greedy()
+    };
+    let user = |text: &str| ChatMessage::new("user", text);
+    let mut session = model.chat_session(Vec::new());
+    let first = session
+        .send(user("Name three fruits."), &params, None, &mut |_| true)
+        .unwrap();
+    let second = session
+        .send(user("And three vegetables?"), &params, None, &mut |_| true)
+        .unwrap();
+    let left = first.usage.prompt_tokens + first.usage.completion_tokens;
+    let kept = second.usage.cached_prompt_tokens;
+    assert!(
+        kept + 1 >= left && kept < second.usage.prompt_tokens,
+        "kept {kept}; turn 1 left {left}"
+    );
+    let fresh = p
+        .candle
+        .chat(&session.messages()[..3], &params, None, &mut |_| true)
+        .unwrap();
+    assert_eq!(fresh.usage.cached_prompt_tokens, 0);
+    assert_eq!(second.text, fresh.text);
+}

@@ -561,7 +561,7 @@ fn control_token_text_in_a_message_stays_plain_text() {
     );
     let count = |tokens: &[i32], id: i32| tokens.iter().filter(|&&t| t == id).count();
 
-    let clean = [ChatMessage::user("What is the capital of France?")];
+    let clean = [ChatMessage::user("What are the first five prime numbers?")];
     let whole = m
         .tokenize(&m.render_chat(&clean, true).unwrap(), true)
         .unwrap();
@@ -793,4 +793,125 @@ fn a_long_prompt_is_decoded_one_micro_batch_at_a_time() {
     let after = model.batch_stats().unwrap();
     assert_eq!(out.usage.completion_tokens, 1);
     assert_eq!(after.decodes - before.decodes, n.div_ceil(64));
+}
+
+/// A chat session's later turns evaluate only what the turn added: its message and the
+/// template's markup around it (plus the previous reply's last token, sampled but never
+/// decoded). Another caller between the turns takes a free slot, not the session's. The reply
+/// is what evaluating the whole conversation afresh gives, up to its first near-tie.
+#[test]
+fn a_chat_session_evaluates_only_each_turns_new_tokens() {
+    let model = Arc::new(smollm2_with(LoadOptions {
+        max_parallel: Some(2),
+        ..test_options()
+    }));
+    let user = |text: &str| ChatMessage::new("user", text);
+    let mut session = model.chat_session(vec![ChatMessage::system(
+        "You are a patient teacher who answers in short sentences.",
+    )]);
+
+    let first = session
+        .send(
+            user("What are the first five prime numbers?"),
+            &greedy(24),
+            None,
+            &mut |_| true,
+        )
+        .unwrap();
+    assert_eq!(first.usage.cached_prompt_tokens, 0);
+    assert_eq!(session.messages().len(), 3);
+    assert_eq!(session.messages()[2], ChatMessage::assistant(&first.text));
+
+    // Two other callers between the turns: the second would take the session's slot by age,
+    // and by the system prompt it shares, were the slot not kept for the session.
+    let stranger = model
+        .complete("A list of rivers: Nile, Amazon,", &greedy(8))
+        .unwrap();
+    assert_eq!(stranger.usage.cached_prompt_tokens, 0);
+    let same_system = [session.messages()[0].clone(), user("Tell me a joke.")];
+    let stranger = model
+        .chat(&same_system, &greedy(8), None, &mut |_| true)
+        .unwrap();
+    assert_eq!(stranger.usage.cached_prompt_tokens, 0);
+
+    let second = session
+        .send(user("And the next three?"), &greedy(24), None, &mut |_| {
+            true
+        })
+        .unwrap();
+    let kept_before = first.usage.prompt_tokens + first.usage.completion_tokens;
+    let whole = &session.messages()[..4];
+    let whole_tokens = model.chat_prompt_tokens(whole).unwrap().len() as u32;
+    assert_eq!(second.usage.prompt_tokens, whole_tokens);
+    let evaluated = second.usage.prompt_tokens - second.usage.cached_prompt_tokens;
+    assert!(
+        second.usage.cached_prompt_tokens + 1 >= kept_before
+            && evaluated <= whole_tokens - kept_before + 1,
+        "turn 2 evaluated {evaluated} of {whole_tokens} tokens; turn 1 left {kept_before}"
+    );
+
+    let fresh_model = Model::load(model_path(SMOLLM2), &test_options(), None).unwrap();
+    let fresh = fresh_model
+        .chat(whole, &greedy(24), None, &mut |_| true)
+        .unwrap();
+    assert_eq!(fresh.usage.cached_prompt_tokens, 0);
+    assert_agree(
+        &second.text,
+        &fresh.text,
+        &trusted_greedy(&fresh_model, "", Some(whole)),
+    );
+}
+
+/// A session whose slot another caller needed goes on correctly, evaluating more; a failed
+/// turn leaves the conversation as it was; a closed model ends the session with ModelClosed.
+#[test]
+fn a_chat_session_survives_eviction_failure_and_a_closed_model() {
+    let model = Arc::new(smollm2_with(LoadOptions {
+        max_parallel: Some(1),
+        ..test_options()
+    }));
+    let user = |text: &str| ChatMessage::new("user", text);
+    let mut session = model.chat_session(Vec::new());
+    let first = session
+        .send(user("What are the first five prime numbers?"), &greedy(16), None, &mut |_| {
+            true
+        })
+        .unwrap();
+    // The only slot goes to another caller, who overwrites it.
+    model
+        .complete("Once upon a time in a faraway land there lived", &greedy(8))
+        .unwrap();
+    let second = session
+        .send(user("And the next three?"), &greedy(16), None, &mut |_| true)
+        .unwrap();
+    assert!(
+        second.usage.cached_prompt_tokens < first.usage.prompt_tokens,
+        "kept {} tokens of a slot another caller overwrote",
+        second.usage.cached_prompt_tokens
+    );
+    let whole = &session.messages()[..3];
+    let fresh = model.chat(whole, &greedy(16), None, &mut |_| true).unwrap();
+    assert_agree(
+        &second.text,
+        &fresh.text,
+        &trusted_greedy(&model, "", Some(whole)),
+    );
+
+    let before = session.messages().to_vec();
+    let bad = GenerateParams {
+        temperature: -1.0,
+        ..GenerateParams::greedy()
+    };
+    let err = session
+        .send(user("This turn fails."), &bad, None, &mut |_| true)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(session.messages(), before.as_slice());
+
+    drop(model);
+    let err = session
+        .send(user("Anyone there?"), &greedy(4), None, &mut |_| true)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ModelClosed, "{err}");
+    assert_eq!(session.messages(), before.as_slice());
 }

@@ -26,6 +26,30 @@ use serde::{Deserialize, Serialize};
 /// A token id in the model's vocabulary.
 pub type Token = i32;
 
+/// Names one chat session (`Model::chat_session`) to the backend, so its cache can be kept
+/// for it between turns.
+pub type ConversationId = u64;
+
+/// What a generation asks of the session it runs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionRequest {
+    /// A private context decoded on its own, as a fresh single-sequence context would be:
+    /// bit-equal to a lone caller (the `deterministic` option).
+    pub alone: bool,
+    /// The chat session this generation continues: a backend that keeps caches between
+    /// generations keeps this conversation's for it, so its next turn evaluates only the new
+    /// tokens.
+    pub conversation: Option<ConversationId>,
+}
+
+impl SessionRequest {
+    /// A private context decoded alone (benchmarks and traces measure it so).
+    pub const ALONE: SessionRequest = SessionRequest {
+        alone: true,
+        conversation: None,
+    };
+}
+
 /// Everything a backend needs to load a model, resolved by core from `LoadOptions`, the
 /// memory estimate and the hardware: no `Option`s, no `auto` left.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -100,9 +124,10 @@ pub trait LoadedModel: Send + Sync {
     fn vocab_size(&self) -> u32;
     /// A generation state. It may start on a cache that holds an earlier generation's tokens
     /// (see [`Session::reuse_prefix`]), and its decodes may be batched with other sessions'
-    /// (then rounding can differ in the last bits from a lone decode); `alone` asks for a
-    /// private context decoded on its own, as a fresh single-sequence context would be.
-    fn new_session(&self, alone: bool) -> Result<Box<dyn Session + '_>>;
+    /// (then rounding can differ in the last bits from a lone decode); see [`SessionRequest`].
+    fn new_session(&self, request: SessionRequest) -> Result<Box<dyn Session + '_>>;
+    /// The chat session `id` has ended: what the backend kept for it may go to anyone.
+    fn end_conversation(&self, _id: ConversationId) {}
     /// Embed one text (pooled, L2-normalised if the plan says so).
     fn embed(&self, text: &str, cancel: Option<&CancelToken>) -> Result<Vec<f32>>;
     /// Width of the vectors `embed` returns.

@@ -8,6 +8,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::quantized_llama;
 use candle_transformers::models::{bert, gemma3, llama, mistral, phi3, qwen2, qwen3};
 use serde_json::Value;
+use std::sync::Arc;
 
 use crate::{Error, ErrorKind, Result};
 
@@ -25,7 +26,8 @@ pub(super) const SUPPORTED: &[&str] = &[
 /// Loaded weights of one architecture.
 pub(super) enum Weights {
     Llama {
-        model: llama::Llama,
+        /// Shared with every session's state, which owns a handle so it can outlive a turn.
+        model: Arc<llama::Llama>,
         /// An empty cache (with the rotary tables) cloned for each session.
         cache: llama::Cache,
     },
@@ -41,9 +43,9 @@ pub(super) enum Weights {
 }
 
 /// One session's model state.
-pub(super) enum State<'w> {
+pub(super) enum State {
     Llama {
-        model: &'w llama::Llama,
+        model: Arc<llama::Llama>,
         cache: llama::Cache,
     },
     Mistral(mistral::Model),
@@ -115,7 +117,10 @@ impl Weights {
                 let cfg = cfg.into_config(false);
                 let model = llama::Llama::load(vb, &cfg).map_err(&load)?;
                 let cache = llama::Cache::new(true, dtype, &cfg, device).map_err(&load)?;
-                Weights::Llama { model, cache }
+                Weights::Llama {
+                    model: Arc::new(model),
+                    cache,
+                }
             }
             "MistralForCausalLM" => {
                 Weights::Mistral(mistral::Model::new(&parse(config, &arch)?, vb).map_err(&load)?)
@@ -185,10 +190,10 @@ impl Weights {
 
     /// A fresh state: an empty KV cache over these weights; `None` for an encoder, which has no
     /// generation state.
-    pub(super) fn session(&self) -> Option<State<'_>> {
+    pub(super) fn session(&self) -> Option<State> {
         Some(match self {
             Weights::Llama { model, cache } => State::Llama {
-                model,
+                model: Arc::clone(model),
                 cache: cache.clone(),
             },
             Weights::Mistral(m) => State::Mistral(m.clone()),
@@ -229,7 +234,13 @@ impl Weights {
     }
 }
 
-impl State<'_> {
+impl State {
+    /// Whether a state that holds some tokens can take several more in one step, as the next
+    /// turn of a chat does. Gemma 3's sliding-window cache cannot.
+    pub(super) fn continues(&self) -> bool {
+        !matches!(self, State::Gemma3(_))
+    }
+
     /// Run `ids` (shape `(1, n)`) at positions `pos..`; the logits of the last position, F32.
     pub(super) fn forward(&mut self, ids: &Tensor, pos: usize) -> candle_core::Result<Vec<f32>> {
         let logits = match self {

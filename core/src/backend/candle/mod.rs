@@ -1,7 +1,7 @@
 //! The candle backend: Hugging Face folders (config.json + safetensors or a PyTorch
 //! checkpoint + tokenizer.json) run in-process on the CPU, in F32, and llama-architecture GGUFs
 //! through candle's quantized kernels. Weights are read once and shared by every session; each
-//! session has its own KV cache.
+//! session has its own KV cache, and a chat session's cache is parked between its turns.
 
 mod arch;
 mod estimate;
@@ -12,14 +12,19 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
-use super::{Backend, BackendChoice, LoadPlan, LoadedModel, Session, Token};
+use super::{
+    Backend, BackendChoice, ConversationId, LoadPlan, LoadedModel, Session, SessionRequest, Token,
+};
 use crate::estimate::{EstimateOptions, MemoryEstimate};
 use crate::format::Format;
 use crate::hf_folder::{read_config, var_builder, weight_files};
 use crate::inspect::ModelInfo;
 use crate::options::WeightDtype;
 use crate::{CancelToken, Error, ErrorKind, Result};
-use arch::Weights;
+use arch::{State, Weights};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokenizer::HfTokenizer;
 
 struct CandleBackend;
@@ -161,6 +166,7 @@ impl Backend for CandleBackend {
                 .and_then(|p| p.get("pooling_mode_cls_token").and_then(Value::as_bool))
                 .unwrap_or(false),
             embedding_size,
+            parked: Parking::new(plan),
         }))
     }
 }
@@ -196,6 +202,7 @@ fn load_gguf(path: &Path, plan: &LoadPlan) -> Result<CandleLoaded> {
         normalize: plan.normalize_embeddings,
         cls_pooling: false,
         embedding_size: 0,
+        parked: Parking::new(plan),
     })
 }
 
@@ -235,6 +242,67 @@ struct CandleLoaded {
     /// sentence-transformers' pooling (1_Pooling/config.json): the [CLS] state, else the mean.
     cls_pooling: bool,
     embedding_size: usize,
+    parked: Parking,
+}
+
+/// Chat sessions' caches between their turns. Sessions running plus caches parked stay within
+/// `max_parallel`, the caches the memory estimate counts: the one parked longest goes first.
+struct Parking {
+    parked: Mutex<VecDeque<Parked>>,
+    running: AtomicUsize,
+    max_parallel: usize,
+}
+
+/// What a chat session's last turn left: its state and the tokens that state holds.
+struct Parked {
+    conversation: ConversationId,
+    state: State,
+    held: Vec<Token>,
+}
+
+impl Parking {
+    fn new(plan: &LoadPlan) -> Self {
+        Parking {
+            parked: Mutex::new(VecDeque::new()),
+            running: AtomicUsize::new(0),
+            max_parallel: plan.max_parallel.max(1) as usize,
+        }
+    }
+
+    /// A session starts: take back `conversation`'s cache, if parked.
+    fn start(&self, conversation: Option<ConversationId>) -> Option<Parked> {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let mut parked = self.parked.lock();
+        let mine = conversation
+            .and_then(|c| parked.iter().position(|p| p.conversation == c))
+            .and_then(|i| parked.remove(i));
+        self.trim(&mut parked);
+        mine
+    }
+
+    /// A session ends; a chat session's cache is parked for its next turn.
+    fn finish(&self, park: Option<Parked>) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        let mut parked = self.parked.lock();
+        if let Some(p) = park {
+            parked.retain(|q| q.conversation != p.conversation);
+            parked.push_back(p);
+        }
+        self.trim(&mut parked);
+    }
+
+    fn end(&self, conversation: ConversationId) {
+        self.parked
+            .lock()
+            .retain(|p| p.conversation != conversation);
+    }
+
+    fn trim(&self, parked: &mut VecDeque<Parked>) {
+        let running = self.running.load(Ordering::SeqCst);
+        while !parked.is_empty() && parked.len() + running > self.max_parallel {
+            parked.pop_front();
+        }
+    }
 }
 
 impl LoadedModel for CandleLoaded {
@@ -262,19 +330,26 @@ impl LoadedModel for CandleLoaded {
         u32::try_from(self.tokenizer.vocab_size()).unwrap_or(u32::MAX)
     }
 
-    fn new_session(&self, _alone: bool) -> Result<Box<dyn Session + '_>> {
-        let state = self.weights.session().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Unsupported,
-                "this is a sentence-embedding model (BERT); it cannot generate text: use embed",
-            )
-        })?;
+    fn new_session(&self, request: SessionRequest) -> Result<Box<dyn Session + '_>> {
+        let fresh = self.fresh_state()?;
+        // A deterministic turn runs on a fresh cache; the parked one stays for the next turn.
+        let conversation = request.conversation.filter(|_| !request.alone);
+        let (state, held) = match self.parked.start(conversation) {
+            Some(p) => (p.state, p.held),
+            None => (fresh, Vec::new()),
+        };
         Ok(Box::new(CandleSession {
             owner: self,
-            state,
+            state: Some(state),
+            conversation,
+            next_pos: held.len() as u32,
+            held,
             logits: Vec::new(),
-            next_pos: 0,
         }))
+    }
+
+    fn end_conversation(&self, id: ConversationId) {
+        self.parked.end(id);
     }
 
     fn embed(&self, text: &str, cancel: Option<&CancelToken>) -> Result<Vec<f32>> {
@@ -324,9 +399,26 @@ impl LoadedModel for CandleLoaded {
     }
 }
 
+impl CandleLoaded {
+    /// An empty cache over the weights.
+    fn fresh_state(&self) -> Result<State> {
+        self.weights.session().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                "this is a sentence-embedding model (BERT); it cannot generate text: use embed",
+            )
+        })
+    }
+}
+
 struct CandleSession<'m> {
     owner: &'m CandleLoaded,
-    state: arch::State<'m>,
+    /// `None` only after a failed reset.
+    state: Option<State>,
+    /// The chat session this generation continues, whose cache is parked at the end.
+    conversation: Option<ConversationId>,
+    /// The tokens the state holds, in order.
+    held: Vec<Token>,
     logits: Vec<f32>,
     next_pos: u32,
 }
@@ -359,12 +451,19 @@ impl Session for CandleSession<'_> {
         let input = Tensor::new(ids.as_slice(), &self.owner.device)
             .and_then(|t| t.unsqueeze(0))
             .map_err(|e| Error::backend(format!("candle: {e}")))?;
-        let state = &mut self.state;
+        let state = self
+            .state
+            .as_mut()
+            .ok_or_else(|| Error::internal("candle decode on a session without state"))?;
+        // What a failed step left in the cache is unknown: then it holds nothing worth keeping.
+        let mut held = std::mem::take(&mut self.held);
         self.logits = self
             .owner
             .pool
             .install(|| state.forward(&input, first_pos as usize))
             .map_err(|e| Error::backend(format!("candle forward failed: {e}")))?;
+        held.extend_from_slice(tokens);
+        self.held = held;
         // Checkpoints often pad the output layer past the tokenizer's vocabulary; those rows
         // are no tokens and must never be sampled.
         self.logits.truncate(self.owner.tokenizer.vocab_size());
@@ -377,6 +476,38 @@ impl Session for CandleSession<'_> {
             return Err(Error::internal("logits read before decode"));
         }
         Ok(&self.logits)
+    }
+
+    /// candle's caches only grow: a state is kept when it holds a proper prefix of `prompt`
+    /// (the earlier turns of this chat session), and otherwise starts empty.
+    fn reuse_prefix(&mut self, prompt: &[Token]) -> Result<usize> {
+        let continues = self.state.as_ref().is_some_and(State::continues);
+        if continues && self.held.len() < prompt.len() && prompt.starts_with(&self.held) {
+            return Ok(self.held.len());
+        }
+        if !self.held.is_empty() || self.state.is_none() {
+            self.state = None;
+            self.held.clear();
+            self.next_pos = 0;
+            self.state = Some(self.owner.fresh_state()?);
+        }
+        Ok(0)
+    }
+}
+
+impl Drop for CandleSession<'_> {
+    fn drop(&mut self) {
+        let park = match (self.conversation, self.state.take()) {
+            (Some(conversation), Some(state)) if !self.held.is_empty() && state.continues() => {
+                Some(Parked {
+                    conversation,
+                    state,
+                    held: std::mem::take(&mut self.held),
+                })
+            }
+            _ => None,
+        };
+        self.owner.parked.finish(park);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::backend::BackendChoice;
 use crate::{ErrorKind, GenerateParams, LoadOptions, Model};
-use uml_test_support::{write_tiny_hf_folder, write_tiny_llama_gguf};
+use uml_test_support::{max_abs_diff, write_tiny_hf_folder, write_tiny_llama_gguf};
 
 fn options(backend: BackendChoice) -> LoadOptions {
     LoadOptions {
@@ -37,7 +37,9 @@ fn both() -> (tempfile::TempDir, Model, Option<Model>) {
 
 fn last_logits(model: &Model, tokens: &[i32]) -> Vec<f32> {
     let loaded = model.loaded();
-    let mut session = loaded.new_session(false).unwrap();
+    let mut session = loaded
+        .new_session(crate::backend::SessionRequest::default())
+        .unwrap();
     session.decode(tokens, 0).unwrap();
     session.logits().unwrap().to_vec()
 }
@@ -537,4 +539,44 @@ fn every_supported_causal_lm_runs_the_weights_it_shares_with_llama() {
         expected,
         "Qwen3 normalises Q and K"
     );
+}
+
+/// candle parks a chat session's cache between turns: the next turn's session starts on it
+/// when the prompt continues it, with the logits of decoding everything afresh; a prompt that
+/// does not continue it, or a session that ended, starts empty.
+#[test]
+fn a_chat_sessions_cache_is_parked_between_turns() {
+    use crate::backend::SessionRequest;
+    let (_dir, candle, _) = both();
+    let loaded = candle.loaded();
+    let turn = SessionRequest {
+        alone: false,
+        conversation: Some(7),
+    };
+    let ids = candle.tokenize("the cat sat on the mat", true).unwrap();
+    {
+        let mut first = loaded.new_session(turn).unwrap();
+        assert_eq!(first.reuse_prefix(&ids[..4]).unwrap(), 0);
+        first.decode(&ids[..4], 0).unwrap();
+    }
+    {
+        let mut second = loaded.new_session(turn).unwrap();
+        assert_eq!(second.reuse_prefix(&ids).unwrap(), 4);
+        second.decode(&ids[4..], 4).unwrap();
+        let diff = max_abs_diff(second.logits().unwrap(), &last_logits(&candle, &ids));
+        assert!(diff < 1e-5, "{diff}");
+    }
+    // A stranger between the turns starts empty and leaves the parked cache alone.
+    let mut stranger = loaded.new_session(SessionRequest::default()).unwrap();
+    assert_eq!(stranger.reuse_prefix(&ids).unwrap(), 0);
+    drop(stranger);
+    let other = candle.tokenize("a dog ran", true).unwrap();
+    {
+        let mut third = loaded.new_session(turn).unwrap();
+        assert_eq!(third.reuse_prefix(&other).unwrap(), 0);
+        third.decode(&other, 0).unwrap();
+    }
+    loaded.end_conversation(7);
+    let mut after = loaded.new_session(turn).unwrap();
+    assert_eq!(after.reuse_prefix(&other).unwrap(), 0);
 }

@@ -7,7 +7,9 @@
 
 mod slots;
 
-use super::{Backend, BackendChoice, LoadPlan, LoadedModel, Session, Token};
+use super::{
+    Backend, BackendChoice, ConversationId, LoadPlan, LoadedModel, Session, SessionRequest, Token,
+};
 use crate::estimate::{EstimateOptions, MemoryEstimate};
 use crate::format::Format;
 use crate::inspect::ModelInfo;
@@ -454,9 +456,13 @@ impl LoadedModel for LlamaLoaded {
         u32::try_from(self.model.n_vocab()).unwrap_or(0)
     }
 
-    fn new_session(&self, alone: bool) -> Result<Box<dyn Session + '_>> {
-        if let (Some(slots), false) = (&self.slots, alone) {
-            return Ok(Box::new(SlotSession::new(self, slots)?));
+    fn new_session(&self, request: SessionRequest) -> Result<Box<dyn Session + '_>> {
+        if let (Some(slots), false) = (&self.slots, request.alone) {
+            return Ok(Box::new(SlotSession::new(
+                self,
+                slots,
+                request.conversation,
+            )?));
         }
         let ctx = self.take_context(false)?;
         let n_batch = self.plan.n_batch;
@@ -466,6 +472,12 @@ impl LoadedModel for LlamaLoaded {
             batch: LlamaBatch::new(n_batch as usize, 1),
             last_index: -1,
         }))
+    }
+
+    fn end_conversation(&self, id: ConversationId) {
+        if let Some(slots) = &self.slots {
+            slots.end_conversation(id);
+        }
     }
 
     fn embed(&self, text: &str, cancel: Option<&CancelToken>) -> Result<Vec<f32>> {

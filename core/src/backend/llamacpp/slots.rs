@@ -3,11 +3,12 @@
 //! step for every running generation (see `backend::batcher`). A slot keeps the tokens its
 //! last generation left in the cache, and a new generation takes the free slot that already
 //! holds the longest part of its prompt (a repeated system prompt, a chat's earlier turns), as
-//! llama-server picks slots by prompt similarity.
+//! llama-server picks slots by prompt similarity. A chat session's slot is kept for it: other
+//! generations take it only when no other slot is free.
 
 use super::{drop_from, LlamaLoaded, PooledContext};
 use crate::backend::batcher::{Batcher, Engine, Member, Request};
-use crate::backend::{Session, Token};
+use crate::backend::{ConversationId, Session, Token};
 use crate::{Error, ErrorKind, Result};
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
@@ -120,7 +121,29 @@ struct SlotTable {
     held: Vec<Vec<Token>>,
     /// When each slot was last released (a logical clock), to reuse the oldest first.
     released_at: Vec<u64>,
+    /// The chat session each slot is kept for, if any.
+    kept_for: Vec<Option<ConversationId>>,
     clock: u64,
+}
+
+impl SlotTable {
+    /// Keep `slot` for `conversation` (and no other slot for it), or for nobody.
+    fn keep_for(&mut self, slot: usize, conversation: Option<ConversationId>) {
+        if conversation.is_some() {
+            for kept in self.kept_for.iter_mut() {
+                if *kept == conversation {
+                    *kept = None;
+                }
+            }
+        }
+        self.kept_for[slot] = conversation;
+    }
+
+    /// Whether a generation of `conversation` may use the free `slot` without evicting a
+    /// chat session's cache.
+    fn open_to(&self, slot: usize, conversation: Option<ConversationId>) -> bool {
+        !self.taken[slot] && (self.kept_for[slot].is_none() || self.kept_for[slot] == conversation)
+    }
 }
 
 /// The shared context and its slots.
@@ -138,6 +161,7 @@ impl Slots {
                 taken: vec![false; n],
                 held: vec![Vec::new(); n],
                 released_at: vec![0; n],
+                kept_for: vec![None; n],
                 clock: 0,
             }),
         })
@@ -151,13 +175,20 @@ impl Slots {
         }
     }
 
-    /// Take the free slot released longest ago. Admission keeps callers to the slot count, so
-    /// one is free unless a caller bypassed it.
-    fn claim(&self) -> Result<(usize, Vec<Token>)> {
+    /// Take the slot kept for `conversation`, else the free slot released longest ago that
+    /// is kept for no chat session, else (evicting one) the one kept longest. Admission keeps
+    /// callers to the slot count, so one is free unless a caller bypassed it.
+    fn claim(&self, conversation: Option<ConversationId>) -> Result<(usize, Vec<Token>)> {
         let mut table = self.table.lock();
-        let free = (0..table.taken.len())
-            .filter(|&i| !table.taken[i])
-            .min_by_key(|&i| table.released_at[i])
+        let n = table.taken.len();
+        let own = conversation
+            .and_then(|c| (0..n).find(|&i| !table.taken[i] && table.kept_for[i] == Some(c)));
+        let free = own
+            .or_else(|| {
+                (0..n)
+                    .filter(|&i| !table.taken[i])
+                    .min_by_key(|&i| (table.kept_for[i].is_some(), table.released_at[i]))
+            })
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::Busy,
@@ -168,7 +199,18 @@ impl Slots {
                 )
             })?;
         table.taken[free] = true;
+        table.keep_for(free, conversation);
         Ok((free, std::mem::take(&mut table.held[free])))
+    }
+
+    /// The chat session `conversation` ended: its slot is anyone's again.
+    pub fn end_conversation(&self, conversation: ConversationId) {
+        let mut table = self.table.lock();
+        for kept in table.kept_for.iter_mut() {
+            if *kept == Some(conversation) {
+                *kept = None;
+            }
+        }
     }
 
     /// Give a slot back with what its sequence holds.
@@ -181,12 +223,19 @@ impl Slots {
     }
 
     /// Move from `slot` to the free slot holding the longest prefix of `prompt`, when that is
-    /// longer than what `slot` holds (`held`). Returns the slot now used and its tokens.
-    fn best_for(&self, slot: usize, held: Vec<Token>, prompt: &[Token]) -> (usize, Vec<Token>) {
+    /// longer than what `slot` holds (`held`), and that slot is kept for no other chat
+    /// session. Returns the slot now used and its tokens.
+    fn best_for(
+        &self,
+        slot: usize,
+        held: Vec<Token>,
+        prompt: &[Token],
+        conversation: Option<ConversationId>,
+    ) -> (usize, Vec<Token>) {
         let mut table = self.table.lock();
         let mine = shared_prefix(&held, prompt);
         let better = (0..table.taken.len())
-            .filter(|&i| !table.taken[i])
+            .filter(|&i| table.open_to(i, conversation))
             .map(|i| (i, shared_prefix(&table.held[i], prompt)))
             .filter(|&(_, n)| n > mine)
             .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)));
@@ -197,6 +246,8 @@ impl Slots {
         let other_held = std::mem::take(&mut table.held[other]);
         table.taken[slot] = false;
         table.held[slot] = held;
+        table.kept_for[slot] = None;
+        table.keep_for(other, conversation);
         (other, other_held)
     }
 }
@@ -210,6 +261,8 @@ pub(super) struct SlotSession<'m> {
     owner: &'m LlamaLoaded,
     slots: &'m Slots,
     slot: usize,
+    /// The chat session this generation continues, if any.
+    conversation: Option<ConversationId>,
     /// The tokens this slot's sequence holds.
     held: Vec<Token>,
     logits: Vec<f32>,
@@ -218,12 +271,17 @@ pub(super) struct SlotSession<'m> {
 }
 
 impl<'m> SlotSession<'m> {
-    pub fn new(owner: &'m LlamaLoaded, slots: &'m Slots) -> Result<Self> {
-        let (slot, held) = slots.claim()?;
+    pub fn new(
+        owner: &'m LlamaLoaded,
+        slots: &'m Slots,
+        conversation: Option<ConversationId>,
+    ) -> Result<Self> {
+        let (slot, held) = slots.claim(conversation)?;
         Ok(SlotSession {
             owner,
             slots,
             slot,
+            conversation,
             held,
             logits: Vec::new(),
             has_logits: false,
@@ -309,7 +367,9 @@ impl Session for SlotSession<'_> {
 
     fn reuse_prefix(&mut self, prompt: &[Token]) -> Result<usize> {
         let held = std::mem::take(&mut self.held);
-        let (slot, held) = self.slots.best_for(self.slot, held, prompt);
+        let (slot, held) = self
+            .slots
+            .best_for(self.slot, held, prompt, self.conversation);
         self.slot = slot;
         self.held = held;
         let shared = shared_prefix(&self.held, prompt).min(prompt.len().saturating_sub(1));

@@ -4,6 +4,7 @@
 //! slot that holds it is kept for it while other slots are free; candle: its KV cache is
 //! parked between turns), so turn N evaluates only the tokens that turn added.
 //!
+//! A turn sent while another runs is `Busy`, not queued: a conversation has one order.
 //! The session does not keep the model alive: closing the model ends every session on it
 //! (their next turn is `ModelClosed`), as it ends every other call.
 
@@ -14,19 +15,31 @@ use crate::model::Model;
 use crate::sampling::GenerateParams;
 use crate::stream::{Completion, FinishReason};
 use crate::{CancelToken, Error, ErrorKind, Result};
-use std::sync::atomic::{AtomicU64, Ordering};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 /// Conversation ids, unique in the process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// A conversation with one model (see the module docs). One turn at a time: `send` takes
-/// `&mut self`; share a session between threads behind a lock.
+/// A conversation with one model (see the module docs). `Send + Sync`: share it between
+/// threads (the bindings' handles do); it runs one turn at a time, and a turn sent while
+/// another runs is `Busy`.
 #[derive(Debug)]
 pub struct ChatSession {
     model: Weak<Model>,
     id: ConversationId,
-    messages: Vec<ChatMessage>,
+    messages: Mutex<Vec<ChatMessage>>,
+    in_turn: AtomicBool,
+}
+
+/// Marks a turn as running until dropped.
+struct Turn<'a>(&'a AtomicBool);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl ChatSession {
@@ -34,18 +47,23 @@ impl ChatSession {
         ChatSession {
             model: Arc::downgrade(model),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            messages,
+            messages: Mutex::new(messages),
+            in_turn: AtomicBool::new(false),
         }
     }
 
-    /// The conversation so far: the starting messages, then each turn's message and reply.
-    pub fn messages(&self) -> &[ChatMessage] {
-        &self.messages
+    /// The conversation so far: the starting messages, then each turn's message and reply
+    /// (a running turn's appear when it ends).
+    pub fn messages(&self) -> Vec<ChatMessage> {
+        self.messages.lock().clone()
     }
 
-    /// Start over from `messages` (the cache keeps whatever prefix still matches).
-    pub fn reset(&mut self, messages: Vec<ChatMessage>) {
-        self.messages = messages;
+    /// Start over from `messages` (the cache keeps whatever prefix still matches). `Busy`
+    /// while a turn runs.
+    pub fn reset(&self, messages: Vec<ChatMessage>) -> Result<()> {
+        let _turn = self.begin_turn()?;
+        *self.messages.lock() = messages;
+        Ok(())
     }
 
     /// One turn: add `message` (usually the user's), generate the assistant's reply over the
@@ -53,12 +71,13 @@ impl ChatSession {
     /// cancelled before any text, leaves the conversation as it was; a turn cancelled or
     /// stopped later keeps the text generated so far as the reply.
     pub fn send(
-        &mut self,
+        &self,
         message: ChatMessage,
         params: &GenerateParams,
         cancel: Option<&CancelToken>,
         sink: Sink<'_>,
     ) -> Result<Completion> {
+        let _turn = self.begin_turn()?;
         let model = self.model.upgrade().ok_or_else(|| {
             Error::new(
                 ErrorKind::ModelClosed,
@@ -66,20 +85,26 @@ impl ChatSession {
                  session (its messages are still readable)",
             )
         })?;
-        self.messages.push(message);
-        let turn = model.chat_in(Some(self.id), &self.messages, params, cancel, sink);
-        match &turn {
-            Ok(reply)
-                if !(reply.text.is_empty() && reply.finish_reason == FinishReason::Cancelled) =>
-            {
-                self.messages
-                    .push(ChatMessage::assistant(reply.text.clone()));
-            }
-            _ => {
-                self.messages.pop();
-            }
+        let mut conversation = self.messages();
+        conversation.push(message.clone());
+        let reply = model.chat_in(Some(self.id), &conversation, params, cancel, sink)?;
+        if !(reply.text.is_empty() && reply.finish_reason == FinishReason::Cancelled) {
+            let mut messages = self.messages.lock();
+            messages.push(message);
+            messages.push(ChatMessage::assistant(reply.text.clone()));
         }
-        turn
+        Ok(reply)
+    }
+
+    fn begin_turn(&self) -> Result<Turn<'_>> {
+        if self.in_turn.swap(true, Ordering::Acquire) {
+            return Err(Error::new(
+                ErrorKind::Busy,
+                "a turn of this chat session is running; wait for its reply (or cancel it) \
+                 before sending the next message",
+            ));
+        }
+        Ok(Turn(&self.in_turn))
     }
 }
 

@@ -373,7 +373,7 @@ fn a_candle_chat_session_evaluates_only_each_turns_new_tokens() {
         ..GenerateParams::greedy()
     };
     let user = |text: &str| ChatMessage::new("user", text);
-    let mut session = model.chat_session(Vec::new());
+    let session = model.chat_session(Vec::new());
     let first = session
         .send(user("Name three fruits."), &params, None, &mut |_| true)
         .unwrap();

@@ -806,7 +806,7 @@ fn a_chat_session_evaluates_only_each_turns_new_tokens() {
         ..test_options()
     }));
     let user = |text: &str| ChatMessage::new("user", text);
-    let mut session = model.chat_session(vec![ChatMessage::system(
+    let session = model.chat_session(vec![ChatMessage::system(
         "You are a patient teacher who answers in short sentences.",
     )]);
 
@@ -840,7 +840,8 @@ fn a_chat_session_evaluates_only_each_turns_new_tokens() {
         })
         .unwrap();
     let kept_before = first.usage.prompt_tokens + first.usage.completion_tokens;
-    let whole = &session.messages()[..4];
+    let messages = session.messages();
+    let whole = &messages[..4];
     let whole_tokens = model.chat_prompt_tokens(whole).unwrap().len() as u32;
     assert_eq!(second.usage.prompt_tokens, whole_tokens);
     let evaluated = second.usage.prompt_tokens - second.usage.cached_prompt_tokens;
@@ -863,33 +864,40 @@ fn a_chat_session_evaluates_only_each_turns_new_tokens() {
 }
 
 /// A session whose slot another caller needed goes on correctly, evaluating more; a failed
-/// turn leaves the conversation as it was; a closed model ends the session with ModelClosed.
+/// turn leaves the conversation as it was; a turn sent while one runs is Busy; a closed model
+/// ends the session with ModelClosed.
 #[test]
-fn a_chat_session_survives_eviction_failure_and_a_closed_model() {
+fn a_chat_session_survives_eviction_failure_overlap_and_a_closed_model() {
     let model = Arc::new(smollm2_with(LoadOptions {
         max_parallel: Some(1),
         ..test_options()
     }));
     let user = |text: &str| ChatMessage::new("user", text);
-    let mut session = model.chat_session(Vec::new());
+    let session = model.chat_session(Vec::new());
     let first = session
-        .send(user("What are the first five prime numbers?"), &greedy(16), None, &mut |_| {
-            true
-        })
+        .send(
+            user("What are the first five prime numbers?"),
+            &greedy(16),
+            None,
+            &mut |_| true,
+        )
         .unwrap();
     // The only slot goes to another caller, who overwrites it.
     model
         .complete("Once upon a time in a faraway land there lived", &greedy(8))
         .unwrap();
     let second = session
-        .send(user("And the next three?"), &greedy(16), None, &mut |_| true)
+        .send(user("And the next three?"), &greedy(16), None, &mut |_| {
+            true
+        })
         .unwrap();
     assert!(
         second.usage.cached_prompt_tokens < first.usage.prompt_tokens,
         "kept {} tokens of a slot another caller overwrote",
         second.usage.cached_prompt_tokens
     );
-    let whole = &session.messages()[..3];
+    let messages = session.messages();
+    let whole = &messages[..3];
     let fresh = model.chat(whole, &greedy(16), None, &mut |_| true).unwrap();
     assert_agree(
         &second.text,
@@ -897,7 +905,7 @@ fn a_chat_session_survives_eviction_failure_and_a_closed_model() {
         &trusted_greedy(&model, "", Some(whole)),
     );
 
-    let before = session.messages().to_vec();
+    let before = session.messages();
     let bad = GenerateParams {
         temperature: -1.0,
         ..GenerateParams::greedy()
@@ -906,12 +914,44 @@ fn a_chat_session_survives_eviction_failure_and_a_closed_model() {
         .send(user("This turn fails."), &bad, None, &mut |_| true)
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-    assert_eq!(session.messages(), before.as_slice());
+    assert_eq!(session.messages(), before);
+
+    // One turn at a time: a second, sent while a turn streams, is Busy and changes nothing.
+    let session = Arc::new(session);
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let running = {
+        let session = Arc::clone(&session);
+        std::thread::spawn(move || {
+            let mut first_piece = true;
+            session.send(user("Count to five."), &greedy(8), None, &mut |_| {
+                if std::mem::take(&mut first_piece) {
+                    started_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                }
+                true
+            })
+        })
+    };
+    started_rx.recv().unwrap();
+    let busy = session
+        .send(user("Interrupting!"), &greedy(4), None, &mut |_| true)
+        .unwrap_err();
+    assert_eq!(busy.kind(), ErrorKind::Busy, "{busy}");
+    assert_eq!(
+        session.reset(Vec::new()).unwrap_err().kind(),
+        ErrorKind::Busy
+    );
+    assert_eq!(session.messages(), before);
+    go_tx.send(()).unwrap();
+    running.join().unwrap().unwrap();
+    assert_eq!(session.messages().len(), before.len() + 2);
+    let before = session.messages();
 
     drop(model);
     let err = session
         .send(user("Anyone there?"), &greedy(4), None, &mut |_| true)
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ModelClosed, "{err}");
-    assert_eq!(session.messages(), before.as_slice());
+    assert_eq!(session.messages(), before);
 }

@@ -123,6 +123,12 @@ typedef int32_t uml_status;
 typedef struct uml_cancel uml_cancel;
 
 /**
+ * A chat session (opaque). Created by `uml_chat_session_new`, released by
+ * `uml_chat_session_free`.
+ */
+typedef struct uml_chat_session uml_chat_session;
+
+/**
  * A loaded model (opaque). Created by `uml_model_load`, released by `uml_model_free`.
  *
  * One handle may be used from any number of threads at once: every generation gets its own
@@ -443,6 +449,76 @@ uml_status uml_chat(const uml_model *model,
                     void *user,
                     const uml_cancel *cancel,
                     char **out_result_json);
+
+/**
+ * Start a chat session on `model`. Each `uml_chat_session_send` adds a message, generates the
+ * reply over the whole conversation with the model's chat template (as `uml_chat`), and adds
+ * the reply; the model keeps the conversation's state for it between turns (with llama.cpp,
+ * the slot holding it is kept while other slots are free; candle parks its cache), so a turn
+ * evaluates only the tokens it added (see `cached_prompt_tokens` in the result).
+ *
+ * - `model`: the model; the session does not keep it loaded: after `uml_model_free` (and the
+ *   end of the calls running on it) a send fails with `UML_ERR_MODEL_CLOSED`.
+ * - `messages_json`: NULL, "" or a JSON array of `{"role", "content"}` messages the
+ *   conversation starts from (a system prompt, earlier turns). Borrowed.
+ * - `out_session`: receives the new handle; free it with `uml_chat_session_free`.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle, malformed messages, NULL `out_session`),
+ * `UML_ERR_MODEL_CLOSED`.
+ */
+uml_status uml_chat_session_new(const uml_model *model,
+                                const char *messages_json,
+                                uml_chat_session **out_session);
+
+/**
+ * One turn: add the message (`role`, NULL for "user"; `content`) and generate the
+ * assistant's reply, streamed to `on_token`, exactly as `uml_chat` does (same parameters,
+ * callback, cancellation and result JSON). A turn that fails, or is cancelled before any
+ * text, leaves the conversation as it was; one cancelled or stopped later keeps the text
+ * generated so far as the reply.
+ *
+ * Thread safety: any thread, one turn at a time per session: a send while another turn of
+ * the same session runs fails with `UML_ERR_BUSY` (sessions of one model run in parallel).
+ * Errors: as `uml_chat`, plus `UML_ERR_BUSY` as above and `UML_ERR_MODEL_CLOSED` when the
+ * model was freed.
+ */
+uml_status uml_chat_session_send(const uml_chat_session *session,
+                                 const char *role,
+                                 const char *content,
+                                 const char *params_json,
+                                 uml_token_cb on_token,
+                                 void *user,
+                                 const uml_cancel *cancel,
+                                 char **out_result_json);
+
+/**
+ * The conversation so far as a JSON array of `{"role", "content"}` messages: the starting
+ * messages, then each finished turn's message and reply.
+ *
+ * - `out_json`: receives a new string; free it with `uml_string_free`.
+ *
+ * Thread safety: any thread, also while a turn runs (its messages appear when it ends).
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle, NULL `out_json`).
+ */
+uml_status uml_chat_session_messages(const uml_chat_session *session, char **out_json);
+
+/**
+ * Start the conversation over from `messages_json` (NULL or "" for none; borrowed). The
+ * model's cache keeps whatever prefix still matches.
+ *
+ * Thread safety: any thread. Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle, malformed
+ * messages), `UML_ERR_BUSY` while a turn runs.
+ */
+uml_status uml_chat_session_reset(const uml_chat_session *session, const char *messages_json);
+
+/**
+ * Release a chat session; what the model kept for it goes to other callers. NULL, and a
+ * handle already freed, are ignored. A turn still running on another thread finishes first.
+ *
+ * Thread safety: any thread.
+ */
+void uml_chat_session_free(uml_chat_session *session);
 
 /**
  * Create a cancellation token (not cancelled).

@@ -147,6 +147,39 @@ inline std::string hardware() {
     return out.str();
 }
 
+namespace detail {
+/// Run a streaming C call: `call(cb, user, out_json)`; pieces go to `on_token` (an exception
+/// it throws stops the generation and is rethrown here), the result JSON into a Completion.
+template <typename Call> Completion run(const TokenCallback &on_token, Call call) {
+    struct State {
+        const TokenCallback *fn;
+        std::string text;
+        std::exception_ptr error;
+    } state{&on_token, {}, nullptr};
+    auto trampoline = [](const char *piece, std::size_t len, void *user) -> bool {
+        auto *s = static_cast<State *>(user);
+        try {
+            s->text.append(piece, len);
+            return !*s->fn || (*s->fn)(std::string_view(piece, len));
+        } catch (...) {
+            s->error = std::current_exception();
+            return false;
+        }
+    };
+    detail::OwnedString out;
+    const uml_status status = call(trampoline, &state, &out.ptr);
+    if (state.error) {
+        std::rethrow_exception(state.error);
+    }
+    detail::check(status);
+    Completion c;
+    c.json = out.str();
+    c.finish_reason = detail::json_string_field(c.json, "finish_reason");
+    c.text = std::move(state.text);
+    return c;
+}
+} // namespace detail
+
 /// A cancellation token: call cancel() from any thread to stop a generation using it.
 class Cancel {
 public:
@@ -243,7 +276,7 @@ public:
     /// parameters ("" for defaults, e.g. R"({"temperature": 0, "max_tokens": 32})").
     Completion generate(const std::string &prompt, const std::string &params_json = "",
                         const TokenCallback &on_token = {}, const Cancel *cancel = nullptr) const {
-        return run(on_token, [&](uml_token_cb cb, void *user, char **out) {
+        return detail::run(on_token, [&](uml_token_cb cb, void *user, char **out) {
             return uml_generate(handle_, prompt.c_str(), params_json.c_str(), cb, user,
                                 cancel ? cancel->get() : nullptr, out);
         });
@@ -253,7 +286,7 @@ public:
     Completion chat(const std::vector<Message> &messages, const std::string &params_json = "",
                     const TokenCallback &on_token = {}, const Cancel *cancel = nullptr) const {
         const std::string json = messages_json(messages);
-        return run(on_token, [&](uml_token_cb cb, void *user, char **out) {
+        return detail::run(on_token, [&](uml_token_cb cb, void *user, char **out) {
             return uml_chat(handle_, json.c_str(), params_json.c_str(), cb, user,
                             cancel ? cancel->get() : nullptr, out);
         });
@@ -281,36 +314,55 @@ public:
     const uml_model *get() const noexcept { return handle_; }
 
 private:
-    template <typename Call> Completion run(const TokenCallback &on_token, Call call) const {
-        struct State {
-            const TokenCallback *fn;
-            std::string text;
-            std::exception_ptr error;
-        } state{&on_token, {}, nullptr};
-        auto trampoline = [](const char *piece, std::size_t len, void *user) -> bool {
-            auto *s = static_cast<State *>(user);
-            try {
-                s->text.append(piece, len);
-                return !*s->fn || (*s->fn)(std::string_view(piece, len));
-            } catch (...) {
-                s->error = std::current_exception();
-                return false;
-            }
-        };
-        detail::OwnedString out;
-        const uml_status status = call(trampoline, &state, &out.ptr);
-        if (state.error) {
-            std::rethrow_exception(state.error);
-        }
-        detail::check(status);
-        Completion c;
-        c.json = out.str();
-        c.finish_reason = detail::json_string_field(c.json, "finish_reason");
-        c.text = std::move(state.text);
-        return c;
+    uml_model *handle_ = nullptr;
+};
+
+/// A conversation that keeps its history, and its place in the model's cache, between turns
+/// (uml_chat_session_*). Move-only; one turn at a time (a send during another is
+/// UML_ERR_BUSY). It does not keep the model loaded.
+class ChatSession {
+public:
+    /// Start a conversation on `model` from `start` (a system prompt, earlier turns, or none).
+    explicit ChatSession(const Model &model, const std::vector<Message> &start = {}) {
+        detail::check(
+            uml_chat_session_new(model.get(), uml::messages_json(start).c_str(), &handle_));
+    }
+    ChatSession(const ChatSession &) = delete;
+    ChatSession &operator=(const ChatSession &) = delete;
+    ChatSession(ChatSession &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    ChatSession &operator=(ChatSession &&other) noexcept {
+        std::swap(handle_, other.handle_);
+        return *this;
+    }
+    ~ChatSession() { uml_chat_session_free(handle_); }
+
+    /// One turn: add `content` as a `role` message, stream the reply to `on_token`, add it.
+    Completion send(const std::string &content, const std::string &params_json = "",
+                    const TokenCallback &on_token = {}, const Cancel *cancel = nullptr,
+                    const std::string &role = "user") const {
+        return detail::run(on_token, [&](uml_token_cb cb, void *user, char **out) {
+            return uml_chat_session_send(handle_, role.c_str(), content.c_str(),
+                                         params_json.c_str(), cb, user,
+                                         cancel ? cancel->get() : nullptr, out);
+        });
     }
 
-    uml_model *handle_ = nullptr;
+    /// The conversation so far, as the JSON array of {"role", "content"} messages.
+    std::string messages_json() const {
+        detail::OwnedString out;
+        detail::check(uml_chat_session_messages(handle_, &out.ptr));
+        return out.str();
+    }
+
+    /// Start over from `start`.
+    void reset(const std::vector<Message> &start = {}) const {
+        detail::check(uml_chat_session_reset(handle_, uml::messages_json(start).c_str()));
+    }
+
+    const uml_chat_session *get() const noexcept { return handle_; }
+
+private:
+    uml_chat_session *handle_ = nullptr;
 };
 
 } // namespace uml

@@ -403,18 +403,25 @@ impl ChatTemplate {
     /// Parse a JSON array of `{"role": ..., "content": ...}` messages; the array and every
     /// role must be non-empty.
     pub fn messages_from_json(json: &str) -> Result<Vec<ChatMessage>> {
-        let messages: Vec<ChatMessage> = serde_json::from_str(json).map_err(|e| {
-            Error::invalid_argument(format!(
-                "invalid chat messages: {e} (expected a JSON array of {{\"role\": \"user\", \
-                 \"content\": \"...\"}} objects)"
-            ))
-        })?;
+        let messages = Self::history_from_json(json)?;
         if messages.is_empty() {
             return Err(Error::invalid_argument(
                 "chat messages are empty: pass at least one {\"role\": \"user\", \"content\": \
                  \"...\"} message",
             ));
         }
+        Ok(messages)
+    }
+
+    /// Messages a chat session starts from, as [`messages_from_json`](Self::messages_from_json)
+    /// reads them, but none is fine (`[]`).
+    pub fn history_from_json(json: &str) -> Result<Vec<ChatMessage>> {
+        let messages: Vec<ChatMessage> = serde_json::from_str(json).map_err(|e| {
+            Error::invalid_argument(format!(
+                "invalid chat messages: {e} (expected a JSON array of {{\"role\": \"user\", \
+                 \"content\": \"...\"}} objects)"
+            ))
+        })?;
         if let Some(i) = messages.iter().position(|m| m.role.trim().is_empty()) {
             return Err(Error::invalid_argument(format!(
                 "chat message {i} has an empty role: use \"system\", \"user\" or \"assistant\""

@@ -9,7 +9,7 @@ use std::ffi::{c_char, c_void};
 use uml_core::chat::ChatTemplate;
 use uml_core::sampling::GenerateParams;
 use uml_core::stream::Completion;
-use uml_core::{Model, Result};
+use uml_core::Result;
 
 /// Receives generated text as it is produced. `piece` is `len` bytes of UTF-8 (never a split
 /// character), followed by a NUL that is not counted in `len`; it is borrowed and valid only
@@ -24,20 +24,18 @@ use uml_core::{Model, Result};
 pub type uml_token_cb =
     Option<unsafe extern "C" fn(piece: *const c_char, len: usize, user: *mut c_void) -> bool>;
 
-/// What both entry points share: parse the params, run `run` with a sink that forwards pieces
-/// to the callback, write the result JSON.
+/// What every generating entry point shares: parse the params, run `run` with a sink that
+/// forwards pieces to the callback, write the result JSON.
 ///
 /// # Safety
 /// `params_json` is NULL or a NUL-terminated string; `out_result_json` is NULL or writable.
-unsafe fn run_generation(
-    model: *const uml_model,
+pub(crate) unsafe fn run_generation(
     params_json: *const c_char,
     on_token: uml_token_cb,
     user: *mut c_void,
     cancel: *const uml_cancel,
     out_result_json: *mut *mut c_char,
     run: impl FnOnce(
-            &Model,
             &GenerateParams,
             Option<&uml_core::CancelToken>,
             &mut dyn FnMut(&str) -> bool,
@@ -45,7 +43,6 @@ unsafe fn run_generation(
         + Send
         + 'static,
 ) -> Result<()> {
-    let model = model_arg(model, "model")?;
     let cancel = cancel_arg(cancel)?;
     // SAFETY: forwarded from this function's contract.
     let (params, out) = unsafe {
@@ -71,7 +68,7 @@ unsafe fn run_generation(
         None => None,
     };
     let completion = tasks::run(cancel, on_piece, move |cancel, sink| {
-        run(&model, &params, cancel, sink)
+        run(&params, cancel, sink)
     })?;
     if let Some(out) = out {
         out.write(new_json(&completion)?);
@@ -119,19 +116,19 @@ pub unsafe extern "C" fn uml_generate(
     out_result_json: *mut *mut c_char,
 ) -> uml_status {
     boundary("uml_generate", || {
+        let model = model_arg(model, "model")?;
         // SAFETY: the caller passes a NUL-terminated prompt (or NULL).
         let prompt = unsafe { str_arg(prompt, "prompt") }?.to_owned();
         // SAFETY: the caller passes NUL-terminated params (or NULL) and a writable result slot
         // (or NULL).
         unsafe {
             run_generation(
-                model,
                 params_json,
                 on_token,
                 user,
                 cancel,
                 out_result_json,
-                move |m, p, c, s| m.generate(&prompt, p, c, s),
+                move |p, c, s| model.generate(&prompt, p, c, s),
             )
         }
     })
@@ -158,19 +155,19 @@ pub unsafe extern "C" fn uml_chat(
     out_result_json: *mut *mut c_char,
 ) -> uml_status {
     boundary("uml_chat", || {
+        let model = model_arg(model, "model")?;
         // SAFETY: the caller passes a NUL-terminated string (or NULL).
         let messages = unsafe { str_arg(messages_json, "messages_json") }?;
         let messages = ChatTemplate::messages_from_json(messages)?;
         // SAFETY: as in uml_generate.
         unsafe {
             run_generation(
-                model,
                 params_json,
                 on_token,
                 user,
                 cancel,
                 out_result_json,
-                move |m, p, c, s| m.chat(&messages, p, c, s),
+                move |p, c, s| model.chat(&messages, p, c, s),
             )
         }
     })

@@ -19,12 +19,14 @@ mod handles;
 mod status;
 
 // The order of these modules is the order of the functions in uml.h (cbindgen keeps source
-// order): looking before loading, the model, generation, cancellation.
+// order): looking before loading, the model, generation, chat sessions, cancellation.
 mod inspect;
 
 mod model;
 
 mod generate;
+
+mod session;
 
 mod cancel;
 mod tasks;
@@ -33,6 +35,7 @@ pub use cancel::*;
 pub use generate::*;
 pub use inspect::*;
 pub use model::*;
+pub use session::*;
 pub use status::uml_status;
 
 use boundary::guard;

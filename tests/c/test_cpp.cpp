@@ -100,6 +100,22 @@ int main(int argc, char **argv) {
 
     auto reply = moved.chat({{"user", "hello \"there\"\n"}}, greedy);
     CHECK(!reply.finish_reason.empty());
+    // A chat session: the history grows by a message and a reply per turn; reset empties it.
+    uml::ChatSession session(moved, {{"system", "be brief"}});
+    std::string turn_text;
+    auto turn = session.send("hello", greedy, [&](std::string_view piece) {
+        turn_text += piece;
+        return true;
+    });
+    CHECK(turn.text == turn_text && !turn.finish_reason.empty());
+    session.send("again", greedy);
+    const std::string history = session.messages_json();
+    CHECK(history.find("\"again\"") != std::string::npos);
+    CHECK(history.find("\"role\":\"assistant\"") != std::string::npos);
+    uml::ChatSession moved_session = std::move(session);
+    moved_session.reset();
+    CHECK(moved_session.messages_json() == "[]");
+
     auto vectors = moved.embed({"hello", "world"});
     CHECK(vectors.size() == 2 && vectors[0].size() == 64 && vectors[0] != vectors[1]);
 

@@ -2,7 +2,8 @@
  * from the callback, cancelling from a second pthread, chat, embeddings, tokenize round trip,
  * 8 pthreads generating from one handle at once (batched, and alone) with the reference, a
  * full line refused with UML_ERR_BUSY, and freeing
- * a handle while another thread generates from it; cancelling with every core busy.
+ * a handle while another thread generates from it; cancelling with every core busy; a chat
+ * session keeping its cache between turns.
  *
  *   test_smollm2 SMOLLM2.gguf PROMPT N_PREDICT EXPECTED_COMPLETION \
  *                CHAT_MESSAGES_JSON CHAT_N_PREDICT EXPECTED_CHAT_COMPLETION
@@ -421,6 +422,59 @@ static void test_free_while_generating(const char *path, const char *prompt, int
     uml_string_free(job.result);
 }
 
+/* How many times `needle` occurs in `text`. */
+static int count(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *at = strstr(text, needle); at; at = strstr(at + 1, needle)) n++;
+    return n;
+}
+
+/* A chat session: the second turn keeps what the first left in the cache and evaluates only
+ * its new tokens; the history grows by a message and a reply per turn; reset, free, and a
+ * session whose model was freed. */
+static void test_chat_session(const char *path) {
+    static const char *PARAMS = "{\"temperature\": 0, \"max_tokens\": 24}";
+    uml_chat_session *s = NULL;
+    CHECK_OK(uml_chat_session_new(model, "[{\"role\": \"system\", \"content\": \"You are a patient teacher.\"}]", &s));
+    struct text t = {0};
+    char *first = NULL, *second = NULL;
+    CHECK_OK(uml_chat_session_send(s, NULL, "What are the first five prime numbers?", PARAMS, collect, &t, NULL, &first));
+    CHECK(t.len > 0 && strstr(first, "\"finish_reason\"") != NULL);
+    CHECK_OK(uml_chat_session_send(s, "user", "And the next three?", PARAMS, NULL, NULL, NULL, &second));
+    long left = json_int(first, "prompt_tokens") + json_int(first, "completion_tokens");
+    long kept = json_int(second, "cached_prompt_tokens");
+    if (kept + 1 < left || kept >= json_int(second, "prompt_tokens")) {
+        fprintf(stderr, "turn 2 kept %ld tokens; turn 1 left %ld\n", kept, left);
+        exit(1);
+    }
+    uml_string_free(first);
+    uml_string_free(second);
+
+    char *messages = NULL;
+    CHECK_OK(uml_chat_session_messages(s, &messages));
+    CHECK(count(messages, "\"role\":\"assistant\"") == 2 && count(messages, "\"role\":\"user\"") == 2);
+    CHECK(strstr(messages, "And the next three?") != NULL);
+    uml_string_free(messages);
+    CHECK_STATUS(uml_chat_session_send(s, NULL, NULL, PARAMS, NULL, NULL, NULL, NULL), UML_ERR_INVALID_ARGUMENT, "content");
+    CHECK_STATUS(uml_chat_session_reset(s, "[{\"role\": 1}]"), UML_ERR_INVALID_ARGUMENT, "role");
+    CHECK_OK(uml_chat_session_reset(s, NULL));
+    CHECK_OK(uml_chat_session_messages(s, &messages));
+    CHECK(strcmp(messages, "[]") == 0);
+    uml_string_free(messages);
+    uml_chat_session_free(s);
+    uml_chat_session_free(s); /* a double free is ignored */
+    CHECK_STATUS(uml_chat_session_messages(s, &messages), UML_ERR_INVALID_ARGUMENT, "already freed");
+    CHECK_STATUS(uml_chat_session_new(NULL, NULL, &s), UML_ERR_INVALID_ARGUMENT, "model");
+
+    /* The session does not keep its model loaded. */
+    uml_model *m = NULL;
+    CHECK_OK(uml_model_load(path, "{\"n_ctx\": 256}", NULL, NULL, &m));
+    CHECK_OK(uml_chat_session_new(m, NULL, &s));
+    uml_model_free(m);
+    CHECK_STATUS(uml_chat_session_send(s, NULL, "Hello?", PARAMS, NULL, NULL, NULL, NULL), UML_ERR_MODEL_CLOSED, "closed");
+    uml_chat_session_free(s);
+}
+
 int main(int argc, char **argv) {
     if (argc != 8) {
         fprintf(stderr, "usage: %s SMOLLM2.gguf PROMPT N_PREDICT EXPECTED_COMPLETION CHAT_MESSAGES_JSON CHAT_N_PREDICT EXPECTED_CHAT_COMPLETION\n", argv[0]);
@@ -441,6 +495,7 @@ int main(int argc, char **argv) {
     test_chat();
     test_chat_reference(argv[5], atoi(argv[6]), argv[7]);
     test_control_tokens_in_messages(argv[1]);
+    test_chat_session(argv[1]);
     test_tokens();
     test_embed();
     test_threads(argv[2], atoi(argv[3]), argv[4]);

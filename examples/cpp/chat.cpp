@@ -1,5 +1,6 @@
 // A chat loop with the C++ wrapper: each line read from stdin is a user message; the reply
-// streams to stdout. An empty line or end of input ends the chat.
+// streams to stdout. An empty line or end of input ends the chat. The session keeps the
+// history, and the model its cache, so each turn evaluates only the new message.
 //
 //   chat MODEL [SYSTEM_PROMPT]
 //
@@ -18,18 +19,17 @@ int main(int argc, char **argv) {
     }
     try {
         uml::Model model(argv[1], R"({"n_ctx": 1024})");
-        std::vector<uml::Message> history;
-        if (argc > 2) history.push_back({"system", argv[2]});
+        std::vector<uml::Message> start;
+        if (argc > 2) start.push_back({"system", argv[2]});
+        uml::ChatSession session(model, start);
         const std::string params = R"({"temperature": 0, "max_tokens": 48})";
         std::string line;
         while (std::cout << "> " << std::flush, std::getline(std::cin, line) && !line.empty()) {
-            history.push_back({"user", line});
-            auto reply = model.chat(history, params, [](std::string_view piece) {
+            auto reply = session.send(line, params, [](std::string_view piece) {
                 std::cout << piece << std::flush;
                 return true;
             });
             std::cout << "\n[" << reply.finish_reason << "]\n";
-            history.push_back({"assistant", reply.text});
         }
         std::cout << "\n";
     } catch (const uml::Error &e) {

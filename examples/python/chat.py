@@ -1,21 +1,23 @@
-"""Chat with the model's own template: python examples/python/chat.py [MODEL]"""
+"""Chat with the model's own template: python examples/python/chat.py [MODEL]
+
+A one-off question goes to ``model.chat(messages)``; a conversation is a ``model.session()``,
+which keeps the history, and the model its cache, so each turn evaluates only its new message.
+"""
 
 from __future__ import annotations
-
-from typing import List
 
 import uml
 from _common import model_path
 
-messages: List[uml.Message] = [
-    {"role": "system", "content": "You are a helpful assistant."},
-    {"role": "user", "content": "What is the capital of France?"},
-]
 with uml.Loader(model_path(), n_ctx=2048) as model:
-    reply = model.chat(messages, max_tokens=64, temperature=0)
+    reply = model.chat([{"role": "user", "content": "Say hello in French."}], max_tokens=32, temperature=0)
     print("assistant:", reply.text)
-    messages = [*messages, {"role": "assistant", "content": reply.text}, {"role": "user", "content": "And of Italy?"}]
-    print("assistant: ", end="")
-    for piece in model.chat_stream(messages, max_tokens=64, temperature=0):
-        print(piece, end="", flush=True)
-    print()
+
+    with model.session(system="You are a helpful assistant.") as session:
+        reply = session.send("What is the capital of France?", max_tokens=64, temperature=0)
+        print("assistant:", reply.text)
+        print("assistant: ", end="")
+        for piece in session.stream("And of Italy?", max_tokens=64, temperature=0):
+            print(piece, end="", flush=True)
+        print()
+        print(f"[{len(session.messages)} messages]")

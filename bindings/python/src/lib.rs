@@ -7,6 +7,7 @@ mod convert;
 mod error;
 mod inspect;
 mod model;
+mod session;
 mod stream;
 #[cfg(feature = "test-hooks")]
 mod test_hooks;
@@ -19,6 +20,7 @@ fn _uml(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", uml_core::VERSION)?;
     m.add_class::<cancel::CancelToken>()?;
     m.add_class::<model::Model>()?;
+    m.add_class::<session::ChatSession>()?;
     m.add_class::<stream::Stream>()?;
     m.add_function(wrap_pyfunction!(inspect::inspect, m)?)?;
     m.add_function(wrap_pyfunction!(inspect::estimate, m)?)?;

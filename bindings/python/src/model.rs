@@ -46,7 +46,12 @@ impl Model {
     /// Run `work` on a worker thread. The lock is held until the task is registered, so a
     /// concurrent `close()` either comes first (this call raises ModelClosedError) or cancels
     /// the task and waits for it.
-    fn spawn<R, F>(&self, cancel: uml_core::CancelToken, stream: bool, work: F) -> PyResult<Task<R>>
+    pub(crate) fn spawn<R, F>(
+        &self,
+        cancel: uml_core::CancelToken,
+        stream: bool,
+        work: F,
+    ) -> PyResult<Task<R>>
     where
         R: Send + 'static,
         F: FnOnce(&uml_core::Model, &mut dyn FnMut(&str) -> bool) -> Result<R, Error>
@@ -89,7 +94,7 @@ impl Model {
     }
 }
 
-fn params(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<GenerateParams> {
+pub(crate) fn params(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<GenerateParams> {
     GenerateParams::from_json(&kwargs_json(kwargs, "generate parameter")?).map_err(to_py)
 }
 
@@ -237,6 +242,21 @@ impl Model {
         let (messages, params) = (self::messages(messages)?, self::params(params)?);
         let task = self.start(Job::Chat(messages), params, cancel.as_deref(), true)?;
         Ok(Stream::new(task))
+    }
+
+    /// A conversation that keeps its history, and its place in the model's cache, between
+    /// turns; `messages` (a list of {"role", "content"}) is what it starts from.
+    #[pyo3(signature = (messages=None))]
+    fn session(
+        slf: &Bound<'_, Self>,
+        messages: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<crate::session::ChatSession> {
+        let history = crate::session::history(messages)?;
+        let session = slf.get().open()?.chat_session(history);
+        Ok(crate::session::ChatSession::new(
+            slf.clone().unbind(),
+            session,
+        ))
     }
 
     /// The prompt `chat` would generate from. The template runs on a worker thread, without

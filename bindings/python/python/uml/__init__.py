@@ -48,7 +48,7 @@ from ._errors import (
     UnsupportedError,
     UnsupportedFormatError,
 )
-from ._model import AsyncStream, CancelToken, Loader, Model, Stream, load
+from ._model import AsyncStream, CancelToken, ChatSession, Loader, Model, Stream, load
 from ._options import BenchOptions, GenerateOptions, LoadOptions, Message, ProgressCallback
 from ._types import BenchReport, BenchSeries, Completion, Gpu, Hardware, MemoryEstimate, ModelInfo, Record, Usage
 
@@ -74,6 +74,7 @@ __all__ = [
     "BusyError",
     "CancelToken",
     "CancelledError",
+    "ChatSession",
     "Completion",
     "ContextOverflowError",
     "ERRORS_BY_CODE",

@@ -165,6 +165,14 @@ class Model:
         """The prompt :meth:`chat` generates from."""
         return self._native.render_chat(_messages(messages), add_generation_prompt)
 
+    def session(self, messages: Optional[Sequence[Message]] = None, *, system: Optional[str] = None) -> ChatSession:
+        """A conversation that keeps its history, and its place in the model's cache, between
+        turns, so each :meth:`ChatSession.send` evaluates only the tokens it adds. It starts
+        from ``messages`` (earlier turns), after a ``system`` prompt if one is given."""
+        start = [{"role": "system", "content": system}] if system is not None else []
+        start += _messages(messages or [])
+        return ChatSession(self._native.session(start))
+
     # -- asyncio ------------------------------------------------------------------------------
 
     async def agenerate(
@@ -227,6 +235,100 @@ class Model:
     def bench(self, **options: Unpack[BenchOptions]) -> BenchReport:
         """Prompt (pp) and generation (tg) tokens/s, measured as llama-bench does."""
         return BenchReport(self._native.bench(dict(options)))
+
+
+class ChatSession:
+    """A conversation with a model: each :meth:`send` adds a message, generates the reply over
+    the whole conversation with the model's chat template (as :meth:`Model.chat`), and adds the
+    reply. The model keeps the conversation's cache between turns, so a turn evaluates only
+    what it added (``usage.cached_prompt_tokens`` counts the rest). One turn at a time: a send
+    while another runs raises :class:`uml.BusyError`. A failed turn leaves the conversation as
+    it was. Closing the model ends the session (:class:`uml.ModelClosedError`). Use it as a
+    context manager, or call :meth:`close`."""
+
+    def __init__(self, native: _uml.ChatSession) -> None:
+        self._native = native
+
+    def send(
+        self,
+        content: str,
+        *,
+        role: str = "user",
+        cancel: Optional[CancelToken] = None,
+        **params: Unpack[GenerateOptions],
+    ) -> Completion:
+        """One turn: add ``content`` as a ``role`` message and return the reply. Blocks the
+        calling thread only; Ctrl-C cancels."""
+        return Completion(self._native.send(content, role, dict(params), cancel))
+
+    def stream(
+        self,
+        content: str,
+        *,
+        role: str = "user",
+        cancel: Optional[CancelToken] = None,
+        **params: Unpack[GenerateOptions],
+    ) -> Stream:
+        """:meth:`send`, yielding the reply's pieces as they are generated."""
+        return Stream(self._native.send_stream(content, role, dict(params), cancel))
+
+    async def asend(
+        self,
+        content: str,
+        *,
+        role: str = "user",
+        cancel: Optional[CancelToken] = None,
+        **params: Unpack[GenerateOptions],
+    ) -> Completion:
+        """:meth:`send` without blocking the event loop; cancelling the task cancels the turn."""
+        token = cancel if cancel is not None else CancelToken()
+        call = functools.partial(self._native.send, content, role, dict(params), token)
+        return Completion(await _in_thread(call, token))
+
+    def astream(
+        self,
+        content: str,
+        *,
+        role: str = "user",
+        cancel: Optional[CancelToken] = None,
+        **params: Unpack[GenerateOptions],
+    ) -> AsyncStream:
+        """``async for piece in session.astream(content)``: :meth:`stream` for asyncio."""
+        return AsyncStream(self.stream(content, role=role, cancel=cancel, **params))
+
+    @property
+    def messages(self) -> List[Dict[str, str]]:
+        """The conversation so far: the starting messages, then each turn's message and reply
+        (a running turn's appear when it ends)."""
+        return self._native.messages()
+
+    def reset(self, messages: Optional[Sequence[Message]] = None) -> None:
+        """Start over from ``messages`` (none by default). :class:`uml.BusyError` while a turn
+        runs."""
+        self._native.reset(_messages(messages or []))
+
+    def close(self) -> None:
+        """End the session: what the model kept for it goes to other callers. Idempotent."""
+        self._native.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._native.closed
+
+    def __enter__(self) -> ChatSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self.messages)} messages"
+        return f"<uml.ChatSession {state}>"
 
 
 def _messages(messages: Sequence[Message]) -> List[Dict[str, Any]]:

@@ -5,6 +5,7 @@ import uml from './dist/index.js'
 export const {
   Loader,
   Model,
+  ChatSession,
   TextStream,
   inspect,
   estimate,

@@ -66,7 +66,8 @@ export declare class BufferTooSmallError extends UmlError {
     constructor(message: string);
 }
 /** Every generation slot is running and the queue of callers waiting for one is full: try
- * again later, or load with a larger `maxParallel` / `maxQueued`. */
+ * again later, or load with a larger `maxParallel` / `maxQueued`. Also a chat session's
+ * `send` (or `reset`) while one of its turns runs: await that turn first. */
 export declare class BusyError extends UmlError {
     constructor(message: string);
 }

@@ -109,7 +109,8 @@ class BufferTooSmallError extends UmlError {
 }
 exports.BufferTooSmallError = BufferTooSmallError;
 /** Every generation slot is running and the queue of callers waiting for one is full: try
- * again later, or load with a larger `maxParallel` / `maxQueued`. */
+ * again later, or load with a larger `maxParallel` / `maxQueued`. Also a chat session's
+ * `send` (or `reset`) while one of its turns runs: await that turn first. */
 class BusyError extends UmlError {
     constructor(message) {
         super('BUSY', message);

@@ -68,6 +68,11 @@ export interface GenerateOptions extends Abortable {
      * of stopping with 'length' (default false; refused by models that cannot shift). */
     contextShift?: boolean;
 }
+/** Options of a chat session's turn: generation options, plus the role of the message sent. */
+export interface SendOptions extends GenerateOptions {
+    /** The role of the message sent (default 'user'). */
+    role?: string;
+}
 export interface Usage {
     promptTokens: number;
     /** Prompt tokens kept from an earlier generation's context instead of evaluated again. */
@@ -189,6 +194,11 @@ export declare class Model implements AsyncDisposable {
     chat(messages: ChatMessage[], options?: GenerateOptions): Promise<Completion>;
     /** `chat`, as an async iterator of text pieces. */
     chatStream(messages: ChatMessage[], options?: GenerateOptions): TextStream;
+    /** A conversation with this model, starting from `messages` (a system prompt, earlier
+     * turns, or none): each `send` adds a message and the reply, and the model keeps the
+     * conversation's place in its cache, so a turn evaluates only the tokens it adds. Closing
+     * the model ends its sessions (their turns reject with `ModelClosedError`). */
+    session(messages?: ChatMessage[]): ChatSession;
     /** The prompt `chat` would generate from. */
     renderChat(messages: ChatMessage[], options?: Abortable & {
         addGenerationPrompt?: boolean;
@@ -206,6 +216,33 @@ export declare class Model implements AsyncDisposable {
     /** Cancel running calls, wait for them, and free the model. Idempotent. */
     close(): Promise<void>;
     /** `await using model = await Loader.load(...)` closes it at the end of the block. */
+    [asyncDispose](): Promise<void>;
+}
+/** A conversation with a model (`model.session(messages)`): it keeps its history, and its
+ * place in the model's cache, between turns. One turn runs at a time: a `send` while another
+ * runs rejects with `BusyError`. `close()` (or the end of an `await using` block) cancels a
+ * running turn and releases what the model kept for the conversation. */
+export declare class ChatSession implements AsyncDisposable {
+    #private;
+    /** One turn: add `content` as a message (role `options.role`, default 'user'), generate the
+     * assistant's reply over the whole conversation with the model's chat template, and add the
+     * reply; resolves with the completion, as `Model.chat` does. A turn that fails, or is
+     * aborted before any text, leaves the history as it was. */
+    send(content: string, options?: SendOptions): Promise<Completion>;
+    /** `send`, as an async iterator of text pieces; the reply joins the history when it ends. */
+    sendStream(content: string, options?: SendOptions): TextStream;
+    /** The conversation so far: the starting messages, then each finished turn's message and
+     * reply (a running turn's appear when it ends). */
+    get messages(): ChatMessage[];
+    /** Start over from `messages` (default none); the model's cache keeps whatever prefix
+     * still matches. Throws `BusyError` while a turn runs. */
+    reset(messages?: ChatMessage[]): void;
+    /** Whether `close()` has been called. */
+    get closed(): boolean;
+    /** Cancel a running turn, wait for it, and release what the model kept for the
+     * conversation. Idempotent; later calls throw `InvalidArgumentError`. */
+    close(): Promise<void>;
+    /** `await using session = model.session(...)` closes it at the end of the block. */
     [asyncDispose](): Promise<void>;
 }
 /** Loads models. */

@@ -1,9 +1,9 @@
 "use strict";
 // uml for Node: load local models (GGUF through llama.cpp, Hugging Face folders through candle)
-// and generate, stream, chat and embed in-process. Everything long returns a promise and runs
+// and generate, stream, chat (one-off or as a session) and embed in-process. Everything long returns a promise and runs
 // off the event loop; every long call takes an AbortSignal.
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.Loader = exports.Model = exports.TextStream = exports.version = exports.UnsupportedFormatError = exports.UnsupportedError = exports.UmlError = exports.OutOfMemoryError = exports.ModelNotFoundError = exports.ModelClosedError = exports.IoError = exports.InvalidModelError = exports.InvalidArgumentError = exports.InternalError = exports.ERRORS_BY_CODE = exports.ContextOverflowError = exports.BusyError = exports.BufferTooSmallError = exports.BackendError = exports.AbortError = void 0;
+exports.Loader = exports.ChatSession = exports.Model = exports.TextStream = exports.version = exports.UnsupportedFormatError = exports.UnsupportedError = exports.UmlError = exports.OutOfMemoryError = exports.ModelNotFoundError = exports.ModelClosedError = exports.IoError = exports.InvalidModelError = exports.InvalidArgumentError = exports.InternalError = exports.ERRORS_BY_CODE = exports.ContextOverflowError = exports.BusyError = exports.BufferTooSmallError = exports.BackendError = exports.AbortError = void 0;
 exports.inspect = inspect;
 exports.estimate = estimate;
 exports.hardware = hardware;
@@ -236,6 +236,19 @@ class Model {
         const [json, msgs] = [toJson(rest, 'generate options'), toJson(messages, 'messages')];
         return new TextStream((t) => this.#native.chatStream(msgs, json, t), signal);
     }
+    /** A conversation with this model, starting from `messages` (a system prompt, earlier
+     * turns, or none): each `send` adds a message and the reply, and the model keeps the
+     * conversation's place in its cache, so a turn evaluates only the tokens it adds. Closing
+     * the model ends its sessions (their turns reject with `ModelClosedError`). */
+    session(messages = []) {
+        const msgs = toJson(messages, 'messages');
+        try {
+            return new ChatSession(this.#native.session(msgs));
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
     /** The prompt `chat` would generate from. */
     async renderChat(messages, options = {}) {
         const msgs = toJson(messages, 'messages');
@@ -270,6 +283,77 @@ class Model {
     }
 }
 exports.Model = Model;
+/** A turn's signal, role and options JSON; a content or role that is not a string is an
+ * InvalidArgumentError here (the addon would only say that a conversion failed). */
+function turnArgs(method, content, options) {
+    if (typeof content !== 'string') {
+        throw new errors_1.InvalidArgumentError(`${method}: content must be a string, got ${typeof content}; pass the message text`);
+    }
+    const { signal, role = 'user', ...rest } = options;
+    if (typeof role !== 'string') {
+        throw new errors_1.InvalidArgumentError(`${method}: role must be a string such as 'user', got ${typeof role}`);
+    }
+    return [signal, role, toJson(rest, 'generate options')];
+}
+/** A conversation with a model (`model.session(messages)`): it keeps its history, and its
+ * place in the model's cache, between turns. One turn runs at a time: a `send` while another
+ * runs rejects with `BusyError`. `close()` (or the end of an `await using` block) cancels a
+ * running turn and releases what the model kept for the conversation. */
+class ChatSession {
+    #native;
+    /** @internal */
+    constructor(session) {
+        this.#native = session;
+    }
+    /** One turn: add `content` as a message (role `options.role`, default 'user'), generate the
+     * assistant's reply over the whole conversation with the model's chat template, and add the
+     * reply; resolves with the completion, as `Model.chat` does. A turn that fails, or is
+     * aborted before any text, leaves the history as it was. */
+    async send(content, options = {}) {
+        const [signal, role, json] = turnArgs('send', content, options);
+        return cancellable(signal, (t) => this.#native.send(role, content, json, t));
+    }
+    /** `send`, as an async iterator of text pieces; the reply joins the history when it ends. */
+    sendStream(content, options = {}) {
+        const [signal, role, json] = turnArgs('sendStream', content, options);
+        return new TextStream((t) => this.#native.sendStream(role, content, json, t), signal);
+    }
+    /** The conversation so far: the starting messages, then each finished turn's message and
+     * reply (a running turn's appear when it ends). */
+    get messages() {
+        try {
+            return this.#native.messages;
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
+    /** Start over from `messages` (default none); the model's cache keeps whatever prefix
+     * still matches. Throws `BusyError` while a turn runs. */
+    reset(messages = []) {
+        const msgs = toJson(messages, 'messages');
+        try {
+            this.#native.reset(msgs);
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
+    /** Whether `close()` has been called. */
+    get closed() {
+        return this.#native.closed;
+    }
+    /** Cancel a running turn, wait for it, and release what the model kept for the
+     * conversation. Idempotent; later calls throw `InvalidArgumentError`. */
+    async close() {
+        return call(() => this.#native.close());
+    }
+    /** `await using session = model.session(...)` closes it at the end of the block. */
+    async [asyncDispose]() {
+        await this.close();
+    }
+}
+exports.ChatSession = ChatSession;
 /** Loads models. */
 class Loader {
     /** Load the model file or folder at `path`. Rejects with NOT_FOUND, INVALID_MODEL,

@@ -111,7 +111,8 @@ export class BufferTooSmallError extends UmlError {
 }
 
 /** Every generation slot is running and the queue of callers waiting for one is full: try
- * again later, or load with a larger `maxParallel` / `maxQueued`. */
+ * again later, or load with a larger `maxParallel` / `maxQueued`. Also a chat session's
+ * `send` (or `reset`) while one of its turns runs: await that turn first. */
 export class BusyError extends UmlError {
   constructor(message: string) {
     super('BUSY', message)

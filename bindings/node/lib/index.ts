@@ -1,8 +1,8 @@
 // uml for Node: load local models (GGUF through llama.cpp, Hugging Face folders through candle)
-// and generate, stream, chat and embed in-process. Everything long returns a promise and runs
+// and generate, stream, chat (one-off or as a session) and embed in-process. Everything long returns a promise and runs
 // off the event loop; every long call takes an AbortSignal.
 
-import { native, NativeCancelToken, NativeModel, NativeStream } from './native'
+import { native, NativeCancelToken, NativeChatSession, NativeModel, NativeStream } from './native'
 import { AbortError, InvalidArgumentError, translate } from './errors'
 
 export {
@@ -95,6 +95,12 @@ export interface GenerateOptions extends Abortable {
   /** When the context is full, drop the older half after the first token and go on instead
    * of stopping with 'length' (default false; refused by models that cannot shift). */
   contextShift?: boolean
+}
+
+/** Options of a chat session's turn: generation options, plus the role of the message sent. */
+export interface SendOptions extends GenerateOptions {
+  /** The role of the message sent (default 'user'). */
+  role?: string
 }
 
 export interface Usage {
@@ -410,6 +416,19 @@ export class Model implements AsyncDisposable {
     return new TextStream((t) => this.#native.chatStream(msgs, json, t), signal)
   }
 
+  /** A conversation with this model, starting from `messages` (a system prompt, earlier
+   * turns, or none): each `send` adds a message and the reply, and the model keeps the
+   * conversation's place in its cache, so a turn evaluates only the tokens it adds. Closing
+   * the model ends its sessions (their turns reject with `ModelClosedError`). */
+  session(messages: ChatMessage[] = []): ChatSession {
+    const msgs = toJson(messages, 'messages')
+    try {
+      return new ChatSession(this.#native.session(msgs))
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
   /** The prompt `chat` would generate from. */
   async renderChat(
     messages: ChatMessage[],
@@ -447,6 +466,84 @@ export class Model implements AsyncDisposable {
   }
 
   /** `await using model = await Loader.load(...)` closes it at the end of the block. */
+  async [asyncDispose](): Promise<void> {
+    await this.close()
+  }
+}
+
+/** A turn's signal, role and options JSON; a content or role that is not a string is an
+ * InvalidArgumentError here (the addon would only say that a conversion failed). */
+function turnArgs(method: string, content: unknown, options: SendOptions): [AbortSignal | undefined, string, string] {
+  if (typeof content !== 'string') {
+    throw new InvalidArgumentError(`${method}: content must be a string, got ${typeof content}; pass the message text`)
+  }
+  const { signal, role = 'user', ...rest } = options
+  if (typeof role !== 'string') {
+    throw new InvalidArgumentError(`${method}: role must be a string such as 'user', got ${typeof role}`)
+  }
+  return [signal, role, toJson(rest, 'generate options')]
+}
+
+/** A conversation with a model (`model.session(messages)`): it keeps its history, and its
+ * place in the model's cache, between turns. One turn runs at a time: a `send` while another
+ * runs rejects with `BusyError`. `close()` (or the end of an `await using` block) cancels a
+ * running turn and releases what the model kept for the conversation. */
+export class ChatSession implements AsyncDisposable {
+  #native: NativeChatSession
+
+  /** @internal */
+  constructor(session: NativeChatSession) {
+    this.#native = session
+  }
+
+  /** One turn: add `content` as a message (role `options.role`, default 'user'), generate the
+   * assistant's reply over the whole conversation with the model's chat template, and add the
+   * reply; resolves with the completion, as `Model.chat` does. A turn that fails, or is
+   * aborted before any text, leaves the history as it was. */
+  async send(content: string, options: SendOptions = {}): Promise<Completion> {
+    const [signal, role, json] = turnArgs('send', content, options)
+    return cancellable(signal, (t) => this.#native.send(role, content, json, t) as Promise<Completion>)
+  }
+
+  /** `send`, as an async iterator of text pieces; the reply joins the history when it ends. */
+  sendStream(content: string, options: SendOptions = {}): TextStream {
+    const [signal, role, json] = turnArgs('sendStream', content, options)
+    return new TextStream((t) => this.#native.sendStream(role, content, json, t), signal)
+  }
+
+  /** The conversation so far: the starting messages, then each finished turn's message and
+   * reply (a running turn's appear when it ends). */
+  get messages(): ChatMessage[] {
+    try {
+      return this.#native.messages as ChatMessage[]
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /** Start over from `messages` (default none); the model's cache keeps whatever prefix
+   * still matches. Throws `BusyError` while a turn runs. */
+  reset(messages: ChatMessage[] = []): void {
+    const msgs = toJson(messages, 'messages')
+    try {
+      this.#native.reset(msgs)
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /** Whether `close()` has been called. */
+  get closed(): boolean {
+    return this.#native.closed
+  }
+
+  /** Cancel a running turn, wait for it, and release what the model kept for the
+   * conversation. Idempotent; later calls throw `InvalidArgumentError`. */
+  async close(): Promise<void> {
+    return call(() => this.#native.close())
+  }
+
+  /** `await using session = model.session(...)` closes it at the end of the block. */
   async [asyncDispose](): Promise<void> {
     await this.close()
   }

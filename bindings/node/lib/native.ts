@@ -39,6 +39,17 @@ export interface NativeModel {
   tokenize(text: string, addSpecial: boolean): Promise<number[]>
   detokenize(tokens: number[]): Promise<string>
   bench(optionsJson: string): Promise<unknown>
+  session(messagesJson: string): NativeChatSession
+}
+
+/** A chat session (`src/session.rs`). */
+export interface NativeChatSession {
+  send(role: string, content: string, paramsJson: string, cancel: NativeCancelToken): Promise<unknown>
+  sendStream(role: string, content: string, paramsJson: string, cancel: NativeCancelToken): NativeStream
+  readonly messages: unknown
+  reset(messagesJson: string): void
+  close(): Promise<void>
+  readonly closed: boolean
 }
 
 export interface Native {

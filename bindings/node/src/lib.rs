@@ -6,6 +6,7 @@ mod cancel;
 mod convert;
 mod error;
 mod model;
+mod session;
 mod task;
 
 use convert::{to_js, Options};
@@ -20,6 +21,7 @@ use uml_core::runner::{self, Active};
 pub use cancel::CancelToken;
 pub use error::error_kinds;
 pub use model::{start_load, LoadProgress, Loading, Model, Stream};
+pub use session::ChatSession;
 
 /// `inspect` and `estimate` read model files on task threads.
 static LOOKS: LazyLock<Arc<Active>> = LazyLock::new(Arc::default);

@@ -1,17 +1,19 @@
 //! `Model`: a loaded model, and `Loading`, a load in progress. Arguments become owned core
 //! values on the JavaScript thread; everything that reads the model's files or computes runs
-//! on core's task threads and answers through a promise (see `task`).
+//! on core's task threads and answers through a promise (see `task`). A model's chat sessions
+//! (`session`) share its slot, so closing the model ends their turns too.
 
 use crate::cancel::CancelToken;
 use crate::convert::{to_js, Options};
 use crate::error::{to_napi, OrThrow};
+use crate::session::{self, ChatSession};
 use crate::task::{self, Queue};
 use napi::bindgen_prelude::{Float32Array, Object};
 use napi::Env;
 use napi_derive::napi;
 use parking_lot::{MappedMutexGuard, Mutex, MutexGuard};
 use serde_json::Value;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Weak};
 use uml_core::bench::BenchOptions;
 use uml_core::chat::{ChatMessage, ChatTemplate};
 use uml_core::options::LoadOptions;
@@ -22,8 +24,9 @@ use uml_core::{Error, ErrorKind, LoadStage};
 /// Core's bench option names, for errors.
 const BENCH_FIELDS: &[&str] = &["n_prompt", "n_gen", "repetitions"];
 
-/// Loads in progress (each becomes its model's own business once loaded), and closes.
-static LOADS: LazyLock<Arc<Active>> = LazyLock::new(Arc::default);
+/// Loads in progress (each becomes its model's own business once loaded), and closes (of
+/// models and of chat sessions).
+pub(crate) static LOADS: LazyLock<Arc<Active>> = LazyLock::new(Arc::default);
 
 /// One load progress event.
 #[napi(object)]
@@ -124,18 +127,42 @@ impl Loading {
             ))
         })?;
         Ok(Model {
-            inner: Mutex::new(Some(model)),
+            loaded: Arc::new(Loaded {
+                inner: Mutex::new(Some(model)),
+                path: self.path.clone(),
+            }),
             active: Arc::default(),
-            path: self.path.clone(),
+            sessions: Mutex::default(),
         })
+    }
+}
+
+/// A loaded model's slot, shared by the `Model` handle and its chat sessions: `close()` empties
+/// it, and every call checks it while it registers its task (see [`Loaded::open`]).
+pub(crate) struct Loaded {
+    inner: Mutex<Option<Arc<uml_core::Model>>>,
+    path: String,
+}
+
+impl Loaded {
+    /// The model, held by the caller: the lock is held until the caller's task is registered,
+    /// so a concurrent `close()` either comes first (the call rejects with MODEL_CLOSED) or
+    /// cancels the task and waits for it.
+    pub(crate) fn open(&self) -> Option<MappedMutexGuard<'_, Arc<uml_core::Model>>> {
+        MutexGuard::try_map(self.inner.lock(), Option::as_mut).ok()
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        &self.path
     }
 }
 
 #[napi]
 pub struct Model {
-    inner: Mutex<Option<Arc<uml_core::Model>>>,
+    loaded: Arc<Loaded>,
     active: Arc<Active>,
-    path: String,
+    /// The task sets of its chat sessions, whose turns `close()` cancels and waits for too.
+    sessions: Mutex<Vec<Weak<Active>>>,
 }
 
 /// A generation running on a task thread: `next()` gives its text pieces, then `null`;
@@ -175,6 +202,35 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Run `work` on a task thread registered in `active`, streaming its pieces.
+    pub(crate) fn spawn<W>(
+        active: &Arc<Active>,
+        cancel: &CancelToken,
+        work: W,
+    ) -> napi::Result<Stream>
+    where
+        W: FnOnce(&uml_core::CancelToken, &mut dyn FnMut(&str) -> bool) -> uml_core::Result<Value>
+            + Send
+            + 'static,
+    {
+        let queue: Arc<PieceQueue> = Queue::new();
+        let token = cancel.0.clone();
+        let work_token = token.clone();
+        runner::spawn(
+            active,
+            token.clone(),
+            move |sink| work(&work_token, sink),
+            PieceReporter(Arc::clone(&queue)),
+        )
+        .or_throw()?;
+        Ok(Stream {
+            queue,
+            cancel: token,
+        })
+    }
+}
+
 impl Drop for Stream {
     fn drop(&mut self) {
         // A stream nobody can read any more (collected by the garbage collector): stop it.
@@ -204,7 +260,7 @@ impl Job {
     }
 }
 
-fn params(params_json: &str) -> napi::Result<GenerateParams> {
+pub(crate) fn params(params_json: &str) -> napi::Result<GenerateParams> {
     let options =
         Options::parse(params_json, "generate option", GenerateParams::FIELDS).or_throw()?;
     GenerateParams::from_json(&options.json).map_err(|e| to_napi(options.explain(e)))
@@ -221,16 +277,14 @@ impl Model {
             format!(
                 "the model {} is closed (by close() or the end of its `await using` block); \
                  load it again with Loader.load(path)",
-                self.path
+                self.loaded.path
             ),
         ))
     }
 
-    /// The model, held by the caller: the lock is held until the caller's task is registered,
-    /// so a concurrent `close()` either comes first (the call rejects with MODEL_CLOSED) or
-    /// cancels the task and waits for it.
+    /// The model, held by the caller (see [`Loaded::open`]).
     fn open(&self) -> napi::Result<MappedMutexGuard<'_, Arc<uml_core::Model>>> {
-        MutexGuard::try_map(self.inner.lock(), Option::as_mut).map_err(|_| self.closed_error())
+        self.loaded.open().ok_or_else(|| self.closed_error())
     }
 
     fn with_model<'env, R, D, W, C>(
@@ -265,19 +319,8 @@ impl Model {
     ) -> napi::Result<Stream> {
         let model = self.open()?;
         let held = Arc::clone(&model);
-        let queue: Arc<PieceQueue> = Queue::new();
-        let token = cancel.0.clone();
-        let work_token = token.clone();
-        runner::spawn(
-            &self.active,
-            token.clone(),
-            move |sink| job.run(&held, &params, &work_token, sink),
-            PieceReporter(Arc::clone(&queue)),
-        )
-        .or_throw()?;
-        Ok(Stream {
-            queue,
-            cancel: token,
+        Stream::spawn(&self.active, cancel, move |token, sink| {
+            job.run(&held, &params, token, sink)
         })
     }
 
@@ -299,18 +342,28 @@ impl Model {
 
 #[napi]
 impl Model {
-    /// Cancel running work, wait for it (within one decode step) and free the model. Resolves
-    /// once the memory is released; idempotent.
+    /// Cancel running work (its chat sessions' turns too), wait for it (within one decode
+    /// step) and free the model. Resolves once the memory is released; idempotent.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        let model = self.inner.lock().take();
+        let model = self.loaded.inner.lock().take();
         let active = Arc::clone(&self.active);
+        // No session starts a turn once the slot is empty: these are all there can be.
+        let sessions: Vec<Arc<Active>> = self
+            .sessions
+            .lock()
+            .drain(..)
+            .filter_map(|s| s.upgrade())
+            .collect();
         task::promise(
             env,
             &LOADS,
             uml_core::CancelToken::new(),
             move || {
                 active.cancel_and_wait();
+                for session in &sessions {
+                    session.cancel_and_wait();
+                }
                 drop(model);
                 Ok(())
             },
@@ -320,12 +373,29 @@ impl Model {
 
     #[napi(getter)]
     pub fn closed(&self) -> bool {
-        self.inner.lock().is_none()
+        self.loaded.inner.lock().is_none()
     }
 
     #[napi(getter)]
     pub fn path(&self) -> String {
-        self.path.clone()
+        self.loaded.path.clone()
+    }
+
+    /// A chat session on this model, starting from `messagesJson` (a JSON array of messages,
+    /// none is fine; "" is none).
+    #[napi(catch_unwind)]
+    pub fn session(&self, messages_json: String) -> napi::Result<ChatSession> {
+        let history = session::history(&messages_json)?;
+        let core_session = self.open()?.chat_session(history);
+        let active: Arc<Active> = Arc::default();
+        let mut sessions = self.sessions.lock();
+        sessions.retain(|s| s.strong_count() > 0);
+        sessions.push(Arc::downgrade(&active));
+        Ok(ChatSession::new(
+            core_session,
+            Arc::clone(&self.loaded),
+            active,
+        ))
     }
 
     /// What the model is and how it was loaded: `{ backend, skippedBackends, plan, memory,

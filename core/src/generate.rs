@@ -127,20 +127,25 @@ fn with_text_so_far(e: Error, stream: &TextStream) -> Error {
     )
 }
 
-/// Evaluate `tokens` from position `first_pos` in `n_batch` chunks, checking `is_cancelled`
-/// before each one. Returns false when cancelled before all of them were evaluated.
+/// Evaluate `tokens` from position `first_pos` in chunks (`Session::prompt_chunk`), checking
+/// `is_cancelled` before each one. Returns false when cancelled before all of them were evaluated.
 pub(crate) fn decode_prompt(
     session: &mut dyn Session,
     tokens: &[Token],
     first_pos: u32,
     is_cancelled: &dyn Fn() -> bool,
 ) -> Result<bool> {
-    let chunk = session.n_batch().max(1) as usize;
-    for (i, piece) in tokens.chunks(chunk).enumerate() {
+    let end = first_pos + tokens.len() as u32;
+    let mut at = 0;
+    while at < tokens.len() {
         if is_cancelled() {
             return Ok(false);
         }
-        session.decode(piece, first_pos + (i * chunk) as u32)?;
+        let pos = first_pos + at as u32;
+        let chunk = session.prompt_chunk(pos, end).max(1) as usize;
+        let piece = &tokens[at..(at + chunk).min(tokens.len())];
+        session.decode(piece, pos)?;
+        at += piece.len();
     }
     Ok(true)
 }

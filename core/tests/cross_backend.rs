@@ -256,6 +256,40 @@ fn gemma3_last_position_logits_agree_to_2e_2() {
     }
 }
 
+/// Gemma 3 in candle takes a prompt that fits its sliding window in chunks (so a cancel lands
+/// within one), with the logits of the prompt in one piece.
+#[test]
+fn gemma3_in_candle_chunks_a_prompt_within_its_window_exactly() {
+    let p = gemma_pair();
+    let chunked = Model::load(
+        &p.folder,
+        &LoadOptions {
+            n_batch: 8,
+            n_ubatch: 8,
+            ..exact_f32(BackendChoice::Candle, 256)
+        },
+        None,
+    )
+    .unwrap();
+    let ids = p
+        .llama
+        .tokenize(
+            "One, two, three, four, five, six, seven, eight, nine, ten,",
+            true,
+        )
+        .unwrap();
+    assert!(
+        ids.len() > 16,
+        "{} tokens: at least three chunks",
+        ids.len()
+    );
+    let max_abs = max_abs_diff(
+        &trace::last_logits(&chunked, &ids).unwrap(),
+        &trace::last_logits(&p.candle, &ids).unwrap(),
+    );
+    assert!(max_abs < 1e-4, "chunked against one piece: {max_abs}");
+}
+
 /// Hugging Face folder → GGUF gives llama.cpp back the model it started from: SmolLM2
 /// (byte-level BPE, smollm pre-tokenizer, chat template) and Gemma 3 (SentencePiece with
 /// scores rebuilt from the merges, shifted norms) converted GGUF → folder → GGUF tokenize,

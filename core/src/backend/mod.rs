@@ -152,6 +152,11 @@ pub trait Session {
     /// The most tokens one `decode` call may take; prompts are evaluated in chunks of this
     /// size, so a cancel lands within one chunk.
     fn n_batch(&self) -> u32;
+    /// The most tokens of a prompt ending at position `end` to decode in one call from
+    /// `first_pos`; [`n_batch`](Self::n_batch) unless the model's memory needs otherwise.
+    fn prompt_chunk(&self, _first_pos: u32, _end: u32) -> u32 {
+        self.n_batch()
+    }
     /// Evaluate `tokens` at positions `first_pos..`; logits are kept for the last token only.
     fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()>;
     /// The raw logits (one per vocabulary entry) of the last decoded position, before any

@@ -132,11 +132,16 @@ impl Backend for CandleBackend {
                 )));
             }
         }
-        // Gemma 3's sliding-window cache cannot take a multi-token step after the first: its
-        // prompt goes in one piece.
-        let n_batch = match weights {
-            Weights::Gemma3(_) => plan.n_ctx,
-            _ => plan.n_batch,
+        // Gemma 3's sliding-window cache cannot take a multi-token step that reaches past its
+        // window after the first step (see `CandleSession::prompt_chunk`).
+        let window = match weights {
+            Weights::Gemma3(_) => Some(
+                config
+                    .get("sliding_window")
+                    .and_then(Value::as_u64)
+                    .map_or(0, |w| w.min(u64::from(u32::MAX)) as u32),
+            ),
+            _ => None,
         };
         progress(1.0);
         // A BERT encoder's learned position table bounds its input, whatever n_ctx says.
@@ -159,7 +164,8 @@ impl Backend for CandleBackend {
             device,
             pool: thread_pool(plan)?,
             n_ctx,
-            n_batch: n_batch.max(1),
+            n_batch: plan.n_batch.max(1),
+            window,
             normalize: plan.normalize_embeddings,
             cls_pooling: read_config(&dir.join("1_Pooling"))
                 .ok()
@@ -199,6 +205,7 @@ fn load_gguf(path: &Path, plan: &LoadPlan) -> Result<CandleLoaded> {
         pool: thread_pool(plan)?,
         n_ctx: plan.n_ctx,
         n_batch: plan.n_batch.max(1),
+        window: None,
         normalize: plan.normalize_embeddings,
         cls_pooling: false,
         embedding_size: 0,
@@ -238,6 +245,8 @@ struct CandleLoaded {
     pool: rayon::ThreadPool,
     n_ctx: u32,
     n_batch: u32,
+    /// Gemma 3's sliding window: a prompt longer than it goes in one piece.
+    window: Option<u32>,
     normalize: bool,
     /// sentence-transformers' pooling (1_Pooling/config.json): the [CLS] state, else the mean.
     cls_pooling: bool,
@@ -430,6 +439,17 @@ impl Session for CandleSession<'_> {
 
     fn n_batch(&self) -> u32 {
         self.owner.n_batch
+    }
+
+    /// Gemma 3 in candle: its rotating cache keeps only the window, and candle builds the
+    /// mask of a multi-token step at an offset over everything before it, so a chunk may not
+    /// end past the window. A prompt that fits the window goes in chunks (a cancel lands within
+    /// one); a longer one in one piece, as candle's own Gemma 3 example runs it.
+    fn prompt_chunk(&self, first_pos: u32, end: u32) -> u32 {
+        match self.owner.window {
+            Some(window) if end > window => end - first_pos,
+            _ => self.owner.n_batch,
+        }
     }
 
     fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()> {

@@ -1,4 +1,7 @@
-//! `uml`: inspect, estimate and run local models from the command line.
+//! `uml`: inspect, estimate and run local models from the command line, and serve them over
+//! OpenAI's HTTP API.
+
+mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -51,6 +54,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve models over OpenAI's HTTP API (chat, completions, embeddings, models).
+    Serve(serve::ServeArgs),
     /// Show the CPU, memory and GPUs uml sees.
     Hw {
         #[arg(long)]
@@ -327,6 +332,7 @@ fn gib(bytes: u64) -> String {
 
 fn run(command: Command) -> Result<(), Error> {
     match command {
+        Command::Serve(args) => serve::run(args),
         Command::Convert {
             src,
             dst,

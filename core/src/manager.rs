@@ -196,11 +196,17 @@ impl Manager {
         self.shared.keep_alive
     }
 
-    /// Register the model at `path` as `id`, loaded with `options` when first used.
+    /// Register the model at `path` as `id`, loaded with `options` when first used (an
+    /// embedding-only model with `embeddings` set). Reads the file's headers.
     pub fn register(&self, id: &str, path: impl AsRef<Path>, options: LoadOptions) -> Result<()> {
         check_id(id)?;
         options.validate()?;
         let path = self.allowed_path(path.as_ref())?;
+        // An encoder (BERT, ...) can only embed: load it for that.
+        let mut options = options;
+        if !crate::inspect::inspect(&path)?.generates_text() {
+            options.embeddings = true;
+        }
         let mut state = self.shared.state.lock();
         if state.entries.contains_key(id) || state.aliases.contains_key(id) {
             return Err(Error::invalid_argument(format!(

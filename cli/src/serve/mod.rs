@@ -1,0 +1,541 @@
+//! `uml serve`: an OpenAI-compatible HTTP server over core's model manager.
+//!
+//! Routes: `GET /health` (no key needed), `GET /v1/models`, `POST /v1/chat/completions`,
+//! `POST /v1/completions` (both streamed as server-sent events with `stream: true`, ending
+//! with `data: [DONE]`), `POST /v1/embeddings`. Secure by default: it binds 127.0.0.1, refuses
+//! a non-loopback address without API keys, checks `Authorization: Bearer <key>` on every
+//! route but `/health` when keys are set, and bounds request bodies. A client that goes away
+//! cancels its generation, which frees its slot. Generations run on blocking threads; the
+//! engine batches concurrent requests on one model (its slots).
+
+mod api;
+
+use api::{ApiError, ChatRequest, CompletionRequest, EmbeddingRequest};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use uml_core::chat::ChatTemplate;
+use uml_core::manager::{Manager, ManagerOptions};
+use uml_core::options::LoadOptions;
+use uml_core::{CancelToken, Error, ErrorKind, Model};
+
+/// `uml serve`'s options.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// A model to serve, as ID=PATH (a GGUF file or a Hugging Face folder); repeatable.
+    #[arg(long = "model", value_name = "ID=PATH")]
+    pub models: Vec<String>,
+    /// A folder whose models (GGUF files, Hugging Face folders) are served by file or folder
+    /// name; repeatable. With folders given, --model paths must lie inside them.
+    #[arg(long = "model-dir", value_name = "DIR")]
+    pub model_dirs: Vec<PathBuf>,
+    /// The address to listen on. Anything but a loopback address needs --api-key.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port (0: any free one; the address is printed on start).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// An API key clients must send as `Authorization: Bearer KEY`; repeatable. Also read,
+    /// comma-separated, from UML_API_KEYS.
+    #[arg(long = "api-key", value_name = "KEY")]
+    pub api_keys: Vec<String>,
+    /// The largest request body in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_body_bytes: usize,
+    /// The memory the loaded models may take together, in MiB (default: 80% of the RAM
+    /// available at start); loading past it unloads the least recently used idle models.
+    #[arg(long, value_name = "MIB")]
+    pub memory_budget_mib: Option<u64>,
+    /// Unload a model idle for this many seconds (default: keep it until evicted).
+    #[arg(long, value_name = "SECONDS")]
+    pub keep_alive: Option<u64>,
+    /// Context size per slot for every model (default: the model's own, capped by memory).
+    #[arg(long)]
+    pub ctx: Option<u32>,
+    /// CPU threads per model (default: physical cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<u32>,
+    /// Concurrent generations per model (its slots; default: up to 4, fewer when memory is
+    /// short). More requests wait in line.
+    #[arg(long)]
+    pub parallel: Option<u32>,
+    /// Requests waiting per model beyond its slots; one more gets 429.
+    #[arg(long)]
+    pub max_queued: Option<u32>,
+}
+
+struct AppState {
+    manager: Manager,
+    keys: Vec<String>,
+    max_body: usize,
+    started: u64,
+}
+
+/// Start serving and block until Ctrl-C or SIGTERM; then stop accepting, cancel what runs
+/// and unload.
+pub fn run(args: ServeArgs) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the server runtime: {e}")))?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Error> {
+    let mut keys = args.api_keys.clone();
+    if let Ok(env) = std::env::var("UML_API_KEYS") {
+        keys.extend(
+            env.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from),
+        );
+    }
+    if keys.iter().any(|k| k.len() < 8) {
+        return Err(Error::invalid_argument(
+            "--api-key: use keys of at least 8 characters",
+        ));
+    }
+    let ip: std::net::IpAddr = args
+        .host
+        .parse()
+        .map_err(|_| Error::invalid_argument(format!("--host {}: not an IP address", args.host)))?;
+    if !ip.is_loopback() && keys.is_empty() {
+        return Err(Error::invalid_argument(format!(
+            "--host {ip} would serve other machines without API keys; pass --api-key (or \
+             UML_API_KEYS), or bind a loopback address"
+        )));
+    }
+    let manager = Manager::new(ManagerOptions {
+        memory_budget_bytes: args.memory_budget_mib.map(|m| m << 20),
+        keep_alive: args.keep_alive.map(Duration::from_secs),
+        folders: args.model_dirs.clone(),
+    })?;
+    let options = LoadOptions {
+        n_ctx: args.ctx,
+        n_threads: args.threads,
+        max_parallel: args.parallel,
+        max_queued: args.max_queued,
+        ..LoadOptions::default()
+    };
+    options.validate()?;
+    for spec in &args.models {
+        let (id, path) = spec
+            .split_once('=')
+            .ok_or_else(|| Error::invalid_argument(format!("--model {spec}: expected ID=PATH")))?;
+        manager.register(id, path, options.clone())?;
+    }
+    manager.scan()?;
+    if manager.list().is_empty() {
+        return Err(Error::invalid_argument(
+            "no models to serve: pass --model ID=PATH or --model-dir DIR",
+        ));
+    }
+    let state = Arc::new(AppState {
+        manager,
+        keys,
+        max_body: args.max_body_bytes,
+        started: unix_now(),
+    });
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, args.port))
+        .await
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot listen on {ip}:{}: {e}", args.port),
+            )
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+    // The first line of output: scripts and tests read the address from it.
+    say(&format!("uml serve: listening on http://{addr}"));
+    for m in state.manager.list() {
+        say(&format!("  model {} ({})", m.id, m.path.display()));
+    }
+    axum::serve(listener, router(Arc::clone(&state)))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Error::new(ErrorKind::Io, format!("the server failed: {e}")))?;
+    say("uml serve: stopped");
+    Ok(())
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_key,
+        ));
+    Router::new()
+        .route(
+            "/health",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
+        .merge(api)
+        .fallback(|| async {
+            error_response(&ApiError {
+                status: 404,
+                message: "no such route; see GET /v1/models".into(),
+                kind: "invalid_request_error",
+                param: None,
+                code: Some("not_found"),
+            })
+        })
+        .with_state(state)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    say("uml serve: shutting down");
+}
+
+/// A line on stdout; a closed stdout (the reader went away) does not stop the server.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn error_response(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, axum::Json(e.body())).into_response();
+    if e.status == 429 {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(&self)
+    }
+}
+
+/// Constant-time comparison, so a key cannot be guessed from response times.
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if state.keys.is_empty() {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(key) if state.keys.iter().any(|k| same_key(k, key)) => next.run(request).await,
+        _ => error_response(&ApiError {
+            status: 401,
+            message: "missing or wrong API key: send Authorization: Bearer <key>".into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("invalid_api_key"),
+        }),
+    }
+}
+
+/// The body as JSON of type `T`, within the size limit; errors in OpenAI's shape.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    body: Body,
+) -> Result<T, ApiError> {
+    let bytes: Bytes = axum::body::to_bytes(body, state.max_body)
+        .await
+        .map_err(|_| ApiError {
+            status: 413,
+            message: format!(
+                "the request body is over the limit of {} bytes",
+                state.max_body
+            ),
+            kind: "invalid_request_error",
+            param: None,
+            code: Some("request_too_large"),
+        })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}"), None))
+}
+
+async fn list_models(State(state): State<Arc<AppState>>) -> axum::Json<Value> {
+    let data: Vec<Value> = state
+        .manager
+        .list()
+        .into_iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "object": "model",
+                "created": state.started,
+                "owned_by": "uml",
+                "state": m.state,
+                "backend": m.backend,
+                "memory_bytes": m.memory_bytes,
+            })
+        })
+        .collect();
+    axum::Json(json!({"object": "list", "data": data}))
+}
+
+/// Cancels its token when dropped: a handler dropped because its client went away stops the
+/// generation it started.
+struct CancelOnDrop(CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn request_id(prefix: &str) -> String {
+    format!(
+        "{prefix}-{:x}{:06x}",
+        unix_now(),
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The model for a request, loaded if needed (off the async threads: a load takes seconds).
+async fn model_for(state: &Arc<AppState>, name: &str) -> Result<Arc<Model>, ApiError> {
+    let state = Arc::clone(state);
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || state.manager.get(&name))
+        .await
+        .map_err(|e| ApiError::from(Error::internal(format!("model load task: {e}"))))?
+        .map_err(ApiError::from)
+}
+
+/// What a request generates from.
+enum Job {
+    Chat(Vec<uml_core::ChatMessage>),
+    Prompt(String),
+}
+
+async fn chat_completions(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let result = async {
+        let req: ChatRequest = json_body(&state, body).await?;
+        let messages = ChatTemplate::messages_from_json(&req.messages.to_string())
+            .map_err(|e| ApiError::invalid(e.message().to_string(), Some("messages")))?;
+        Ok::<_, ApiError>((req.common, Job::Chat(messages)))
+    }
+    .await;
+    match result {
+        Ok((common, job)) => generate(state, common, job, "chatcmpl").await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn completions(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let result = async {
+        let req: CompletionRequest = json_body(&state, body).await?;
+        let prompt = req.prompt()?;
+        Ok::<_, ApiError>((req.common, Job::Prompt(prompt)))
+    }
+    .await;
+    match result {
+        Ok((common, job)) => generate(state, common, job, "cmpl").await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn generate(state: Arc<AppState>, common: api::Common, job: Job, prefix: &str) -> Response {
+    let params = match common.params() {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let model = match model_for(&state, &common.model).await {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let id = request_id(prefix);
+    let created = unix_now();
+    let chat = matches!(job, Job::Chat(_));
+    let cancel = CancelToken::new();
+    if !common.stream {
+        let guard = CancelOnDrop(cancel.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let sink = &mut |_: &str| true;
+            match &job {
+                Job::Chat(m) => model.chat(m, &params, Some(&cancel), sink),
+                Job::Prompt(p) => model.generate(p, &params, Some(&cancel), sink),
+            }
+        })
+        .await;
+        drop(guard);
+        return match done {
+            Ok(Ok(c)) if chat => {
+                axum::Json(api::chat_completion(&id, &common.model, created, &c)).into_response()
+            }
+            Ok(Ok(c)) => {
+                axum::Json(api::text_completion(&id, &common.model, created, &c)).into_response()
+            }
+            Ok(Err(e)) => ApiError::from(e).into_response(),
+            Err(e) => {
+                ApiError::from(Error::internal(format!("generation task: {e}"))).into_response()
+            }
+        };
+    }
+
+    // Streamed: pieces go through a channel; a closed channel (the client went away) stops
+    // the generation at its next piece, and the guard cancels it before one.
+    let (tx, rx) = mpsc::channel::<Value>(64);
+    let include_usage = common.include_usage();
+    let model_name = common.model.clone();
+    let guard = CancelOnDrop(cancel.clone());
+    tokio::task::spawn_blocking(move || {
+        let chunk = |text: &str, finish: Option<&str>| {
+            if chat {
+                let delta = if finish.is_some() {
+                    json!({})
+                } else {
+                    json!({"content": text})
+                };
+                api::chat_chunk(&id, &model_name, created, delta, finish)
+            } else {
+                api::text_chunk(&id, &model_name, created, text, finish)
+            }
+        };
+        if chat {
+            let first = api::chat_chunk(
+                &id,
+                &model_name,
+                created,
+                json!({"role": "assistant", "content": ""}),
+                None,
+            );
+            if tx.blocking_send(first).is_err() {
+                return;
+            }
+        }
+        let sink = &mut |piece: &str| tx.blocking_send(chunk(piece, None)).is_ok();
+        let done = match &job {
+            Job::Chat(m) => model.chat(m, &params, Some(&cancel), sink),
+            Job::Prompt(p) => model.generate(p, &params, Some(&cancel), sink),
+        };
+        match done {
+            Ok(c) => {
+                let _ = tx.blocking_send(chunk("", Some(api::finish_reason(c.finish_reason))));
+                if include_usage {
+                    let mut last = chunk("", None);
+                    last["choices"] = json!([]);
+                    last["usage"] = api::usage(&c.usage);
+                    let _ = tx.blocking_send(last);
+                }
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(ApiError::from(e).body());
+            }
+        }
+    });
+    let events = futures_stream(rx, guard);
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The SSE events of a streamed generation, then `[DONE]`; holds the cancel guard, so the
+/// generation stops when the response is dropped.
+fn futures_stream(
+    rx: mpsc::Receiver<Value>,
+    guard: CancelOnDrop,
+) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> {
+    use futures_util::StreamExt;
+    let chunks = tokio_stream::wrappers::ReceiverStream::new(rx)
+        .map(|v| Ok(Event::default().data(v.to_string())));
+    let done = futures_util::stream::once(async move {
+        drop(guard);
+        Ok(Event::default().data("[DONE]"))
+    });
+    chunks.chain(done)
+}
+
+async fn embeddings(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let req: EmbeddingRequest = match json_body(&state, body).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let texts = match req.texts() {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let model = match model_for(&state, &req.model).await {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let cancel = CancelToken::new();
+    let guard = CancelOnDrop(cancel.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let tokens: usize = refs
+            .iter()
+            .map(|t| model.tokenize(t, true).map_or(0, |v| v.len()))
+            .sum();
+        model.embed(&refs, Some(&cancel)).map(|v| (v, tokens))
+    })
+    .await;
+    drop(guard);
+    match done {
+        Ok(Ok((vectors, tokens))) => {
+            let data: Vec<Value> = vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+                .collect();
+            axum::Json(json!({
+                "object": "list",
+                "data": data,
+                "model": req.model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }))
+            .into_response()
+        }
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => ApiError::from(Error::internal(format!("embedding task: {e}"))).into_response(),
+    }
+}

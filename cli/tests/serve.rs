@@ -1,0 +1,332 @@
+//! `uml serve` end to end: the real binary on a loopback port with SmolLM2 (and MiniLM for
+//! embeddings), driven over plain HTTP/1.1: models, chat and text completions (streamed and
+//! not, equal to each other and to the llama.cpp greedy fixture), JSON-schema output,
+//! embeddings, OpenAI-shaped errors, API keys, body limits, a refused non-loopback bind, and a
+//! client that disconnects mid-stream freeing its slot.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use uml_test_support::{fetched_model, GreedyFixture};
+
+const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+const MINILM: &str = "all-MiniLM-L6-v2.F32.gguf";
+
+/// A running `uml serve`, stopped when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_uml"))
+            .arg("serve")
+            .args(["--port", "0", "--ctx", "1024", "--threads", "2"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start uml serve");
+        let mut first = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut first).unwrap();
+        // Keep reading what it prints, so it never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let addr = first
+            .trim()
+            .strip_prefix("uml serve: listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+            .to_string();
+        Server { child, addr }
+    }
+
+    /// One request; returns the status and the body.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        key: Option<&str>,
+    ) -> (u16, String) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(120)))
+            .unwrap();
+        stream
+            .write_all(request(method, path, body, key).as_bytes())
+            .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        parse_response(&String::from_utf8_lossy(&raw))
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (status, text) = self.call("POST", path, Some(&body.to_string()), None);
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}")),
+        )
+    }
+
+    /// The text of a streamed completion (chat deltas or text chunks), and its last usage.
+    fn stream(&self, path: &str, body: &Value) -> (String, Option<Value>) {
+        let (status, text) = self.call("POST", path, Some(&body.to_string()), None);
+        assert_eq!(status, 200, "{text}");
+        let mut out = String::new();
+        let mut usage = None;
+        let mut done = false;
+        for line in text.lines() {
+            let Some(data) = line.strip_prefix("data: ") else {
+                continue;
+            };
+            if data == "[DONE]" {
+                done = true;
+                continue;
+            }
+            let chunk: Value = serde_json::from_str(data).unwrap();
+            if let Some(u) = chunk.get("usage") {
+                usage = Some(u.clone());
+            }
+            for choice in chunk["choices"].as_array().unwrap() {
+                out += choice["delta"]["content"]
+                    .as_str()
+                    .or(choice["text"].as_str())
+                    .unwrap_or("");
+            }
+        }
+        assert!(done, "no [DONE] in {text}");
+        (out, usage)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn request(method: &str, path: &str, body: Option<&str>, key: Option<&str>) -> String {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(k) = key {
+        r += &format!("Authorization: Bearer {k}\r\n");
+    }
+    if let Some(b) = body {
+        r += &format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        );
+    } else {
+        r += "\r\n";
+    }
+    r
+}
+
+/// Status and body of an HTTP/1.1 response (chunked bodies joined).
+fn parse_response(raw: &str) -> (u16, String) {
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return (status, body.to_string());
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out += &after[..n];
+        rest = &after[n + 2..];
+    }
+    (status, out)
+}
+
+fn smollm2_server(extra: &[&str]) -> Server {
+    let model = format!("smollm2={}", fetched_model(SMOLLM2).display());
+    let mut args = vec!["--model", &model];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+#[test]
+fn chat_and_completions_stream_and_not_give_llama_cpp_text() {
+    let server = smollm2_server(&[]);
+    let (status, health) = server.call("GET", "/health", None, None);
+    assert_eq!((status, health.as_str()), (200, r#"{"status":"ok"}"#));
+    let (status, models) = server.call("GET", "/v1/models", None, None);
+    assert_eq!(status, 200);
+    let models: Value = serde_json::from_str(&models).unwrap();
+    assert_eq!(models["data"][0]["id"], "smollm2");
+
+    let chat = GreedyFixture::load("smollm2_chat_greedy.json");
+    let messages: Value = serde_json::from_str(chat.messages.as_deref().unwrap()).unwrap();
+    let body = json!({"model": "smollm2", "messages": messages, "temperature": 0,
+                      "max_tokens": chat.n_predict, "unknown_field_clients_send": true});
+    let (status, reply) = server.post("/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        reply["choices"][0]["message"]["content"],
+        chat.text.as_str()
+    );
+    assert_eq!(reply["object"], "chat.completion");
+    assert_eq!(reply["usage"]["completion_tokens"], chat.n_predict);
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let (text, usage) = server.stream("/v1/chat/completions", &streamed);
+    assert_eq!(text, chat.text);
+    assert_eq!(usage.unwrap()["completion_tokens"], chat.n_predict);
+
+    let plain = GreedyFixture::load("smollm2_count_greedy.json");
+    let body = json!({"model": "smollm2", "prompt": plain.prompt, "temperature": 0,
+                      "max_tokens": plain.n_predict});
+    let (status, reply) = server.post("/v1/completions", &body);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["choices"][0]["text"], plain.text.as_str());
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    assert_eq!(server.stream("/v1/completions", &streamed).0, plain.text);
+
+    // JSON-schema output parses and follows the schema.
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}},
+                        "required": ["city"], "additionalProperties": false});
+    let body = json!({"model": "smollm2", "temperature": 0, "max_tokens": 48,
+                      "messages": [{"role": "user", "content": "Which city is the capital of France?"}],
+                      "response_format": {"type": "json_schema",
+                                          "json_schema": {"name": "answer", "schema": schema}}});
+    let (status, reply) = server.post("/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{reply}");
+    let content = reply["choices"][0]["message"]["content"].as_str().unwrap();
+    let parsed: Value =
+        serde_json::from_str(content).unwrap_or_else(|e| panic!("{content:?}: {e}"));
+    assert!(parsed["city"].is_string(), "{parsed}");
+}
+
+#[test]
+fn errors_have_openai_shape_and_status() {
+    let server = smollm2_server(&["--max-body-bytes", "2000"]);
+    let check = |status: u16, body: &str, want: u16, needle: &str| {
+        assert_eq!(status, want, "{body}");
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body:?}"));
+        let message = v["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{v}"));
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+        assert!(v["error"]["type"].is_string());
+    };
+    let (s, b) = server.call("POST", "/v1/chat/completions", Some("{not json"), None);
+    check(s, &b, 400, "invalid JSON");
+    let unknown = json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]});
+    let (s, b) = server.call(
+        "POST",
+        "/v1/chat/completions",
+        Some(&unknown.to_string()),
+        None,
+    );
+    check(s, &b, 404, "nope");
+    let two = json!({"model": "smollm2", "n": 2, "messages": [{"role": "user", "content": "hi"}]});
+    let (s, b) = server.call("POST", "/v1/chat/completions", Some(&two.to_string()), None);
+    check(s, &b, 400, "n = 1");
+    let bad = json!({"model": "smollm2", "temperature": -3, "messages": [{"role": "user", "content": "hi"}]});
+    let (s, b) = server.call("POST", "/v1/chat/completions", Some(&bad.to_string()), None);
+    check(s, &b, 400, "temperature");
+    let big =
+        json!({"model": "smollm2", "messages": [{"role": "user", "content": "x".repeat(5000)}]});
+    let (s, b) = server.call("POST", "/v1/chat/completions", Some(&big.to_string()), None);
+    check(s, &b, 413, "limit");
+    let (s, b) = server.call("GET", "/v1/nothing", None, None);
+    check(s, &b, 404, "route");
+}
+
+#[test]
+fn api_keys_guard_every_route_but_health() {
+    let server = smollm2_server(&["--api-key", "secret-key-1"]);
+    assert_eq!(server.call("GET", "/health", None, None).0, 200);
+    let (status, body) = server.call("GET", "/v1/models", None, None);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("invalid_api_key"));
+    assert_eq!(
+        server
+            .call("GET", "/v1/models", None, Some("wrong-key-1"))
+            .0,
+        401
+    );
+    assert_eq!(
+        server
+            .call("GET", "/v1/models", None, Some("secret-key-1"))
+            .0,
+        200
+    );
+}
+
+#[test]
+fn a_public_address_without_keys_is_refused_at_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_uml"))
+        .args(["serve", "--host", "0.0.0.0", "--port", "0", "--model"])
+        .arg(format!("smollm2={}", fetched_model(SMOLLM2).display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--api-key"), "{err}");
+}
+
+#[test]
+fn a_client_that_disconnects_mid_stream_frees_its_slot() {
+    // One slot and no line: while the slot is taken, another request is refused with 429.
+    let server = smollm2_server(&["--parallel", "1", "--max-queued", "0"]);
+    let long = json!({"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 100000,
+                      "temperature": 0, "stream": true,
+                      "logit_bias": {"0": -100, "1": -100, "2": -100}});
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .write_all(request("POST", "/v1/completions", Some(&long.to_string()), None).as_bytes())
+        .unwrap();
+    let mut first = [0u8; 512];
+    let n = stream.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).contains("200 OK"));
+    let short = json!({"model": "smollm2", "prompt": "Hi", "max_tokens": 2});
+    let (status, body) = server.call("POST", "/v1/completions", Some(&short.to_string()), None);
+    assert_eq!(status, 429, "{body}");
+    drop(stream);
+    // Left alone, the generation would run until its 1024-token context is full (about ten
+    // seconds here); the disconnect ends it at its next token.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = server.call("POST", "/v1/completions", Some(&short.to_string()), None);
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429, "{body}");
+        assert!(Instant::now() < deadline, "the slot was not freed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn embeddings_come_from_an_embedding_model() {
+    let model = format!("minilm={}", fetched_model(MINILM).display());
+    let server = Server::start(&["--model", &model]);
+    let body = json!({"model": "minilm", "input": ["I love cats", "I adore kittens"]});
+    let (status, reply) = server.post("/v1/embeddings", &body);
+    assert_eq!(status, 200, "{reply}");
+    let data = reply["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    let v: Vec<f64> = data[0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(v.len(), 384);
+    let norm: f64 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-3, "{norm}");
+    assert!(reply["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+}

@@ -2,7 +2,7 @@
 //! embeddings), driven over plain HTTP/1.1: models, chat and text completions (streamed and
 //! not, equal to each other and to the llama.cpp greedy fixture), JSON-schema output,
 //! embeddings, OpenAI-shaped errors, API keys, body limits, a refused non-loopback bind, and a
-//! client that disconnects mid-stream freeing its slot.
+//! client that disconnects mid-stream freeing its slot (seen in /metrics).
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -69,6 +69,12 @@ impl Server {
             status,
             serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}")),
         )
+    }
+
+    fn metrics(&self) -> String {
+        let (status, text) = self.call("GET", "/metrics", None, None);
+        assert_eq!(status, 200, "{text}");
+        text
     }
 
     /// The text of a streamed completion (chat deltas or text chunks), and its last usage.
@@ -295,18 +301,32 @@ fn a_client_that_disconnects_mid_stream_frees_its_slot() {
     let short = json!({"model": "smollm2", "prompt": "Hi", "max_tokens": 2});
     let (status, body) = server.call("POST", "/v1/completions", Some(&short.to_string()), None);
     assert_eq!(status, 429, "{body}");
+    assert!(server
+        .metrics()
+        .contains("uml_running{model=\"smollm2\"} 1"));
     drop(stream);
     // Left alone, the generation would run until its 1024-token context is full (about ten
-    // seconds here); the disconnect ends it at its next token.
+    // seconds here); the disconnect ends it at its next token, and /metrics shows it.
     let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (status, body) = server.call("POST", "/v1/completions", Some(&short.to_string()), None);
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 429, "{body}");
+    while !server
+        .metrics()
+        .contains("uml_running{model=\"smollm2\"} 0")
+    {
         assert!(Instant::now() < deadline, "the slot was not freed");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = server.call("POST", "/v1/completions", Some(&short.to_string()), None);
+    assert_eq!(status, 200, "{body}");
+    let metrics = server.metrics();
+    for line in [
+        "uml_requests_total{route=\"/v1/completions\",status=\"429\"} 1",
+        "uml_requests_total{route=\"/v1/completions\",status=\"200\"}",
+        "uml_completion_tokens_total{model=\"smollm2\"}",
+        "uml_time_to_first_token_seconds_count{model=\"smollm2\"}",
+        "uml_queue_depth{model=\"smollm2\"} 0",
+        "uml_model_loaded{model=\"smollm2\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
     }
 }
 

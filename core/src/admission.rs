@@ -75,6 +75,12 @@ impl Admission {
         }
     }
 
+    /// Callers running and waiting now.
+    pub fn counts(&self) -> (u32, u32) {
+        let line = self.state.lock();
+        (line.active, line.waiting.len() as u32)
+    }
+
     /// Wait for a free place, behind every caller that came earlier.
     pub fn enter(&self, cancel: Option<&CancelToken>) -> Result<Permit<'_>, Refused> {
         let mut line = self.state.lock();

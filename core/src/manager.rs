@@ -62,6 +62,8 @@ pub struct ModelStatus {
     pub memory_bytes: u64,
     /// Milliseconds since it was last handed out (`None`: never).
     pub idle_ms: Option<u64>,
+    /// Its calls running and waiting (zero while not loaded).
+    pub activity: crate::model::Activity,
 }
 
 /// A model the manager keeps.
@@ -372,6 +374,11 @@ impl Manager {
                 idle_ms: e
                     .last_used
                     .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                activity: e
+                    .loaded
+                    .as_ref()
+                    .map(|l| l.model.activity())
+                    .unwrap_or_default(),
             })
             .collect()
     }

@@ -49,6 +49,13 @@ pub const MAX_TEXT_BYTES: usize = 1 << 30;
 /// longer than `n_ctx` times this cannot fit the context.
 const MAX_TOKEN_BYTES: usize = 1024;
 
+/// What a model is doing: see [`Model::activity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Activity {
+    pub running: u32,
+    pub queued: u32,
+}
+
 /// A loaded model. `Send + Sync`: share it (e.g. in an `Arc`) and generate from several threads
 /// at once; each generation has its own context.
 pub struct Model {
@@ -476,6 +483,13 @@ impl Model {
                 self.plan.max_parallel, self.plan.max_queued
             ),
         )
+    }
+
+    /// Generations and embedding calls running on the model now, and callers waiting in its
+    /// line.
+    pub fn activity(&self) -> Activity {
+        let (running, queued) = self.admission.counts();
+        Activity { running, queued }
     }
 
     /// Decodes of the shared generation context so far and the sequence steps they carried

@@ -2,17 +2,18 @@
 //!
 //! Routes: `GET /health` (no key needed), `GET /v1/models`, `POST /v1/chat/completions`,
 //! `POST /v1/completions` (both streamed as server-sent events with `stream: true`, ending
-//! with `data: [DONE]`), `POST /v1/embeddings`. Secure by default: it binds 127.0.0.1, refuses
+//! with `data: [DONE]`), `POST /v1/embeddings`, `GET /metrics` (Prometheus text). Secure by default: it binds 127.0.0.1, refuses
 //! a non-loopback address without API keys, checks `Authorization: Bearer <key>` on every
 //! route but `/health` when keys are set, and bounds request bodies. A client that goes away
 //! cancels its generation, which frees its slot. Generations run on blocking threads; the
 //! engine batches concurrent requests on one model (its slots).
 
 mod api;
+mod metrics;
 
 use api::{ApiError, ChatRequest, CompletionRequest, EmbeddingRequest};
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -24,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use uml_core::chat::ChatTemplate;
 use uml_core::manager::{Manager, ManagerOptions};
@@ -78,6 +79,7 @@ pub struct ServeArgs {
 
 struct AppState {
     manager: Manager,
+    metrics: metrics::Metrics,
     keys: Vec<String>,
     max_body: usize,
     started: u64,
@@ -146,6 +148,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     }
     let state = Arc::new(AppState {
         manager,
+        metrics: metrics::Metrics::default(),
         keys,
         max_body: args.max_body_bytes,
         started: unix_now(),
@@ -180,6 +183,7 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/metrics", get(render_metrics))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             require_key,
@@ -199,7 +203,34 @@ fn router(state: Arc<AppState>) -> Router {
                 code: Some("not_found"),
             })
         })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            record,
+        ))
         .with_state(state)
+}
+
+/// Count every request by route and status, with its latency.
+async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other", MatchedPath::as_str)
+        .to_string();
+    let start = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .request(&route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+async fn render_metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&state.manager),
+    )
+        .into_response()
 }
 
 async fn shutdown_signal() {
@@ -397,14 +428,28 @@ async fn generate(state: Arc<AppState>, common: api::Common, job: Job, prefix: &
     let created = unix_now();
     let chat = matches!(job, Job::Chat(_));
     let cancel = CancelToken::new();
+    let started = Instant::now();
     if !common.stream {
         let guard = CancelOnDrop(cancel.clone());
+        let (metrics_state, name) = (Arc::clone(&state), common.model.clone());
         let done = tokio::task::spawn_blocking(move || {
-            let sink = &mut |_: &str| true;
-            match &job {
+            let metrics = &metrics_state.metrics;
+            let mut first = true;
+            let sink = &mut |_: &str| {
+                if std::mem::take(&mut first) {
+                    metrics.first_token(&name, started.elapsed());
+                }
+                true
+            };
+            let done = match &job {
                 Job::Chat(m) => model.chat(m, &params, Some(&cancel), sink),
                 Job::Prompt(p) => model.generate(p, &params, Some(&cancel), sink),
+            };
+            if let Ok(c) = &done {
+                let evaluated = c.usage.prompt_tokens - c.usage.cached_prompt_tokens;
+                metrics.tokens(&name, evaluated, c.usage.completion_tokens);
             }
+            done
         })
         .await;
         drop(guard);
@@ -429,6 +474,7 @@ async fn generate(state: Arc<AppState>, common: api::Common, job: Job, prefix: &
     let model_name = common.model.clone();
     let guard = CancelOnDrop(cancel.clone());
     tokio::task::spawn_blocking(move || {
+        let metrics = &state.metrics;
         let chunk = |text: &str, finish: Option<&str>| {
             if chat {
                 let delta = if finish.is_some() {
@@ -453,13 +499,21 @@ async fn generate(state: Arc<AppState>, common: api::Common, job: Job, prefix: &
                 return;
             }
         }
-        let sink = &mut |piece: &str| tx.blocking_send(chunk(piece, None)).is_ok();
+        let mut first = true;
+        let sink = &mut |piece: &str| {
+            if std::mem::take(&mut first) {
+                metrics.first_token(&model_name, started.elapsed());
+            }
+            tx.blocking_send(chunk(piece, None)).is_ok()
+        };
         let done = match &job {
             Job::Chat(m) => model.chat(m, &params, Some(&cancel), sink),
             Job::Prompt(p) => model.generate(p, &params, Some(&cancel), sink),
         };
         match done {
             Ok(c) => {
+                let evaluated = c.usage.prompt_tokens - c.usage.cached_prompt_tokens;
+                metrics.tokens(&model_name, evaluated, c.usage.completion_tokens);
                 let _ = tx.blocking_send(chunk("", Some(api::finish_reason(c.finish_reason))));
                 if include_usage {
                     let mut last = chunk("", None);

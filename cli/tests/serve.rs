@@ -350,3 +350,119 @@ fn embeddings_come_from_an_embedding_model() {
     assert!((norm - 1.0).abs() < 1e-3, "{norm}");
     assert!(reply["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
+    let server = smollm2_server(&["--rate-limit", "3", "--api-key", "secret-key-1"]);
+    for _ in 0..3 {
+        assert_eq!(
+            server
+                .call("GET", "/v1/models", None, Some("secret-key-1"))
+                .0,
+            200
+        );
+    }
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .write_all(request("GET", "/v1/models", None, Some("secret-key-1")).as_bytes())
+        .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 429"), "{raw}");
+    assert!(
+        raw.to_ascii_lowercase().contains("retry-after: 20"),
+        "{raw}"
+    );
+    assert!(raw.contains("rate_limit_exceeded"), "{raw}");
+    // /health is never limited.
+    assert_eq!(server.call("GET", "/health", None, None).0, 200);
+}
+
+#[test]
+fn models_register_only_from_the_model_folders_and_swap_load_and_unload() {
+    let dir = tempfile::tempdir().unwrap();
+    let inside = dir.path().join("models");
+    std::fs::create_dir(&inside).unwrap();
+    std::fs::copy(fetched_model(SMOLLM2), inside.join("small.gguf")).unwrap();
+    let outside = dir.path().join("outside.gguf");
+    uml_test_support::write_tiny_llama_gguf(&outside, 1).unwrap();
+    std::os::unix::fs::symlink(&outside, inside.join("link.gguf")).unwrap();
+    uml_test_support::write_tiny_llama_gguf(&inside.join("tiny.gguf"), 2).unwrap();
+    let server = Server::start(&["--model-dir", inside.to_str().unwrap()]);
+
+    let register = |id: &str, path: &std::path::Path| {
+        server.post("/v1/models/register", &json!({"id": id, "path": path}))
+    };
+    for path in [
+        outside.clone(),
+        inside.join("..").join("outside.gguf"),
+        inside.join("link.gguf"),
+    ] {
+        let (status, body) = register("x", &path);
+        assert_eq!(status, 403, "{path:?}: {body}");
+        assert_eq!(body["error"]["code"], "path_not_allowed");
+    }
+    assert_eq!(register("x", &inside.join("missing.gguf")).0, 404);
+
+    // Found by the scan: small and tiny. Load, swap to the other file, unload.
+    let (status, body) = server.post("/v1/models/load", &json!({"model": "small"}));
+    assert_eq!(status, 200, "{body}");
+    assert!(body["memory_bytes"].as_u64().unwrap() > 0);
+    let (status, body) = register("small", &inside.join("tiny.gguf"));
+    assert_eq!(
+        (status, body["swapped"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    let (status, body) = server.post("/v1/models/unload", &json!({"model": "small"}));
+    assert_eq!(status, 200, "{body}");
+    assert!(body["freed_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(
+        server
+            .post("/v1/models/unload", &json!({"model": "nope"}))
+            .0,
+        404
+    );
+
+    // Without --model-dir, nothing registers by path.
+    let fixed = smollm2_server(&[]);
+    let (status, _) = fixed.post("/v1/models/register", &json!({"id": "y", "path": outside}));
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn sigterm_cancels_running_requests_after_the_deadline_and_exits() {
+    let mut server = smollm2_server(&["--shutdown-timeout", "1"]);
+    let long = json!({"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 100000,
+                      "temperature": 0, "stream": true,
+                      "logit_bias": {"0": -100, "1": -100, "2": -100}});
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream
+        .write_all(request("POST", "/v1/completions", Some(&long.to_string()), None).as_bytes())
+        .unwrap();
+    let mut first = [0u8; 256];
+    assert!(stream.read(&mut first).unwrap() > 0);
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // The stream ends (cancelled after the 1 s deadline, long before its context is full)
+    // with its [DONE], and the server exits cleanly.
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("[DONE]"), "{rest}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uml serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

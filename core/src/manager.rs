@@ -249,8 +249,9 @@ impl Manager {
 
     /// Register every model in the configured folders not registered yet: each `.gguf` file
     /// (the first part of a split one) as its file name without `.gguf`, each Hugging Face
-    /// folder (one holding a config.json) as its folder name. Returns the new ids.
-    pub fn scan(&self) -> Result<Vec<String>> {
+    /// folder (one holding a config.json) as its folder name, each to load with `options`.
+    /// Returns the new ids.
+    pub fn scan(&self, options: &LoadOptions) -> Result<Vec<String>> {
         let mut found = Vec::new();
         for folder in &self.shared.folders {
             let entries = std::fs::read_dir(folder)
@@ -282,7 +283,7 @@ impl Manager {
                 let state = self.shared.state.lock();
                 state.entries.contains_key(&id) || state.aliases.contains_key(&id)
             };
-            if !taken && self.register(&id, &path, LoadOptions::default()).is_ok() {
+            if !taken && self.register(&id, &path, options.clone()).is_ok() {
                 added.push(id);
             }
         }
@@ -388,8 +389,10 @@ impl Manager {
         self.shared.state.lock().used_bytes()
     }
 
-    /// With folders configured, `path` resolved inside one of them, else refused.
-    fn allowed_path(&self, path: &Path) -> Result<PathBuf> {
+    /// `path` resolved (`..` and symlinks followed); with folders configured, refused
+    /// (`InvalidArgument`, "outside the model folders") unless it lies inside one of them.
+    /// `NotFound` when it does not exist.
+    pub fn allowed_path(&self, path: &Path) -> Result<PathBuf> {
         let resolved = std::fs::canonicalize(path)
             .map_err(|e| Error::new(ErrorKind::NotFound, format!("{}: {e}", path.display())))?;
         if self.shared.folders.is_empty()

@@ -40,7 +40,7 @@ fn manager(folder: &Path, budget: u64, keep_alive: Option<Duration>) -> Manager 
         folders: vec![folder.to_path_buf()],
     })
     .unwrap();
-    assert_eq!(m.scan().unwrap(), ["a", "b", "c"]);
+    assert_eq!(m.scan(&LoadOptions::default()).unwrap(), ["a", "b", "c"]);
     m
 }
 

@@ -2,7 +2,10 @@
 //!
 //! Routes: `GET /health` (no key needed), `GET /v1/models`, `POST /v1/chat/completions`,
 //! `POST /v1/completions` (both streamed as server-sent events with `stream: true`, ending
-//! with `data: [DONE]`), `POST /v1/embeddings`, `GET /metrics` (Prometheus text). Secure by default: it binds 127.0.0.1, refuses
+//! with `data: [DONE]`), `POST /v1/embeddings`, `GET /metrics` (Prometheus text), and model
+//! management: `POST /v1/models/load`, `/v1/models/unload` (`{"model": ID}`) and
+//! `/v1/models/register` (`{"id", "path"}`, a path inside a --model-dir folder; an id already
+//! registered is hot-swapped to the new file). Secure by default: it binds 127.0.0.1, refuses
 //! a non-loopback address without API keys, checks `Authorization: Bearer <key>` on every
 //! route but `/health` when keys are set, and bounds request bodies. A client that goes away
 //! cancels its generation, which frees its slot. Generations run on blocking threads; the
@@ -75,11 +78,26 @@ pub struct ServeArgs {
     /// Requests waiting per model beyond its slots; one more gets 429.
     #[arg(long)]
     pub max_queued: Option<u32>,
+    /// Requests per minute each API key (or, without keys, each client address) may make;
+    /// more get 429 with Retry-After. 0: no limit.
+    #[arg(long, default_value_t = 0)]
+    pub rate_limit: u32,
+    /// On Ctrl-C or SIGTERM, the seconds running requests get to finish before they are
+    /// cancelled.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_timeout: u64,
 }
 
 struct AppState {
     manager: Manager,
     metrics: metrics::Metrics,
+    /// Whether clients may register models by path (only inside --model-dir folders).
+    paths_allowed: bool,
+    /// How models are loaded (the command line's --ctx, --threads, ...).
+    load_options: LoadOptions,
+    limiter: RateLimiter,
+    /// The cancel tokens of running generations, so shutdown can stop them.
+    running: parking_lot::Mutex<std::collections::HashMap<u64, CancelToken>>,
     keys: Vec<String>,
     max_body: usize,
     started: u64,
@@ -140,7 +158,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
             .ok_or_else(|| Error::invalid_argument(format!("--model {spec}: expected ID=PATH")))?;
         manager.register(id, path, options.clone())?;
     }
-    manager.scan()?;
+    manager.scan(&options)?;
     if manager.list().is_empty() {
         return Err(Error::invalid_argument(
             "no models to serve: pass --model ID=PATH or --model-dir DIR",
@@ -149,6 +167,10 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     let state = Arc::new(AppState {
         manager,
         metrics: metrics::Metrics::default(),
+        paths_allowed: !args.model_dirs.is_empty(),
+        load_options: options.clone(),
+        limiter: RateLimiter::new(args.rate_limit),
+        running: Default::default(),
         keys,
         max_body: args.max_body_bytes,
         started: unix_now(),
@@ -169,12 +191,64 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
     for m in state.manager.list() {
         say(&format!("  model {} ({})", m.id, m.path.display()));
     }
-    axum::serve(listener, router(Arc::clone(&state)))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Error::new(ErrorKind::Io, format!("the server failed: {e}")))?;
+    let deadline = Duration::from_secs(args.shutdown_timeout);
+    let on_stop = Arc::clone(&state);
+    axum::serve(
+        listener,
+        router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // No new connections from here; running requests get the deadline, then are
+        // cancelled (their streams end with what they generated).
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            for token in on_stop.running.lock().values() {
+                token.cancel();
+            }
+        });
+    })
+    .await
+    .map_err(|e| Error::new(ErrorKind::Io, format!("the server failed: {e}")))?;
+    for m in state.manager.list() {
+        let _ = state.manager.unload(&m.id);
+    }
     say("uml serve: stopped");
     Ok(())
+}
+
+/// A token bucket per client: `per_minute` requests a minute, in bursts of up to that many.
+struct RateLimiter {
+    per_minute: u32,
+    buckets: parking_lot::Mutex<std::collections::HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    fn new(per_minute: u32) -> Self {
+        RateLimiter {
+            per_minute,
+            buckets: Default::default(),
+        }
+    }
+
+    /// `Ok` to go ahead, else the seconds until the client may try again.
+    fn admit(&self, client: &str) -> Result<(), u64> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let capacity = f64::from(self.per_minute);
+        let per_second = capacity / 60.0;
+        let mut buckets = self.buckets.lock();
+        let now = Instant::now();
+        let (tokens, at) = buckets.entry(client.to_string()).or_insert((capacity, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(capacity);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return Ok(());
+        }
+        Err(((1.0 - *tokens) / per_second).ceil().max(1.0) as u64)
+    }
 }
 
 fn router(state: Arc<AppState>) -> Router {
@@ -184,6 +258,9 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/metrics", get(render_metrics))
+        .route("/v1/models/load", post(load_model))
+        .route("/v1/models/unload", post(unload_model))
+        .route("/v1/models/register", post(register_model))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             require_key,
@@ -289,26 +366,49 @@ fn same_key(a: &str, b: &str) -> bool {
             == 0
 }
 
-async fn require_key(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    if state.keys.is_empty() {
-        return next.run(request).await;
-    }
+async fn require_key(
+    State(state): State<Arc<AppState>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(key) if state.keys.iter().any(|k| same_key(k, key)) => next.run(request).await,
-        _ => error_response(&ApiError {
-            status: 401,
-            message: "missing or wrong API key: send Authorization: Bearer <key>".into(),
-            kind: "invalid_request_error",
+        .map(str::trim)
+        .map(str::to_string);
+    let client = match (&given, state.keys.is_empty()) {
+        (_, true) => peer.ip().to_string(),
+        (Some(key), false) if state.keys.iter().any(|k| same_key(k, key)) => format!("key:{key}"),
+        _ => {
+            return error_response(&ApiError {
+                status: 401,
+                message: "missing or wrong API key: send Authorization: Bearer <key>".into(),
+                kind: "invalid_request_error",
+                param: None,
+                code: Some("invalid_api_key"),
+            })
+        }
+    };
+    if let Err(retry) = state.limiter.admit(&client) {
+        let mut response = error_response(&ApiError {
+            status: 429,
+            message: format!(
+                "rate limit of {} requests a minute reached; retry in {retry} s",
+                state.limiter.per_minute
+            ),
+            kind: "rate_limit_error",
             param: None,
-            code: Some("invalid_api_key"),
-        }),
+            code: Some("rate_limit_exceeded"),
+        });
+        if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return response;
     }
+    next.run(request).await
 }
 
 /// The body as JSON of type `T`, within the size limit; errors in OpenAI's shape.
@@ -352,13 +452,30 @@ async fn list_models(State(state): State<Arc<AppState>>) -> axum::Json<Value> {
     axum::Json(json!({"object": "list", "data": data}))
 }
 
-/// Cancels its token when dropped: a handler dropped because its client went away stops the
-/// generation it started.
-struct CancelOnDrop(CancelToken);
+/// A running generation's cancel token, registered for shutdown; cancelled when dropped, so
+/// a handler dropped because its client went away stops the generation it started.
+struct CancelOnDrop {
+    state: Arc<AppState>,
+    id: u64,
+    token: CancelToken,
+}
+
+impl CancelOnDrop {
+    fn new(state: &Arc<AppState>, token: &CancelToken) -> Self {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        state.running.lock().insert(id, token.clone());
+        CancelOnDrop {
+            state: Arc::clone(state),
+            id,
+            token: token.clone(),
+        }
+    }
+}
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0.cancel();
+        self.token.cancel();
+        self.state.running.lock().remove(&self.id);
     }
 }
 
@@ -430,7 +547,7 @@ async fn generate(state: Arc<AppState>, common: api::Common, job: Job, prefix: &
     let cancel = CancelToken::new();
     let started = Instant::now();
     if !common.stream {
-        let guard = CancelOnDrop(cancel.clone());
+        let guard = CancelOnDrop::new(&state, &cancel);
         let (metrics_state, name) = (Arc::clone(&state), common.model.clone());
         let done = tokio::task::spawn_blocking(move || {
             let metrics = &metrics_state.metrics;
@@ -472,7 +589,7 @@ async fn generate(state: Arc<AppState>, common: api::Common, job: Job, prefix: &
     let (tx, rx) = mpsc::channel::<Value>(64);
     let include_usage = common.include_usage();
     let model_name = common.model.clone();
-    let guard = CancelOnDrop(cancel.clone());
+    let guard = CancelOnDrop::new(&state, &cancel);
     tokio::task::spawn_blocking(move || {
         let metrics = &state.metrics;
         let chunk = |text: &str, finish: Option<&str>| {
@@ -563,7 +680,7 @@ async fn embeddings(State(state): State<Arc<AppState>>, body: Body) -> Response 
         Err(e) => return e.into_response(),
     };
     let cancel = CancelToken::new();
-    let guard = CancelOnDrop(cancel.clone());
+    let guard = CancelOnDrop::new(&state, &cancel);
     let done = tokio::task::spawn_blocking(move || {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let tokens: usize = refs
@@ -591,5 +708,97 @@ async fn embeddings(State(state): State<Arc<AppState>>, body: Body) -> Response 
         }
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => ApiError::from(Error::internal(format!("embedding task: {e}"))).into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ModelRef {
+    model: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Registration {
+    id: String,
+    path: PathBuf,
+}
+
+/// Load a registered model now (rather than on its first request).
+async fn load_model(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let req: ModelRef = match json_body(&state, body).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match model_for(&state, &req.model).await {
+        Ok(model) => axum::Json(json!({
+            "id": req.model,
+            "state": "loaded",
+            "backend": model.backend(),
+            "memory_bytes": model.memory().host_bytes,
+        }))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Unload a model: its memory is freed now, or when the requests running on it end.
+async fn unload_model(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let req: ModelRef = match json_body(&state, body).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match state.manager.unload(&req.model) {
+        Ok(freed) => axum::Json(json!({"id": req.model, "freed_bytes": freed})).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Register a model by path (inside the --model-dir folders only), or hot-swap an id to a new
+/// file: requests running on the old model finish on it.
+async fn register_model(State(state): State<Arc<AppState>>, body: Body) -> Response {
+    let req: Registration = match json_body(&state, body).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let forbidden = |message: String| ApiError {
+        status: 403,
+        message,
+        kind: "invalid_request_error",
+        param: Some("path".into()),
+        code: Some("path_not_allowed"),
+    };
+    if !state.paths_allowed {
+        return forbidden(
+            "models cannot be registered by path: start uml serve with --model-dir DIR to allow \
+             paths inside DIR"
+                .into(),
+        )
+        .into_response();
+    }
+    let path = match state.manager.allowed_path(&req.path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == ErrorKind::InvalidArgument => {
+            return forbidden(e.message().to_string()).into_response()
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let swap = state.manager.list().iter().any(|m| m.id == req.id);
+    let task_state = Arc::clone(&state);
+    let id = req.id.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        if swap {
+            task_state
+                .manager
+                .swap(&id, &path, task_state.load_options.clone())
+        } else {
+            task_state
+                .manager
+                .register(&id, &path, task_state.load_options.clone())
+        }
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => axum::Json(json!({"id": req.id, "swapped": swap})).into_response(),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => ApiError::from(Error::internal(format!("register task: {e}"))).into_response(),
     }
 }

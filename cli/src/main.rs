@@ -18,7 +18,9 @@ use uml_core::{Error, LoadStage, Model};
 #[command(
     name = "uml",
     version,
-    about = "Universal Model Loader: inspect and run local AI models"
+    about = "Universal Model Loader: inspect and run local AI models",
+    // A later option wins over an earlier one: `uml serve --config` puts the file's first.
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -332,7 +334,26 @@ fn gib(bytes: u64) -> String {
 
 fn run(command: Command) -> Result<(), Error> {
     match command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => match &args.config {
+            None => serve::run(args),
+            Some(path) => {
+                // The file's options go first, the command line's after them (and win).
+                let mut argv = vec!["uml".to_string(), "serve".to_string()];
+                argv.extend(serve::config_args(path)?);
+                argv.extend(std::env::args().skip(2));
+                match Cli::try_parse_from(argv) {
+                    Ok(Cli {
+                        command: Command::Serve(merged),
+                    }) => serve::run(merged),
+                    Ok(_) => Err(Error::internal("--config: not a serve command")),
+                    Err(e) => Err(Error::invalid_argument(format!(
+                        "--config {}: {}",
+                        path.display(),
+                        e.to_string().lines().next().unwrap_or_default()
+                    ))),
+                }
+            }
+        },
         Command::Convert {
             src,
             dst,

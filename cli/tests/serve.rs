@@ -466,3 +466,38 @@ fn sigterm_cancels_running_requests_after_the_deadline_and_exits() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_config_file_carries_the_options_and_the_command_line_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "model = [\"small={}\"]\napi_key = [\"config-key-1\"]\nmax-body-bytes = 100\nport = 1\n",
+            fetched_model(SMOLLM2).display()
+        ),
+    )
+    .unwrap();
+    // --port 0 (from Server::start) overrides the file's port 1.
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    assert_eq!(server.call("GET", "/v1/models", None, None).0, 401);
+    let (status, body) = server.call("GET", "/v1/models", None, Some("config-key-1"));
+    assert_eq!(status, 200);
+    assert!(body.contains("\"small\""), "{body}");
+    let big = json!({"model": "small", "prompt": "x".repeat(200)}).to_string();
+    let (status, _) = server.call("POST", "/v1/completions", Some(&big), Some("config-key-1"));
+    assert_eq!(status, 413);
+
+    std::fs::write(&config, "bogus = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_uml"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("serve.toml") && err.contains("--bogus"),
+        "{err}"
+    );
+}

@@ -38,6 +38,11 @@ use uml_core::{CancelToken, Error, ErrorKind, Model};
 /// `uml serve`'s options.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
+    /// A TOML file of these options, keyed by their long names (`port = 8080`,
+    /// `model = ["id=path"]`, `api-key = ["..."]`, ...); options on the command line win over
+    /// it, and lists add to it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// A model to serve, as ID=PATH (a GGUF file or a Hugging Face folder); repeatable.
     #[arg(long = "model", value_name = "ID=PATH")]
     pub models: Vec<String>,
@@ -801,4 +806,50 @@ async fn register_model(State(state): State<Arc<AppState>>, body: Body) -> Respo
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(e) => ApiError::from(Error::internal(format!("register task: {e}"))).into_response(),
     }
+}
+
+/// The command-line arguments a `--config` TOML file stands for: each key a long option (`_`
+/// or `-`), each value its argument, a list repeating the option, `true` a bare flag.
+pub fn config_args(path: &std::path::Path) -> Result<Vec<String>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(
+            ErrorKind::NotFound,
+            format!("--config {}: {e}", path.display()),
+        )
+    })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        Error::invalid_argument(format!("--config {}: {}", path.display(), e.message()))
+    })?;
+    let mut args = Vec::new();
+    for (key, value) in table {
+        if key == "config" {
+            return Err(Error::invalid_argument(format!(
+                "--config {}: a config file cannot name another",
+                path.display()
+            )));
+        }
+        let flag = format!("--{}", key.replace('_', "-"));
+        let values = match value {
+            toml::Value::Array(items) => items,
+            other => vec![other],
+        };
+        for v in values {
+            match v {
+                toml::Value::String(s) => args.extend([flag.clone(), s]),
+                toml::Value::Integer(n) => args.extend([flag.clone(), n.to_string()]),
+                toml::Value::Float(x) => args.extend([flag.clone(), x.to_string()]),
+                toml::Value::Boolean(true) => args.push(flag.clone()),
+                toml::Value::Boolean(false) => {}
+                other => {
+                    return Err(Error::invalid_argument(format!(
+                        "--config {}: {key} is a {}: use a string, number, boolean or a list \
+                         of them",
+                        path.display(),
+                        other.type_str()
+                    )))
+                }
+            }
+        }
+    }
+    Ok(args)
 }

@@ -217,9 +217,28 @@ impl CompletionRequest {
 pub struct EmbeddingRequest {
     pub model: String,
     pub input: Value,
+    /// "float" (the default) or "base64" (little-endian f32 bytes, which OpenAI's Node client
+    /// asks for by default).
+    #[serde(default)]
+    encoding_format: Option<String>,
 }
 
 impl EmbeddingRequest {
+    /// One vector as the request's encoding asks.
+    pub fn encode(&self, vector: &[f32]) -> Result<Value, ApiError> {
+        match self.encoding_format.as_deref() {
+            None | Some("float") => Ok(json!(vector)),
+            Some("base64") => {
+                let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Ok(Value::String(base64(&bytes)))
+            }
+            Some(other) => Err(ApiError::invalid(
+                format!("encoding_format {other:?}: use float or base64"),
+                Some("encoding_format"),
+            )),
+        }
+    }
+
     pub fn texts(&self) -> Result<Vec<String>, ApiError> {
         let bad =
             || ApiError::invalid("input must be a string or a list of strings", Some("input"));
@@ -310,4 +329,41 @@ pub fn text_chunk(id: &str, model: &str, created: u64, text: &str, finish: Optio
         "model": model,
         "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": null}],
     })
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(&1.0f32.to_le_bytes()), "AACAPw==");
+    }
 }

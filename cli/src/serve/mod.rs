@@ -680,6 +680,10 @@ async fn embeddings(State(state): State<Arc<AppState>>, body: Body) -> Response 
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
+    // An unknown encoding is refused before any work.
+    if let Err(e) = req.encode(&[]) {
+        return e.into_response();
+    }
     let model = match model_for(&state, &req.model).await {
         Ok(m) => m,
         Err(e) => return e.into_response(),
@@ -698,11 +702,13 @@ async fn embeddings(State(state): State<Arc<AppState>>, body: Body) -> Response 
     drop(guard);
     match done {
         Ok(Ok((vectors, tokens))) => {
-            let data: Vec<Value> = vectors
-                .iter()
-                .enumerate()
-                .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
-                .collect();
+            let mut data = Vec::with_capacity(vectors.len());
+            for (i, v) in vectors.iter().enumerate() {
+                match req.encode(v) {
+                    Ok(e) => data.push(json!({"object": "embedding", "index": i, "embedding": e})),
+                    Err(e) => return e.into_response(),
+                }
+            }
             axum::Json(json!({
                 "object": "list",
                 "data": data,

@@ -1,6 +1,6 @@
 //! `uml serve`: an OpenAI-compatible HTTP server over core's model manager.
 //!
-//! Routes: `GET /health` (no key needed), `GET /v1/models`, `POST /v1/chat/completions`,
+//! Routes: `GET /` (a chat playground page) and `GET /health` (no key needed for either), `GET /v1/models`, `POST /v1/chat/completions`,
 //! `POST /v1/completions` (both streamed as server-sent events with `stream: true`, ending
 //! with `data: [DONE]`), `POST /v1/embeddings`, `GET /metrics` (Prometheus text), and model
 //! management: `POST /v1/models/load`, `/v1/models/unload` (`{"model": ID}`) and
@@ -275,6 +275,7 @@ fn router(state: Arc<AppState>) -> Router {
             "/health",
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
+        .route("/", get(playground))
         .merge(api)
         .fallback(|| async {
             error_response(&ApiError {
@@ -290,6 +291,23 @@ fn router(state: Arc<AppState>) -> Router {
             record,
         ))
         .with_state(state)
+}
+
+/// The chat playground: one static page from the binary; it talks to this server only (its
+/// content security policy allows nothing else), with the API key the user types into it.
+async fn playground() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; \
+                 style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'",
+            ),
+        ],
+        include_str!("playground.html"),
+    )
+        .into_response()
 }
 
 /// Count every request by route and status, with its latency.

@@ -284,10 +284,9 @@ fn a_public_address_without_keys_is_refused_at_start() {
     assert!(err.contains("--api-key"), "{err}");
 }
 
-#[test]
-fn a_client_that_disconnects_mid_stream_frees_its_slot() {
-    // One slot and no line: while the slot is taken, another request is refused with 429.
-    let server = smollm2_server(&["--parallel", "1", "--max-queued", "0"]);
+/// A streamed completion that would run until the context is full (end of generation
+/// banned), once its response has begun.
+fn endless_stream(server: &Server) -> TcpStream {
     let long = json!({"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 100000,
                       "temperature": 0, "stream": true,
                       "logit_bias": {"0": -100, "1": -100, "2": -100}});
@@ -298,6 +297,14 @@ fn a_client_that_disconnects_mid_stream_frees_its_slot() {
     let mut first = [0u8; 512];
     let n = stream.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).contains("200 OK"));
+    stream
+}
+
+#[test]
+fn a_client_that_disconnects_mid_stream_frees_its_slot() {
+    // One slot and no line: while the slot is taken, another request is refused with 429.
+    let server = smollm2_server(&["--parallel", "1", "--max-queued", "0"]);
+    let stream = endless_stream(&server);
     let short = json!({"model": "smollm2", "prompt": "Hi", "max_tokens": 2});
     let (status, body) = server.call("POST", "/v1/completions", Some(&short.to_string()), None);
     assert_eq!(status, 429, "{body}");
@@ -433,15 +440,7 @@ fn models_register_only_from_the_model_folders_and_swap_load_and_unload() {
 #[test]
 fn sigterm_cancels_running_requests_after_the_deadline_and_exits() {
     let mut server = smollm2_server(&["--shutdown-timeout", "1"]);
-    let long = json!({"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 100000,
-                      "temperature": 0, "stream": true,
-                      "logit_bias": {"0": -100, "1": -100, "2": -100}});
-    let mut stream = TcpStream::connect(&server.addr).unwrap();
-    stream
-        .write_all(request("POST", "/v1/completions", Some(&long.to_string()), None).as_bytes())
-        .unwrap();
-    let mut first = [0u8; 256];
-    assert!(stream.read(&mut first).unwrap() > 0);
+    let mut stream = endless_stream(&server);
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])

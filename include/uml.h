@@ -129,7 +129,15 @@ typedef struct uml_cancel uml_cancel;
 typedef struct uml_chat_session uml_chat_session;
 
 /**
- * A loaded model (opaque). Created by `uml_model_load`, released by `uml_model_free`.
+ * A model manager (opaque). Created by `uml_manager_new`, released by `uml_manager_free`.
+ *
+ * One handle may be used from any number of threads at once.
+ */
+typedef struct uml_manager uml_manager;
+
+/**
+ * A loaded model (opaque). Created by `uml_model_load` (or handed out by `uml_manager_get`),
+ * released by `uml_model_free`.
  *
  * One handle may be used from any number of threads at once: every generation gets its own
  * context, and the weights are shared.
@@ -298,7 +306,9 @@ uml_status uml_model_load(const char *path,
  *
  * Ownership: takes the handle; it must not be used afterwards (a later call with it returns
  * `UML_ERR_MODEL_CLOSED`). Calls still running on other threads with this handle finish
- * normally; the memory is returned when the last of them does.
+ * normally; the memory is returned when the last of them does. A handle from
+ * `uml_manager_get` lets go of its model only: the manager keeps it loaded (now idle, so it
+ * can be evicted) until it unloads it.
  * Thread safety: any thread.
  */
 void uml_model_free(uml_model *model);
@@ -519,6 +529,185 @@ uml_status uml_chat_session_reset(const uml_chat_session *session, const char *m
  * Thread safety: any thread.
  */
 void uml_chat_session_free(uml_chat_session *session);
+
+/**
+ * Create a model manager: models registered by id (and aliases) from paths, or found by
+ * scanning folders, loaded when first asked for by `uml_manager_get`. The loaded models'
+ * memory estimates stay within a budget: a load that would exceed it first unloads the least
+ * recently used idle models. A model is idle while nobody but the manager holds it; every
+ * `uml_model` handle from `uml_manager_get`, and every call running on it, makes it in use,
+ * and a model in use is never unloaded for another (the load then fails with
+ * `UML_ERR_OUT_OF_MEMORY`).
+ *
+ * - `options_json`: NULL, "" or a JSON object: `memory_budget_bytes` (null: 80% of the RAM
+ *   available now), `keep_alive_ms` (null: keep an idle model until it is evicted; a number:
+ *   unload a model idle that long), `folders` (an array of paths: only models inside them
+ *   load, and `uml_manager_scan` searches them; empty or omitted: any path). Borrowed.
+ * - `out_manager`: receives the new handle; the caller owns it and releases it with
+ *   `uml_manager_free`. Untouched on failure.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (NULL `out_manager`, bad JSON, an unknown key or a value
+ * of the wrong type, named in the message), `UML_ERR_NOT_FOUND` (a folder does not exist),
+ * `UML_ERR_INTERNAL`.
+ */
+uml_status uml_manager_new(const char *options_json, uml_manager **out_manager);
+
+/**
+ * Release a manager: it lets go of every model, and those no `uml_model` handle holds are
+ * freed now (a model handle from `uml_manager_get` stays usable until its `uml_model_free`).
+ * NULL, and a handle already freed, are ignored. A call still running on another thread with
+ * this manager finishes first.
+ *
+ * Thread safety: any thread.
+ */
+void uml_manager_free(uml_manager *manager);
+
+/**
+ * Register the model at `path` as `id`; it loads when first asked for. Reads the file's
+ * headers only (an encoder such as BERT is registered to load for embeddings).
+ *
+ * - `id`: 1 to 128 characters without whitespace or control characters, not yet naming a
+ *   model (an id or an alias). Borrowed.
+ * - `path`: a GGUF file or a Hugging Face folder; with folders configured, it must resolve
+ *   (`..` and symlinks followed) to a path inside one of them. Borrowed.
+ * - `load_options_json`: NULL, "" or the JSON object `uml_model_load` takes, used for every
+ *   load of this model. Borrowed.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle or argument, an id already taken, a path
+ * outside the model folders, bad load options), `UML_ERR_NOT_FOUND` (no such path),
+ * `UML_ERR_UNSUPPORTED_FORMAT`, `UML_ERR_INVALID_MODEL`, `UML_ERR_IO`.
+ */
+uml_status uml_manager_register(const uml_manager *manager,
+                                const char *id,
+                                const char *path,
+                                const char *load_options_json);
+
+/**
+ * Make `alias` another name for the model `id` (an id or an alias). Removing the model
+ * removes its aliases.
+ *
+ * - `alias`, `id`: NUL-terminated UTF-8, borrowed; `alias` follows the rules of ids.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle or argument, `alias` already names a
+ * model), `UML_ERR_NOT_FOUND` (no model is registered as `id`).
+ */
+uml_status uml_manager_alias(const uml_manager *manager, const char *alias, const char *id);
+
+/**
+ * Register every model in the manager's folders not registered yet: each `.gguf` file (the
+ * first part of a split one) as its file name without `.gguf`, each Hugging Face folder (one
+ * holding a config.json) as its folder name. Files that are not models, and names already
+ * taken, are passed over.
+ *
+ * - `load_options_json`: NULL, "" or the JSON object `uml_model_load` takes, for each model
+ *   found. Borrowed.
+ * - `out_json`: receives the new ids as a JSON array of strings, sorted (`[]` when none);
+ *   the caller frees it with `uml_string_free`. Written only on success.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle, bad load options, NULL `out_json`),
+ * `UML_ERR_IO` (a folder cannot be read).
+ */
+uml_status uml_manager_scan(const uml_manager *manager,
+                            const char *load_options_json,
+                            char **out_json);
+
+/**
+ * The model registered as `name` (an id or an alias), loading it first if it is not loaded
+ * (which takes as long as `uml_model_load`, and may unload least recently used idle models
+ * to stay within the budget). Several threads asking for a model being loaded wait for that
+ * one load.
+ *
+ * - `name`: NUL-terminated UTF-8, borrowed.
+ * - `out_model`: receives a NEW `uml_model` handle, usable with every `uml_model` function;
+ *   the caller releases it with `uml_model_free`, which lets go of this handle only: the
+ *   manager keeps the model loaded until it unloads or evicts it. While the handle lives the
+ *   model is in use and is never evicted, so free it when done (`uml_manager_unload` and
+ *   `uml_manager_remove` still let go of the manager's part; the handle then keeps the model
+ *   until it is freed). Untouched on failure.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle or argument, NULL `out_model`),
+ * `UML_ERR_NOT_FOUND` (no such name; the message lists the registered ids),
+ * `UML_ERR_OUT_OF_MEMORY` (it does not fit the budget even after unloading every idle
+ * model), and what `uml_model_load` returns for a failed load.
+ */
+uml_status uml_manager_get(const uml_manager *manager, const char *name, uml_model **out_model);
+
+/**
+ * Hot-swap: load the model at `path` under the existing `name`. Once it is loaded, new
+ * `uml_manager_get` calls get it; handles to the old model (and calls running on them) keep
+ * working, and the old model is freed when the last of them is freed. If the load fails, the
+ * old model stays.
+ *
+ * - `name`, `path`: NUL-terminated UTF-8, borrowed; `path` as in `uml_manager_register`.
+ * - `load_options_json`: NULL, "" or the JSON object `uml_model_load` takes; it replaces the
+ *   model's load options. Borrowed.
+ *
+ * Thread safety: any thread.
+ * Errors: as `uml_manager_register` and `uml_manager_get`, plus `UML_ERR_BUSY` (the model is
+ * being loaded by another call; try again when that load ends).
+ */
+uml_status uml_manager_swap(const uml_manager *manager,
+                            const char *name,
+                            const char *path,
+                            const char *load_options_json);
+
+/**
+ * Unload the model `name`: the manager lets go of it, and its memory is freed now if no
+ * `uml_model` handle holds it, else when the last one is freed. It stays registered and
+ * loads again on the next `uml_manager_get`.
+ *
+ * - `name`: NUL-terminated UTF-8, borrowed.
+ * - `out_bytes`: optional (NULL to skip); receives the bytes of its memory estimate that the
+ *   budget counted, 0 when it was not loaded.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle or argument), `UML_ERR_NOT_FOUND`.
+ */
+uml_status uml_manager_unload(const uml_manager *manager, const char *name, uint64_t *out_bytes);
+
+/**
+ * Unregister the model `name` and its aliases, unloading it as `uml_manager_unload` does.
+ *
+ * - `name`: NUL-terminated UTF-8, borrowed.
+ * - `out_bytes`: optional (NULL to skip); as in `uml_manager_unload`.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle or argument), `UML_ERR_NOT_FOUND`.
+ */
+uml_status uml_manager_remove(const uml_manager *manager, const char *name, uint64_t *out_bytes);
+
+/**
+ * Every registered model, by id, as a JSON array of objects: `id`, `aliases` (an array),
+ * `path` (resolved), `state` ("unloaded", "loading", "idle": loaded and held by nobody but
+ * the manager, or "in_use": held by a `uml_model` handle or a running call), `backend` (null
+ * while not loaded), `memory_bytes` (what the budget counts for it while loaded, else 0),
+ * `idle_ms` (milliseconds since it was last handed out; null: never) and `activity`
+ * (`{"running", "queued"}`: its calls).
+ *
+ * - `out_json`: receives a new string the caller frees with `uml_string_free`; written only
+ *   on success.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle, NULL `out_json`).
+ */
+uml_status uml_manager_list(const uml_manager *manager, char **out_json);
+
+/**
+ * The memory budget and what the loaded models' estimates take of it now, in bytes.
+ *
+ * - `out_budget_bytes`, `out_used_bytes`: optional (NULL to skip); written on success.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle).
+ */
+uml_status uml_manager_memory(const uml_manager *manager,
+                              uint64_t *out_budget_bytes,
+                              uint64_t *out_used_bytes);
 
 /**
  * Create a cancellation token (not cancelled).

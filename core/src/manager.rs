@@ -37,6 +37,32 @@ pub struct ManagerOptions {
     pub folders: Vec<PathBuf>,
 }
 
+impl ManagerOptions {
+    /// Every key of `from_json`, in order (for "unknown key" messages).
+    pub const FIELDS: &'static [&'static str] =
+        &["memory_budget_bytes", "keep_alive_ms", "folders"];
+
+    /// Parse the JSON form hosts pass: `{"memory_budget_bytes": null | bytes, "keep_alive_ms":
+    /// null | milliseconds, "folders": ["path", ...]}` (an empty string, `null` or `{}` gives
+    /// the defaults; a `null` value means the default). An unknown key or a wrong type is an
+    /// `InvalidArgument` that names the key.
+    pub fn from_json(json: &str) -> Result<ManagerOptions> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct Json {
+            memory_budget_bytes: Option<u64>,
+            keep_alive_ms: Option<u64>,
+            folders: Vec<PathBuf>,
+        }
+        let parsed: Json = crate::options::parse_json_object(json, "manager option", Self::FIELDS)?;
+        Ok(ManagerOptions {
+            memory_budget_bytes: parsed.memory_budget_bytes,
+            keep_alive: parsed.keep_alive_ms.map(Duration::from_millis),
+            folders: parsed.folders,
+        })
+    }
+}
+
 /// Where a registered model is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -584,6 +610,30 @@ mod tests {
         assert_eq!(split_part("model-00002-of-00003"), Some(("model", 2)));
         assert_eq!(split_part("model-q4"), None);
         assert_eq!(split_part("a-of-b"), None);
+    }
+
+    #[test]
+    fn options_parse_from_json_and_name_unknown_keys() {
+        let o = ManagerOptions::from_json(
+            r#"{"memory_budget_bytes": 1024, "keep_alive_ms": 1500, "folders": ["/tmp"]}"#,
+        )
+        .unwrap();
+        assert_eq!(o.memory_budget_bytes, Some(1024));
+        assert_eq!(o.keep_alive, Some(Duration::from_millis(1500)));
+        assert_eq!(o.folders, [PathBuf::from("/tmp")]);
+        let d = ManagerOptions::from_json(r#"{"memory_budget_bytes": null}"#).unwrap();
+        assert_eq!((d.memory_budget_bytes, d.keep_alive), (None, None));
+        assert!(ManagerOptions::from_json("").unwrap().folders.is_empty());
+        let err = ManagerOptions::from_json(r#"{"keep_alive": 5}"#).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(
+            err.message().contains("'keep_alive'") && err.message().contains("keep_alive_ms"),
+            "{err}"
+        );
+        let err = ManagerOptions::from_json(r#"{"folders": "/tmp"}"#).unwrap_err();
+        assert!(err.message().contains("'folders'"), "{err}");
+        let err = ManagerOptions::from_json(r#"{"memory_budget_bytes": -1}"#).unwrap_err();
+        assert!(err.message().contains("'memory_budget_bytes'"), "{err}");
     }
 
     #[test]

@@ -55,11 +55,17 @@ impl<T> Registry<T> {
 
     /// Register `value` and return its handle (never NULL).
     pub(crate) fn insert<H>(&self, value: T) -> *mut H {
+        self.insert_arc(Arc::new(value))
+    }
+
+    /// Register an object others hold too (a model the manager keeps) and return a new handle
+    /// to it (never NULL); freeing the handle drops only this `Arc`.
+    pub(crate) fn insert_arc<H>(&self, value: Arc<T>) -> *mut H {
         let mut inner = self.inner.lock();
         let id = inner.next;
         inner.next += 1;
         let key = (id << TAG_BITS) | self.tag;
-        inner.live.insert(key, Arc::new(value));
+        inner.live.insert(key, value);
         // A handle is a number C stores and hands back; it is never dereferenced.
         std::ptr::without_provenance_mut(key)
     }
@@ -125,6 +131,13 @@ mod tests {
             THINGS.get(garbage, "thing").unwrap_err().kind(),
             ErrorKind::InvalidArgument
         );
+        // A second handle to a shared object: freeing it lets go of that handle only.
+        let shared = Arc::new(6);
+        let h2: *mut Thing = THINGS.insert_arc(Arc::clone(&shared));
+        assert_ne!(h2, h);
+        assert!(Arc::ptr_eq(&THINGS.get(h2, "thing").unwrap(), &shared));
+        drop(THINGS.remove(h2));
+        assert_eq!(Arc::strong_count(&shared), 1);
         assert_eq!(THINGS.remove(h).as_deref(), Some(&5));
         assert!(THINGS.remove(h).is_none()); // double free: ignored
         let freed = THINGS.get(h, "thing").unwrap_err();

@@ -19,7 +19,8 @@ mod handles;
 mod status;
 
 // The order of these modules is the order of the functions in uml.h (cbindgen keeps source
-// order): looking before loading, the model, generation, chat sessions, cancellation.
+// order): looking before loading, the model, generation, chat sessions, the model manager,
+// cancellation.
 mod inspect;
 
 mod model;
@@ -28,12 +29,15 @@ mod generate;
 
 mod session;
 
+mod manager;
+
 mod cancel;
 mod tasks;
 
 pub use cancel::*;
 pub use generate::*;
 pub use inspect::*;
+pub use manager::*;
 pub use model::*;
 pub use session::*;
 pub use status::uml_status;

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use uml_core::options::LoadOptions;
 use uml_core::{Error, ErrorKind, LoadStage, Model, Result};
 
-/// A loaded model (opaque). Created by `uml_model_load`, released by `uml_model_free`.
+/// A loaded model (opaque). Created by `uml_model_load` (or handed out by `uml_manager_get`),
+/// released by `uml_model_free`.
 ///
 /// One handle may be used from any number of threads at once: every generation gets its own
 /// context, and the weights are shared.
@@ -20,7 +21,7 @@ pub struct uml_model {
 pub(crate) static MODELS: Registry<Model> = Registry::new(
     1,
     "uml_model",
-    "uml_model_load()",
+    "uml_model_load() or uml_manager_get()",
     "uml_model_free()",
     ErrorKind::ModelClosed,
 );
@@ -116,7 +117,9 @@ pub unsafe extern "C" fn uml_model_load(
 ///
 /// Ownership: takes the handle; it must not be used afterwards (a later call with it returns
 /// `UML_ERR_MODEL_CLOSED`). Calls still running on other threads with this handle finish
-/// normally; the memory is returned when the last of them does.
+/// normally; the memory is returned when the last of them does. A handle from
+/// `uml_manager_get` lets go of its model only: the manager keeps it loaded (now idle, so it
+/// can be evicted) until it unloads it.
 /// Thread safety: any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn uml_model_free(model: *mut uml_model) {

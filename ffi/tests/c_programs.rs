@@ -199,6 +199,25 @@ fn api_errors_from_c_shared_and_static() {
 }
 
 #[test]
+fn model_manager_from_c() {
+    // models/{a,b,c}.gguf: three tiny llamas with different weights; outside/x.gguf: one the
+    // manager must refuse.
+    let root = tempfile::tempdir().expect("temp dir");
+    for dir in ["models", "outside"] {
+        std::fs::create_dir(root.path().join(dir)).expect("model folder");
+    }
+    for (seed, name) in ["a", "b", "c"].iter().enumerate() {
+        let path = root.path().join("models").join(format!("{name}.gguf"));
+        uml_test_support::write_tiny_llama_gguf(&path, seed as u64).expect("write a tiny model");
+    }
+    uml_test_support::write_tiny_llama_gguf(&root.path().join("outside/x.gguf"), 9)
+        .expect("write a tiny model");
+    let exe = scratch("manager").join("test_manager");
+    compile(&c_test("test_manager.c"), &exe, Link::Shared, false);
+    run(&exe, &[root.path().as_os_str()], None);
+}
+
+#[test]
 fn candle_backend_from_c_matches_llama_cpp_on_the_same_weights() {
     let dir = scratch("candle");
     let folder = dir.join("tiny-hf");

@@ -6,6 +6,7 @@ mod cancel;
 mod convert;
 mod error;
 mod inspect;
+mod manager;
 mod model;
 mod session;
 mod stream;
@@ -19,6 +20,7 @@ use pyo3::prelude::*;
 fn _uml(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", uml_core::VERSION)?;
     m.add_class::<cancel::CancelToken>()?;
+    m.add_class::<manager::Manager>()?;
     m.add_class::<model::Model>()?;
     m.add_class::<session::ChatSession>()?;
     m.add_class::<stream::Stream>()?;

@@ -25,15 +25,31 @@ pub struct Model {
     inner: Mutex<Option<Arc<uml_core::Model>>>,
     active: Arc<Active>,
     path: PathBuf,
+    /// Handed out by a `Manager` (which keeps the model when this handle closes).
+    managed: bool,
 }
 
 impl Model {
+    /// A handle to a model a `Manager` keeps: closing it lets go of this handle only.
+    pub(crate) fn managed(model: Arc<uml_core::Model>) -> Model {
+        Model {
+            path: model.info().path.clone(),
+            inner: Mutex::new(Some(model)),
+            active: Arc::default(),
+            managed: true,
+        }
+    }
+
     fn closed_error(&self) -> PyErr {
+        let again = if self.managed {
+            "get it again with manager.get(name)"
+        } else {
+            "load it again with uml.Loader(path)"
+        };
         to_py(Error::new(
             ErrorKind::ModelClosed,
             format!(
-                "the model {} is closed (by close() or the end of its `with` block); \
-                 load it again with uml.Loader(path)",
+                "the model {} is closed (by close() or the end of its `with` block); {again}",
                 self.path.display()
             ),
         ))
@@ -146,12 +162,14 @@ impl Model {
                 inner: Mutex::new(Some(Arc::new(model))),
                 active: Arc::default(),
                 path,
+                managed: false,
             }),
             (Err(e), None) => Err(to_py(e)),
         }
     }
 
-    /// Cancel running generations, wait for them, and free the model. Idempotent.
+    /// Cancel running generations, wait for them, and free the model (a model from a
+    /// `Manager`: let go of this handle; the manager keeps the model). Idempotent.
     fn close(&self, py: Python<'_>) {
         let model = self.inner.lock().take();
         if let Some(model) = model {

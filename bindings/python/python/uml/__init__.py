@@ -11,6 +11,11 @@ Load local GGUF models and run them in-process (llama.cpp inside, through the um
             print(piece, end="", flush=True)
         reply = m.chat([{"role": "user", "content": "Hi"}])
 
+    with uml.Manager(memory_budget_bytes=4 << 30, folders=["models"]) as mgr:
+        mgr.scan()                                 # several models by id, loaded on demand
+        with mgr.get("SmolLM2-135M-Instruct.Q4_1") as m:
+            print(m.generate("Hi"))
+
 The GIL is released while the engine works, Ctrl-C cancels a generation, and every error is a
 subclass of :class:`UmlError`.
 """
@@ -48,6 +53,7 @@ from ._errors import (
     UnsupportedError,
     UnsupportedFormatError,
 )
+from ._manager import Manager
 from ._model import AsyncStream, CancelToken, ChatSession, Loader, Model, Stream, load
 from ._options import BenchOptions, GenerateOptions, LoadOptions, Message, ProgressCallback
 from ._types import BenchReport, BenchSeries, Completion, Gpu, Hardware, MemoryEstimate, ModelInfo, Record, Usage
@@ -87,6 +93,7 @@ __all__ = [
     "IoError",
     "LoadOptions",
     "Loader",
+    "Manager",
     "MemoryEstimate",
     "Message",
     "Model",

@@ -80,7 +80,9 @@ class Model:
 
     def close(self) -> None:
         """Cancel running generations, wait for them (one decode step), free the weights and
-        the KV caches. Idempotent; any later use raises :class:`uml.ModelClosedError`."""
+        the KV caches. Idempotent; any later use raises :class:`uml.ModelClosedError`. A model
+        from :meth:`uml.Manager.get`: cancel this handle's generations and let go of it; the
+        manager keeps the model loaded (now idle, so it may be evicted)."""
         self._native.close()
 
     @property

@@ -4,6 +4,7 @@ import uml from './dist/index.js'
 
 export const {
   Loader,
+  Manager,
   Model,
   ChatSession,
   TextStream,

@@ -213,7 +213,8 @@ export declare class Model implements AsyncDisposable {
     detokenize(tokens: number[]): Promise<string>;
     /** Engine throughput, as llama-bench measures it (`{ nPrompt, nGen, repetitions }`). */
     bench(options?: Record<string, unknown>): Promise<unknown>;
-    /** Cancel running calls, wait for them, and free the model. Idempotent. */
+    /** Cancel running calls, wait for them, and free the model. Idempotent. A model from
+     * `Manager.get`: this handle lets go of it, and the manager keeps it loaded (now idle). */
     close(): Promise<void>;
     /** `await using model = await Loader.load(...)` closes it at the end of the block. */
     [asyncDispose](): Promise<void>;
@@ -243,6 +244,102 @@ export declare class ChatSession implements AsyncDisposable {
      * conversation. Idempotent; later calls throw `InvalidArgumentError`. */
     close(): Promise<void>;
     /** `await using session = model.session(...)` closes it at the end of the block. */
+    [asyncDispose](): Promise<void>;
+}
+/** How a `Manager` runs. */
+export interface ManagerOptions {
+    /** The most the loaded models' memory estimates may take together, in bytes (default, or
+     * null: 80% of the RAM available when the manager starts). */
+    memoryBudgetBytes?: number | null;
+    /** Unload a model once it has been idle this long (default, or null: keep it until it is
+     * evicted). */
+    keepAliveMs?: number | null;
+    /** The only folders models load from (paths are resolved, `..` and symlinks followed,
+     * before the check), and what `scan` searches. Default, or empty: any path. */
+    folders?: string[];
+}
+/** Load options for models a `Manager` loads: `LoadOptions` without `signal` and
+ * `onProgress` (a manager loads on demand, for whoever asks first). */
+export type ManagedLoadOptions = Omit<LoadOptions, 'signal' | 'onProgress'>;
+/** One registered model, as `Manager.list()` reports it. */
+export interface ManagedModel {
+    id: string;
+    aliases: string[];
+    /** The resolved path. */
+    path: string;
+    /** 'idle': loaded, held by nobody but the manager (it may be evicted); 'in_use': held by a
+     * `Model` from `get` or a running call (never evicted for another). */
+    state: 'unloaded' | 'loading' | 'idle' | 'in_use';
+    /** The backend running it; null while not loaded. */
+    backend: string | null;
+    /** What the budget counts for it while loaded (bytes), else 0. */
+    memoryBytes: number;
+    /** Milliseconds since it was last handed out; null: never. */
+    idleMs: number | null;
+    /** Its calls running and waiting. */
+    activity: {
+        running: number;
+        queued: number;
+    };
+}
+/** Several models by id (and aliases), loaded on demand within a memory budget:
+ *
+ * ```js
+ * const manager = new Manager({ memoryBudgetBytes: 4e9, keepAliveMs: 300_000, folders: ['models'] })
+ * await manager.scan({ nCtx: 4096 })            // each .gguf and Hugging Face folder, by name
+ * const model = await manager.get('SmolLM2-135M-Instruct.Q4_1')
+ * console.log((await model.generate('Hi')).text)
+ * await model.close()                           // this handle only: the manager keeps the model
+ * ```
+ *
+ * `get` loads a model when needed; a load that would exceed the budget first unloads the
+ * least recently used idle models. A model is in use while a `Model` from `get` is open (or a
+ * call runs on it), and is never unloaded for another (the load then rejects with
+ * `OutOfMemoryError`), so close models when done. Loads run off the event loop. */
+export declare class Manager implements AsyncDisposable {
+    #private;
+    /** A manager with no models yet. Throws `ModelNotFoundError` for a folder that does not
+     * exist, `InvalidArgumentError` for an unknown or invalid option. */
+    constructor(options?: ManagerOptions);
+    /** Register the model at `path` (a GGUF file or a Hugging Face folder) as `id`, to load
+     * with `options` when first used; reads its headers only. Rejects with
+     * `InvalidArgumentError` for an id already taken or a path outside the folders, with
+     * `ModelNotFoundError` for a missing path. */
+    register(id: string, path: string, options?: ManagedLoadOptions): Promise<void>;
+    /** Make `alias` another name for the model `id`. */
+    alias(alias: string, id: string): void;
+    /** Register every model in the folders not registered yet (each `.gguf` file as its name
+     * without `.gguf`, each Hugging Face folder as its name), to load with `options`; resolves
+     * with the new ids, sorted. */
+    scan(options?: ManagedLoadOptions): Promise<string[]>;
+    /** The model `name` (an id or an alias), loaded first if needed. Its `close()` lets go of
+     * this handle only: the manager keeps the model loaded, now idle, until it is unloaded or
+     * evicted. Rejects with `ModelNotFoundError` for an unknown name, `OutOfMemoryError` when
+     * it does not fit beside the models in use. */
+    get(name: string): Promise<Model>;
+    /** Hot-swap: load the file at `path` under the existing `name`. Once it is loaded, new `get`
+     * calls resolve with it; models already handed out keep working until closed. If the load
+     * fails, the old model stays. */
+    swap(name: string, path: string, options?: ManagedLoadOptions): Promise<void>;
+    /** Unload `name` (its memory is freed once no `Model` holds it); it loads again on the next
+     * `get`. Returns the bytes the budget counted for it, 0 if it was not loaded. */
+    unload(name: string): number;
+    /** Unregister `name` and its aliases, unloading it; returns the bytes as `unload`. */
+    remove(name: string): number;
+    /** Every registered model, by id. */
+    list(): ManagedModel[];
+    /** The memory budget in bytes. */
+    get budgetBytes(): number;
+    /** What the loaded models' memory estimates add up to (what the budget counts), in bytes. */
+    get usedBytes(): number;
+    /** Milliseconds an idle model stays loaded; null: until it is evicted. */
+    get keepAliveMs(): number | null;
+    /** Whether `close()` has been called. */
+    get closed(): boolean;
+    /** Let go of every model: those no open `Model` holds are freed (resolves once they are),
+     * the others when they close. Idempotent; later calls throw `InvalidArgumentError`. */
+    close(): Promise<void>;
+    /** `await using manager = new Manager(...)` closes it at the end of the block. */
     [asyncDispose](): Promise<void>;
 }
 /** Loads models. */

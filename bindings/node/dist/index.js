@@ -1,9 +1,10 @@
 "use strict";
 // uml for Node: load local models (GGUF through llama.cpp, Hugging Face folders through candle)
-// and generate, stream, chat (one-off or as a session) and embed in-process. Everything long returns a promise and runs
-// off the event loop; every long call takes an AbortSignal.
+// and generate, stream, chat (one-off or as a session) and embed in-process; a Manager keeps
+// several by id within a memory budget. Everything long returns a promise and runs
+// off the event loop; every long call that can stop midway takes an AbortSignal.
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.Loader = exports.ChatSession = exports.Model = exports.TextStream = exports.version = exports.UnsupportedFormatError = exports.UnsupportedError = exports.UmlError = exports.OutOfMemoryError = exports.ModelNotFoundError = exports.ModelClosedError = exports.IoError = exports.InvalidModelError = exports.InvalidArgumentError = exports.InternalError = exports.ERRORS_BY_CODE = exports.ContextOverflowError = exports.BusyError = exports.BufferTooSmallError = exports.BackendError = exports.AbortError = void 0;
+exports.Loader = exports.Manager = exports.ChatSession = exports.Model = exports.TextStream = exports.version = exports.UnsupportedFormatError = exports.UnsupportedError = exports.UmlError = exports.OutOfMemoryError = exports.ModelNotFoundError = exports.ModelClosedError = exports.IoError = exports.InvalidModelError = exports.InvalidArgumentError = exports.InternalError = exports.ERRORS_BY_CODE = exports.ContextOverflowError = exports.BusyError = exports.BufferTooSmallError = exports.BackendError = exports.AbortError = void 0;
 exports.inspect = inspect;
 exports.estimate = estimate;
 exports.hardware = hardware;
@@ -273,7 +274,8 @@ class Model {
     async bench(options = {}) {
         return call(() => this.#native.bench(toJson(options, 'bench options')));
     }
-    /** Cancel running calls, wait for them, and free the model. Idempotent. */
+    /** Cancel running calls, wait for them, and free the model. Idempotent. A model from
+     * `Manager.get`: this handle lets go of it, and the manager keeps it loaded (now idle). */
     async close() {
         return call(() => this.#native.close());
     }
@@ -354,6 +356,146 @@ class ChatSession {
     }
 }
 exports.ChatSession = ChatSession;
+/** Load options as JSON for the addon, without the keys a manager cannot use. */
+function managedOptions(options) {
+    const { signal: _signal, onProgress: _onProgress, ...rest } = options;
+    return toJson(rest, 'load options');
+}
+/** Several models by id (and aliases), loaded on demand within a memory budget:
+ *
+ * ```js
+ * const manager = new Manager({ memoryBudgetBytes: 4e9, keepAliveMs: 300_000, folders: ['models'] })
+ * await manager.scan({ nCtx: 4096 })            // each .gguf and Hugging Face folder, by name
+ * const model = await manager.get('SmolLM2-135M-Instruct.Q4_1')
+ * console.log((await model.generate('Hi')).text)
+ * await model.close()                           // this handle only: the manager keeps the model
+ * ```
+ *
+ * `get` loads a model when needed; a load that would exceed the budget first unloads the
+ * least recently used idle models. A model is in use while a `Model` from `get` is open (or a
+ * call runs on it), and is never unloaded for another (the load then rejects with
+ * `OutOfMemoryError`), so close models when done. Loads run off the event loop. */
+class Manager {
+    #native;
+    /** A manager with no models yet. Throws `ModelNotFoundError` for a folder that does not
+     * exist, `InvalidArgumentError` for an unknown or invalid option. */
+    constructor(options = {}) {
+        const json = toJson(options, 'manager options');
+        try {
+            this.#native = new native_1.native.Manager(json);
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
+    /** Register the model at `path` (a GGUF file or a Hugging Face folder) as `id`, to load
+     * with `options` when first used; reads its headers only. Rejects with
+     * `InvalidArgumentError` for an id already taken or a path outside the folders, with
+     * `ModelNotFoundError` for a missing path. */
+    async register(id, path, options = {}) {
+        const json = managedOptions(options);
+        return call(() => this.#native.register(id, path, json));
+    }
+    /** Make `alias` another name for the model `id`. */
+    alias(alias, id) {
+        try {
+            this.#native.alias(alias, id);
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
+    /** Register every model in the folders not registered yet (each `.gguf` file as its name
+     * without `.gguf`, each Hugging Face folder as its name), to load with `options`; resolves
+     * with the new ids, sorted. */
+    async scan(options = {}) {
+        const json = managedOptions(options);
+        return call(() => this.#native.scan(json));
+    }
+    /** The model `name` (an id or an alias), loaded first if needed. Its `close()` lets go of
+     * this handle only: the manager keeps the model loaded, now idle, until it is unloaded or
+     * evicted. Rejects with `ModelNotFoundError` for an unknown name, `OutOfMemoryError` when
+     * it does not fit beside the models in use. */
+    async get(name) {
+        return call(async () => new Model(await this.#native.get(name)));
+    }
+    /** Hot-swap: load the file at `path` under the existing `name`. Once it is loaded, new `get`
+     * calls resolve with it; models already handed out keep working until closed. If the load
+     * fails, the old model stays. */
+    async swap(name, path, options = {}) {
+        const json = managedOptions(options);
+        return call(() => this.#native.swap(name, path, json));
+    }
+    /** Unload `name` (its memory is freed once no `Model` holds it); it loads again on the next
+     * `get`. Returns the bytes the budget counted for it, 0 if it was not loaded. */
+    unload(name) {
+        try {
+            return this.#native.unload(name);
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
+    /** Unregister `name` and its aliases, unloading it; returns the bytes as `unload`. */
+    remove(name) {
+        try {
+            return this.#native.remove(name);
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
+    /** Every registered model, by id. */
+    list() {
+        try {
+            return this.#native.list();
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
+    /** The memory budget in bytes. */
+    get budgetBytes() {
+        try {
+            return this.#native.budgetBytes;
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
+    /** What the loaded models' memory estimates add up to (what the budget counts), in bytes. */
+    get usedBytes() {
+        try {
+            return this.#native.usedBytes;
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
+    /** Milliseconds an idle model stays loaded; null: until it is evicted. */
+    get keepAliveMs() {
+        try {
+            return this.#native.keepAliveMs;
+        }
+        catch (e) {
+            throw (0, errors_1.translate)(e);
+        }
+    }
+    /** Whether `close()` has been called. */
+    get closed() {
+        return this.#native.closed;
+    }
+    /** Let go of every model: those no open `Model` holds are freed (resolves once they are),
+     * the others when they close. Idempotent; later calls throw `InvalidArgumentError`. */
+    async close() {
+        return call(() => this.#native.close());
+    }
+    /** `await using manager = new Manager(...)` closes it at the end of the block. */
+    async [asyncDispose]() {
+        await this.close();
+    }
+}
+exports.Manager = Manager;
 /** Loads models. */
 class Loader {
     /** Load the model file or folder at `path`. Rejects with NOT_FOUND, INVALID_MODEL,

@@ -1,8 +1,9 @@
 // uml for Node: load local models (GGUF through llama.cpp, Hugging Face folders through candle)
-// and generate, stream, chat (one-off or as a session) and embed in-process. Everything long returns a promise and runs
-// off the event loop; every long call takes an AbortSignal.
+// and generate, stream, chat (one-off or as a session) and embed in-process; a Manager keeps
+// several by id within a memory budget. Everything long returns a promise and runs
+// off the event loop; every long call that can stop midway takes an AbortSignal.
 
-import { native, NativeCancelToken, NativeChatSession, NativeModel, NativeStream } from './native'
+import { native, NativeCancelToken, NativeChatSession, NativeManager, NativeModel, NativeStream } from './native'
 import { AbortError, InvalidArgumentError, translate } from './errors'
 
 export {
@@ -460,7 +461,8 @@ export class Model implements AsyncDisposable {
     return call(() => this.#native.bench(toJson(options, 'bench options')))
   }
 
-  /** Cancel running calls, wait for them, and free the model. Idempotent. */
+  /** Cancel running calls, wait for them, and free the model. Idempotent. A model from
+   * `Manager.get`: this handle lets go of it, and the manager keeps it loaded (now idle). */
   async close(): Promise<void> {
     return call(() => this.#native.close())
   }
@@ -544,6 +546,190 @@ export class ChatSession implements AsyncDisposable {
   }
 
   /** `await using session = model.session(...)` closes it at the end of the block. */
+  async [asyncDispose](): Promise<void> {
+    await this.close()
+  }
+}
+
+/** How a `Manager` runs. */
+export interface ManagerOptions {
+  /** The most the loaded models' memory estimates may take together, in bytes (default, or
+   * null: 80% of the RAM available when the manager starts). */
+  memoryBudgetBytes?: number | null
+  /** Unload a model once it has been idle this long (default, or null: keep it until it is
+   * evicted). */
+  keepAliveMs?: number | null
+  /** The only folders models load from (paths are resolved, `..` and symlinks followed,
+   * before the check), and what `scan` searches. Default, or empty: any path. */
+  folders?: string[]
+}
+
+/** Load options for models a `Manager` loads: `LoadOptions` without `signal` and
+ * `onProgress` (a manager loads on demand, for whoever asks first). */
+export type ManagedLoadOptions = Omit<LoadOptions, 'signal' | 'onProgress'>
+
+/** One registered model, as `Manager.list()` reports it. */
+export interface ManagedModel {
+  id: string
+  aliases: string[]
+  /** The resolved path. */
+  path: string
+  /** 'idle': loaded, held by nobody but the manager (it may be evicted); 'in_use': held by a
+   * `Model` from `get` or a running call (never evicted for another). */
+  state: 'unloaded' | 'loading' | 'idle' | 'in_use'
+  /** The backend running it; null while not loaded. */
+  backend: string | null
+  /** What the budget counts for it while loaded (bytes), else 0. */
+  memoryBytes: number
+  /** Milliseconds since it was last handed out; null: never. */
+  idleMs: number | null
+  /** Its calls running and waiting. */
+  activity: { running: number; queued: number }
+}
+
+/** Load options as JSON for the addon, without the keys a manager cannot use. */
+function managedOptions(options: ManagedLoadOptions & Partial<Pick<LoadOptions, 'signal' | 'onProgress'>>): string {
+  const { signal: _signal, onProgress: _onProgress, ...rest } = options
+  return toJson(rest, 'load options')
+}
+
+/** Several models by id (and aliases), loaded on demand within a memory budget:
+ *
+ * ```js
+ * const manager = new Manager({ memoryBudgetBytes: 4e9, keepAliveMs: 300_000, folders: ['models'] })
+ * await manager.scan({ nCtx: 4096 })            // each .gguf and Hugging Face folder, by name
+ * const model = await manager.get('SmolLM2-135M-Instruct.Q4_1')
+ * console.log((await model.generate('Hi')).text)
+ * await model.close()                           // this handle only: the manager keeps the model
+ * ```
+ *
+ * `get` loads a model when needed; a load that would exceed the budget first unloads the
+ * least recently used idle models. A model is in use while a `Model` from `get` is open (or a
+ * call runs on it), and is never unloaded for another (the load then rejects with
+ * `OutOfMemoryError`), so close models when done. Loads run off the event loop. */
+export class Manager implements AsyncDisposable {
+  #native: NativeManager
+
+  /** A manager with no models yet. Throws `ModelNotFoundError` for a folder that does not
+   * exist, `InvalidArgumentError` for an unknown or invalid option. */
+  constructor(options: ManagerOptions = {}) {
+    const json = toJson(options, 'manager options')
+    try {
+      this.#native = new native.Manager(json)
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /** Register the model at `path` (a GGUF file or a Hugging Face folder) as `id`, to load
+   * with `options` when first used; reads its headers only. Rejects with
+   * `InvalidArgumentError` for an id already taken or a path outside the folders, with
+   * `ModelNotFoundError` for a missing path. */
+  async register(id: string, path: string, options: ManagedLoadOptions = {}): Promise<void> {
+    const json = managedOptions(options)
+    return call(() => this.#native.register(id, path, json))
+  }
+
+  /** Make `alias` another name for the model `id`. */
+  alias(alias: string, id: string): void {
+    try {
+      this.#native.alias(alias, id)
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /** Register every model in the folders not registered yet (each `.gguf` file as its name
+   * without `.gguf`, each Hugging Face folder as its name), to load with `options`; resolves
+   * with the new ids, sorted. */
+  async scan(options: ManagedLoadOptions = {}): Promise<string[]> {
+    const json = managedOptions(options)
+    return call(() => this.#native.scan(json))
+  }
+
+  /** The model `name` (an id or an alias), loaded first if needed. Its `close()` lets go of
+   * this handle only: the manager keeps the model loaded, now idle, until it is unloaded or
+   * evicted. Rejects with `ModelNotFoundError` for an unknown name, `OutOfMemoryError` when
+   * it does not fit beside the models in use. */
+  async get(name: string): Promise<Model> {
+    return call(async () => new Model(await this.#native.get(name)))
+  }
+
+  /** Hot-swap: load the file at `path` under the existing `name`. Once it is loaded, new `get`
+   * calls resolve with it; models already handed out keep working until closed. If the load
+   * fails, the old model stays. */
+  async swap(name: string, path: string, options: ManagedLoadOptions = {}): Promise<void> {
+    const json = managedOptions(options)
+    return call(() => this.#native.swap(name, path, json))
+  }
+
+  /** Unload `name` (its memory is freed once no `Model` holds it); it loads again on the next
+   * `get`. Returns the bytes the budget counted for it, 0 if it was not loaded. */
+  unload(name: string): number {
+    try {
+      return this.#native.unload(name)
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /** Unregister `name` and its aliases, unloading it; returns the bytes as `unload`. */
+  remove(name: string): number {
+    try {
+      return this.#native.remove(name)
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /** Every registered model, by id. */
+  list(): ManagedModel[] {
+    try {
+      return this.#native.list() as ManagedModel[]
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /** The memory budget in bytes. */
+  get budgetBytes(): number {
+    try {
+      return this.#native.budgetBytes
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /** What the loaded models' memory estimates add up to (what the budget counts), in bytes. */
+  get usedBytes(): number {
+    try {
+      return this.#native.usedBytes
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /** Milliseconds an idle model stays loaded; null: until it is evicted. */
+  get keepAliveMs(): number | null {
+    try {
+      return this.#native.keepAliveMs
+    } catch (e) {
+      throw translate(e)
+    }
+  }
+
+  /** Whether `close()` has been called. */
+  get closed(): boolean {
+    return this.#native.closed
+  }
+
+  /** Let go of every model: those no open `Model` holds are freed (resolves once they are),
+   * the others when they close. Idempotent; later calls throw `InvalidArgumentError`. */
+  async close(): Promise<void> {
+    return call(() => this.#native.close())
+  }
+
+  /** `await using manager = new Manager(...)` closes it at the end of the block. */
   async [asyncDispose](): Promise<void> {
     await this.close()
   }

@@ -52,6 +52,23 @@ export interface NativeChatSession {
   readonly closed: boolean
 }
 
+/** A model manager (`src/manager.rs`). */
+export interface NativeManager {
+  register(id: string, path: string, loadOptionsJson: string): Promise<void>
+  alias(alias: string, id: string): void
+  scan(loadOptionsJson: string): Promise<string[]>
+  get(name: string): Promise<NativeModel>
+  swap(name: string, path: string, loadOptionsJson: string): Promise<void>
+  unload(name: string): number
+  remove(name: string): number
+  list(): unknown
+  readonly budgetBytes: number
+  readonly usedBytes: number
+  readonly keepAliveMs: number | null
+  close(): Promise<void>
+  readonly closed: boolean
+}
+
 export interface Native {
   version(): string
   errorKinds(): Array<[number, string]>
@@ -62,6 +79,7 @@ export interface Native {
   openmpSpin(): [string, string]
   startLoad(path: string, optionsJson: string, cancel: NativeCancelToken): NativeLoading
   CancelToken: new () => NativeCancelToken
+  Manager: new (optionsJson: string) => NativeManager
 }
 
 /** What GOMP_SPINCOUNT llama.cpp's OpenMP runs with (core's `hardware::OPENMP_SPIN`; a test

@@ -5,6 +5,7 @@
 mod cancel;
 mod convert;
 mod error;
+mod manager;
 mod model;
 mod session;
 mod task;
@@ -20,6 +21,7 @@ use uml_core::runner::{self, Active};
 
 pub use cancel::CancelToken;
 pub use error::error_kinds;
+pub use manager::Manager;
 pub use model::{start_load, LoadProgress, Loading, Model, Stream};
 pub use session::ChatSession;
 

@@ -126,14 +126,7 @@ impl Loading {
                 "no model to take: the load has not finished, failed, or was taken already",
             ))
         })?;
-        Ok(Model {
-            loaded: Arc::new(Loaded {
-                inner: Mutex::new(Some(model)),
-                path: self.path.clone(),
-            }),
-            active: Arc::default(),
-            sessions: Mutex::default(),
-        })
+        Ok(Model::new(model, self.path.clone(), false))
     }
 }
 
@@ -163,6 +156,28 @@ pub struct Model {
     active: Arc<Active>,
     /// The task sets of its chat sessions, whose turns `close()` cancels and waits for too.
     sessions: Mutex<Vec<Weak<Active>>>,
+    /// Handed out by a `Manager` (which keeps the model when this handle closes).
+    managed: bool,
+}
+
+impl Model {
+    fn new(model: Arc<uml_core::Model>, path: String, managed: bool) -> Model {
+        Model {
+            loaded: Arc::new(Loaded {
+                inner: Mutex::new(Some(model)),
+                path,
+            }),
+            active: Arc::default(),
+            sessions: Mutex::default(),
+            managed,
+        }
+    }
+
+    /// A handle to a model a `Manager` keeps: closing it lets go of this handle only.
+    pub(crate) fn managed(model: Arc<uml_core::Model>) -> Model {
+        let path = model.info().path.to_string_lossy().into_owned();
+        Model::new(model, path, true)
+    }
 }
 
 /// A generation running on a task thread: `next()` gives its text pieces, then `null`;
@@ -272,11 +287,16 @@ fn messages(messages_json: &str) -> napi::Result<Vec<ChatMessage>> {
 
 impl Model {
     fn closed_error(&self) -> napi::Error {
+        let again = if self.managed {
+            "get it again with manager.get(name)"
+        } else {
+            "load it again with Loader.load(path)"
+        };
         to_napi(Error::new(
             ErrorKind::ModelClosed,
             format!(
                 "the model {} is closed (by close() or the end of its `await using` block); \
-                 load it again with Loader.load(path)",
+                 {again}",
                 self.loaded.path
             ),
         ))
@@ -343,7 +363,8 @@ impl Model {
 #[napi]
 impl Model {
     /// Cancel running work (its chat sessions' turns too), wait for it (within one decode
-    /// step) and free the model. Resolves once the memory is released; idempotent.
+    /// step) and free the model. Resolves once the memory is released; idempotent. A model
+    /// from a `Manager`: this handle lets go of it, and the manager keeps it loaded.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
         let model = self.loaded.inner.lock().take();

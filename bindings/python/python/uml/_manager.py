@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Type, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 from . import _uml
-from ._model import Model, StrPath
+from ._model import Model, StrPath, _ClosedOnExit
 from ._options import LoadOptions
 
 if TYPE_CHECKING:
@@ -18,7 +17,7 @@ if TYPE_CHECKING:
         from typing_extensions import Unpack
 
 
-class Manager:
+class Manager(_ClosedOnExit):
     """Models by id (and aliases), loaded on demand within a memory budget::
 
         with uml.Manager(memory_budget_bytes=4 << 30, keep_alive=300, folders=["models"]) as mgr:
@@ -123,17 +122,6 @@ class Manager:
     @property
     def closed(self) -> bool:
         return self._native.closed
-
-    def __enter__(self) -> Manager:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         if self.closed:

@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Type, TypeVar, Union
 
 from . import _uml
 from ._options import BenchOptions, GenerateOptions, LoadOptions, Message, ProgressCallback
@@ -34,6 +34,28 @@ def load(path: StrPath, *, progress: Optional[ProgressCallback] = None, **option
     """Load the model at ``path`` (blocking; the GIL is released). Prefer ``with uml.Loader(...)``
     or ``with uml.load(...) as m:`` so the memory is freed when you are done."""
     return Model(_uml.Model(path, dict(options), progress))
+
+
+_C = TypeVar("_C", bound="_ClosedOnExit")
+
+
+class _ClosedOnExit:
+    """``with`` support for the objects that hold engine resources: leaving the block calls
+    ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
 
 
 class Loader:
@@ -63,7 +85,7 @@ class Loader:
             self._model = None
 
 
-class Model:
+class Model(_ClosedOnExit):
     """A loaded model. Thread-safe: several threads may generate at once (each generation has
     its own context). Use it as a context manager, or call :meth:`close`."""
 
@@ -88,17 +110,6 @@ class Model:
     @property
     def closed(self) -> bool:
         return self._native.closed
-
-    def __enter__(self) -> Model:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"n_ctx={self._plan.get('n_ctx')}, backend={self._backend!r}"
@@ -239,7 +250,7 @@ class Model:
         return BenchReport(self._native.bench(dict(options)))
 
 
-class ChatSession:
+class ChatSession(_ClosedOnExit):
     """A conversation with a model: each :meth:`send` adds a message, generates the reply over
     the whole conversation with the model's chat template (as :meth:`Model.chat`), and adds the
     reply. The model keeps the conversation's cache between turns, so a turn evaluates only
@@ -316,17 +327,6 @@ class ChatSession:
     @property
     def closed(self) -> bool:
         return self._native.closed
-
-    def __enter__(self) -> ChatSession:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self.messages)} messages"

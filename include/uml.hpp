@@ -314,6 +314,11 @@ public:
     const uml_model *get() const noexcept { return handle_; }
 
 private:
+    friend class Manager;
+    /// Own a handle another call returned (uml_manager_get).
+    struct Adopt {};
+    Model(Adopt, uml_model *handle) noexcept : handle_(handle) {}
+
     uml_model *handle_ = nullptr;
 };
 
@@ -363,6 +368,92 @@ public:
 
 private:
     uml_chat_session *handle_ = nullptr;
+};
+
+/// Several models by id within a memory budget (uml_manager_*). Move-only; const methods may
+/// run on several threads at once.
+class Manager {
+public:
+    /// `options_json`: {"memory_budget_bytes", "keep_alive_ms", "folders": [...]} ("" for
+    /// defaults).
+    explicit Manager(const std::string &options_json = "") {
+        detail::check(uml_manager_new(options_json.c_str(), &handle_));
+    }
+    Manager(const Manager &) = delete;
+    Manager &operator=(const Manager &) = delete;
+    Manager(Manager &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    Manager &operator=(Manager &&other) noexcept {
+        std::swap(handle_, other.handle_);
+        return *this;
+    }
+    ~Manager() { uml_manager_free(handle_); }
+
+    /// Register the model at `path` as `id` (`register` is a C++ keyword).
+    void add(const std::string &id, const std::string &path,
+             const std::string &load_options_json = "") const {
+        detail::check(uml_manager_register(handle_, id.c_str(), path.c_str(),
+                                           load_options_json.c_str()));
+    }
+
+    /// Another name for the model `id`.
+    void alias(const std::string &alias, const std::string &id) const {
+        detail::check(uml_manager_alias(handle_, alias.c_str(), id.c_str()));
+    }
+
+    /// Register the models in the folders; the new ids as a JSON array.
+    std::string scan(const std::string &load_options_json = "") const {
+        detail::OwnedString out;
+        detail::check(uml_manager_scan(handle_, load_options_json.c_str(), &out.ptr));
+        return out.str();
+    }
+
+    /// The model `name`, loaded if needed (possibly unloading idle ones within the budget).
+    /// The returned Model holds it in use until it is destroyed.
+    Model get(const std::string &name) const {
+        uml_model *model = nullptr;
+        detail::check(uml_manager_get(handle_, name.c_str(), &model));
+        return Model(Model::Adopt{}, model);
+    }
+
+    /// Load `path` under the existing `name`; calls on the old model finish on it.
+    void swap(const std::string &name, const std::string &path,
+              const std::string &load_options_json = "") const {
+        detail::check(uml_manager_swap(handle_, name.c_str(), path.c_str(),
+                                       load_options_json.c_str()));
+    }
+
+    /// Unload `name`; the bytes its estimate held.
+    std::uint64_t unload(const std::string &name) const {
+        std::uint64_t bytes = 0;
+        detail::check(uml_manager_unload(handle_, name.c_str(), &bytes));
+        return bytes;
+    }
+
+    /// Unregister `name` (unloading it); the bytes its estimate held.
+    std::uint64_t remove(const std::string &name) const {
+        std::uint64_t bytes = 0;
+        detail::check(uml_manager_remove(handle_, name.c_str(), &bytes));
+        return bytes;
+    }
+
+    /// Every registered model and its state, as JSON.
+    std::string list_json() const {
+        detail::OwnedString out;
+        detail::check(uml_manager_list(handle_, &out.ptr));
+        return out.str();
+    }
+
+    /// The budget and what the loaded models' estimates take, in bytes.
+    std::pair<std::uint64_t, std::uint64_t> memory() const {
+        std::uint64_t budget = 0, used = 0;
+        detail::check(uml_manager_memory(handle_, &budget, &used));
+        return {budget, used};
+    }
+
+    const uml_manager *handle() const noexcept { return handle_; }
+
+private:
+    uml_manager *handle_ = nullptr;
 };
 
 } // namespace uml

@@ -119,6 +119,25 @@ int main(int argc, char **argv) {
     auto vectors = moved.embed({"hello", "world"});
     CHECK(vectors.size() == 2 && vectors[0].size() == 64 && vectors[0] != vectors[1]);
 
+    // A manager: register, get (a Model holding it in use), memory, list, unload, errors.
+    {
+        const std::string folder = path.substr(0, path.find_last_of('/'));
+        uml::Manager manager(R"({"folders": [")" + folder + R"("]})");
+        manager.add("tiny", path, R"({"n_ctx": 128, "n_threads": 1})");
+        manager.alias("small", "tiny");
+        {
+            uml::Model managed = manager.get("small");
+            CHECK(managed.generate("the cat", greedy).finish_reason == "length");
+            CHECK(manager.list_json().find("\"in_use\"") != std::string::npos);
+        }
+        CHECK(manager.memory().second > 0 && manager.memory().first >= manager.memory().second);
+        CHECK(manager.list_json().find("\"idle\"") != std::string::npos);
+        CHECK(manager.unload("tiny") > 0);
+        CHECK(status_of([&] { manager.get("nope"); }) == UML_ERR_NOT_FOUND);
+        uml::Manager moved_manager = std::move(manager);
+        CHECK(moved_manager.remove("tiny") == 0);
+    }
+
     std::printf("test_cpp: ok\n");
     return 0;
 }

@@ -500,3 +500,55 @@ fn a_config_file_carries_the_options_and_the_command_line_wins() {
         "{err}"
     );
 }
+
+#[test]
+fn a_remote_model_answers_through_another_server_and_a_broken_file_falls_back_to_it() {
+    let far = smollm2_server(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.gguf");
+    std::fs::write(&broken, b"GGUF\x03\x00\x00\x00 truncated").unwrap();
+    let endpoint = format!("http://{}/v1#smollm2", far.addr);
+    let near = Server::start(&[
+        "--remote",
+        &format!("far={endpoint}"),
+        "--model",
+        &format!("broken={}", broken.display()),
+        "--fallback",
+        &format!("broken={endpoint}"),
+    ]);
+    let chat = GreedyFixture::load("smollm2_chat_greedy.json");
+    let messages: Value = serde_json::from_str(chat.messages.as_deref().unwrap()).unwrap();
+    for model in ["far", "broken"] {
+        let body = json!({"model": model, "messages": messages, "temperature": 0,
+                          "max_tokens": chat.n_predict});
+        let (status, reply) = near.post("/v1/chat/completions", &body);
+        assert_eq!(status, 200, "{model}: {reply}");
+        assert_eq!(
+            reply["choices"][0]["message"]["content"],
+            chat.text.as_str(),
+            "{model}"
+        );
+        assert_eq!(reply["usage"]["completion_tokens"], chat.n_predict);
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        assert_eq!(
+            near.stream("/v1/chat/completions", &streamed).0,
+            chat.text,
+            "{model}"
+        );
+    }
+    let (_, models) = near.call("GET", "/v1/models", None, None);
+    let models: Value = serde_json::from_str(&models).unwrap();
+    for m in models["data"].as_array().unwrap() {
+        assert_eq!(m["backend"], "remote", "{m}");
+    }
+    // A remote that does not serve the model named is a clear 404.
+    let wrong = Server::start(&["--remote", &format!("x=http://{}/v1#nope", far.addr)]);
+    let body = json!({"model": "x", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, reply) = wrong.post("/v1/chat/completions", &body);
+    assert_eq!(status, 404, "{reply}");
+    assert!(
+        reply["error"]["message"].as_str().unwrap().contains("nope"),
+        "{reply}"
+    );
+}

@@ -27,6 +27,8 @@ pub enum Format {
     /// executing its pickle.
     #[serde(rename = "pytorch")]
     PyTorch,
+    /// Not a file: an OpenAI-compatible endpoint serving the model (`Model::remote`).
+    Remote,
 }
 
 impl Format {
@@ -38,6 +40,7 @@ impl Format {
             Format::ShardedSafetensors => "sharded safetensors",
             Format::HuggingFaceFolder => "Hugging Face folder",
             Format::PyTorch => "PyTorch checkpoint",
+            Format::Remote => "remote endpoint",
         }
     }
 }

@@ -36,6 +36,7 @@ pub mod inspect;
 pub mod manager;
 pub mod model;
 pub mod options;
+pub mod remote;
 pub mod runner;
 pub mod sampling;
 pub mod stream;
@@ -52,6 +53,7 @@ pub use hardware::{Gpu, Hardware};
 pub use inspect::{inspect, ModelInfo};
 pub use model::{LoadStage, Model};
 pub use options::{GpuLayers, KvCacheType, LoadOptions};
+pub use remote::RemoteEndpoint;
 pub use sampling::GenerateParams;
 pub use stream::{Completion, FinishReason, Pushed, TextStream, Usage};
 

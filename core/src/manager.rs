@@ -13,6 +13,7 @@
 
 use crate::estimate::MemoryEstimate;
 use crate::options::LoadOptions;
+use crate::remote::RemoteEndpoint;
 use crate::{Error, ErrorKind, Model, Result};
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
@@ -101,6 +102,10 @@ struct Loaded {
 struct Entry {
     path: PathBuf,
     options: LoadOptions,
+    /// Set for a model served by a remote endpoint (`path` then names it, and no file is read).
+    remote: Option<RemoteEndpoint>,
+    /// The endpoint to serve the model from when its local load fails.
+    fallback: Option<RemoteEndpoint>,
     aliases: Vec<String>,
     loaded: Option<Loaded>,
     /// Bytes reserved by a load in progress (its estimate), or 0.
@@ -225,14 +230,16 @@ impl Manager {
     }
 
     /// Register the model at `path` as `id`, loaded with `options` when first used (an
-    /// embedding-only model with `embeddings` set). Reads the file's headers.
+    /// embedding-only model with `embeddings` set). Reads the file's headers; a file that
+    /// cannot be read fails when it is loaded.
     pub fn register(&self, id: &str, path: impl AsRef<Path>, options: LoadOptions) -> Result<()> {
         check_id(id)?;
         options.validate()?;
         let path = self.allowed_path(path.as_ref())?;
-        // An encoder (BERT, ...) can only embed: load it for that.
+        // An encoder (BERT, ...) can only embed: load it for that. A file that cannot be read
+        // is still registered: its load says what is wrong (or its fallback serves it).
         let mut options = options;
-        if !crate::inspect::inspect(&path)?.generates_text() {
+        if crate::inspect::inspect(&path).is_ok_and(|info| !info.generates_text()) {
             options.embeddings = true;
         }
         let mut state = self.shared.state.lock();
@@ -251,8 +258,56 @@ impl Manager {
                 loaded: None,
                 loading: 0,
                 last_used: None,
+                remote: None,
+                fallback: None,
             },
         );
+        Ok(())
+    }
+
+    /// Register a model served by an OpenAI-compatible endpoint as `id`: it takes no memory
+    /// here, and `get` hands out a remote `Model` (see `Model::remote`).
+    pub fn register_remote(
+        &self,
+        id: &str,
+        endpoint: RemoteEndpoint,
+        options: LoadOptions,
+    ) -> Result<()> {
+        check_id(id)?;
+        options.validate()?;
+        endpoint.validate()?;
+        let mut state = self.shared.state.lock();
+        if state.entries.contains_key(id) || state.aliases.contains_key(id) {
+            return Err(Error::invalid_argument(format!(
+                "a model is already registered as {id:?}"
+            )));
+        }
+        state.entries.insert(
+            id.to_string(),
+            Entry {
+                path: PathBuf::from(format!("{}#{}", endpoint.url, endpoint.model)),
+                options,
+                aliases: Vec::new(),
+                loaded: None,
+                loading: 0,
+                last_used: None,
+                remote: Some(endpoint),
+                fallback: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Serve the model `name` from `endpoint` whenever its own file fails to load (a broken
+    /// or missing file, too little memory): the failure is kept in the model's
+    /// `skipped()` list.
+    pub fn set_fallback(&self, name: &str, endpoint: RemoteEndpoint) -> Result<()> {
+        endpoint.validate()?;
+        let mut state = self.shared.state.lock();
+        let id = state.resolve(name)?;
+        if let Some(entry) = state.entries.get_mut(&id) {
+            entry.fallback = Some(endpoint);
+        }
         Ok(())
     }
 
@@ -441,9 +496,27 @@ impl Manager {
     /// Load `path` for `id` within the budget and install it; with `replace`, over a model
     /// already loaded (a swap), else only into an unloaded entry.
     fn load_into(&self, id: &str, path: &Path, options: &LoadOptions, replace: bool) -> Result<()> {
-        let need = crate::estimate::preflight(path, options)?
-            .estimate
-            .host_bytes;
+        // A swap always loads the file it names; otherwise the entry says where the model is.
+        let (remote, fallback) = {
+            let state = self.shared.state.lock();
+            let entry = state.entries.get(id);
+            let remote = entry.and_then(|e| e.remote.clone()).filter(|_| !replace);
+            (remote, entry.and_then(|e| e.fallback.clone()))
+        };
+        let local_failure = |e: Error| match &fallback {
+            Some(endpoint) => Model::remote_fallback(endpoint.clone(), options, e),
+            None => Err(e),
+        };
+        let need = match &remote {
+            Some(_) => 0,
+            None => match crate::estimate::preflight(path, options) {
+                Ok(p) => p.estimate.host_bytes,
+                Err(e) if fallback.is_some() => {
+                    return self.install(id, path, options, local_failure(e));
+                }
+                Err(e) => return Err(e),
+            },
+        };
         {
             let mut state = self.shared.state.lock();
             let entry = state
@@ -464,7 +537,22 @@ impl Manager {
                 entry.loading = need.max(1);
             }
         }
-        let loaded = Model::load(path, options, None);
+        let loaded = match &remote {
+            Some(endpoint) => Model::remote(endpoint.clone(), options),
+            None => Model::load(path, options, None).or_else(local_failure),
+        };
+        self.install(id, path, options, loaded)
+    }
+
+    /// Put the result of a load into the entry `id` (clearing its reservation), and wake the
+    /// callers waiting for it.
+    fn install(
+        &self,
+        id: &str,
+        path: &Path,
+        options: &LoadOptions,
+        loaded: Result<Model>,
+    ) -> Result<()> {
         let mut state = self.shared.state.lock();
         let result = match (state.entries.get_mut(id), loaded) {
             (Some(entry), Ok(model)) => {
@@ -473,7 +561,9 @@ impl Manager {
                     model: Arc::new(model),
                     bytes,
                 });
-                entry.path = path.to_path_buf();
+                if entry.remote.is_none() {
+                    entry.path = path.to_path_buf();
+                }
                 entry.options = options.clone();
                 entry.loading = 0;
                 Ok(())

@@ -77,6 +77,8 @@ pub struct Model {
     admission: Admission,
     /// The vocabulary's control-token texts, built on the first chat.
     control_texts: once_cell::sync::OnceCell<Option<ControlTexts>>,
+    /// Set for a model served by a remote endpoint: generate, chat and embed go there.
+    remote: Option<crate::remote::RemoteClient>,
 }
 
 impl std::fmt::Debug for Model {
@@ -196,6 +198,7 @@ impl Model {
                 admission,
                 control_texts: once_cell::sync::OnceCell::new(),
                 constraints: once_cell::sync::OnceCell::new(),
+                remote: None,
             });
         }
         if skipped.is_empty() {
@@ -210,6 +213,120 @@ impl Model {
             ));
         }
         Err(backend::no_backend_error(&info.path, &skipped))
+    }
+
+    /// A model served by an OpenAI-compatible endpoint (vLLM, llama-server, Ollama, another
+    /// `uml serve`): `generate`, `chat`, chat sessions and `embed` are sent there, streamed,
+    /// with the same parameters, cancellation and results as a local model (a GBNF grammar
+    /// excepted: OpenAI's API has none); tokenizing and rendering chats locally are
+    /// `Unsupported`. The endpoint is asked whether it serves the model first. `options`:
+    /// `max_parallel` (default 16) bounds the calls in flight, `max_queued` those waiting;
+    /// `seed` is the default seed; the rest is the endpoint's business.
+    pub fn remote(endpoint: crate::remote::RemoteEndpoint, options: &LoadOptions) -> Result<Model> {
+        options.validate()?;
+        let client = crate::remote::RemoteClient::new(endpoint)?;
+        client.check()?;
+        Ok(Model::remote_unchecked(client, options, Vec::new()))
+    }
+
+    /// A remote model standing in for a local one that failed to load with `failure` (kept
+    /// in `skipped()`).
+    pub(crate) fn remote_fallback(
+        endpoint: crate::remote::RemoteEndpoint,
+        options: &LoadOptions,
+        failure: Error,
+    ) -> Result<Model> {
+        tracing::warn!(error = %failure, url = %endpoint.url, "the local load failed; serving the model from its remote fallback");
+        let client = crate::remote::RemoteClient::new(endpoint)?;
+        client.check()?;
+        let skipped = vec![Skipped {
+            backend: "local",
+            stage: "load",
+            kind: failure.kind(),
+            reason: failure.message().to_string(),
+        }];
+        Ok(Model::remote_unchecked(client, options, skipped))
+    }
+
+    /// A remote model standing in for a local one that could not load (`skipped` says why).
+    pub(crate) fn remote_unchecked(
+        client: crate::remote::RemoteClient,
+        options: &LoadOptions,
+        skipped: Vec<Skipped>,
+    ) -> Model {
+        let endpoint = client.endpoint();
+        let mut info = ModelInfo::new(
+            Path::new(&format!("{}#{}", endpoint.url, endpoint.model)),
+            crate::format::Format::Remote,
+        );
+        info.name = Some(endpoint.model.clone());
+        let plan = LoadPlan {
+            n_ctx: 0,
+            n_threads: 0,
+            n_threads_batch: 0,
+            n_batch: 0,
+            n_ubatch: 0,
+            gpu_layers: 0,
+            use_mmap: false,
+            use_mlock: false,
+            kv_cache_type: options.kv_cache_type,
+            flash_attention: None,
+            dtype: None,
+            embeddings: options.embeddings,
+            normalize_embeddings: options.normalize_embeddings,
+            max_parallel: options.max_parallel.unwrap_or(16).max(1),
+            max_queued: options.max_queued.unwrap_or(admission::DEFAULT_MAX_QUEUED),
+        };
+        let estimate = MemoryEstimate {
+            n_ctx: 0,
+            cache_type: options.kv_cache_type,
+            gpu_layers: 0,
+            n_ubatch: 0,
+            flash_attention: false,
+            parallel: plan.max_parallel,
+            weights_bytes: 0,
+            kv_cache_bytes: 0,
+            compute_bytes: 0,
+            compute_reserved_bytes: 0,
+            overhead_bytes: 0,
+            host_bytes: 0,
+            device_bytes: 0,
+            total_bytes: 0,
+        };
+        Model {
+            inner: std::mem::ManuallyDrop::new(Box::new(crate::remote::RemoteWeights)),
+            admission: Admission::new(plan.max_parallel, plan.max_queued),
+            info,
+            plan,
+            estimate,
+            backend: "remote",
+            skipped,
+            chat_template: Err(Error::new(
+                ErrorKind::Unsupported,
+                "this model runs on a remote endpoint, which renders its chats itself",
+            )),
+            default_seed: options.seed,
+            control_tokens_in_messages: options.control_tokens_in_messages,
+            control_texts: once_cell::sync::OnceCell::new(),
+            constraints: once_cell::sync::OnceCell::new(),
+            remote: Some(client),
+        }
+    }
+
+    /// Run a remote call under the model's admission line (as a local generation waits for
+    /// a slot).
+    fn remote_call<R>(
+        &self,
+        cancel: Option<&CancelToken>,
+        cancelled: impl FnOnce() -> Result<R>,
+        call: impl FnOnce(&crate::remote::RemoteClient) -> Result<R>,
+    ) -> Option<Result<R>> {
+        let remote = self.remote.as_ref()?;
+        Some(match self.admission.enter(cancel) {
+            Ok(_permit) => call(remote),
+            Err(Refused::Cancelled) => cancelled(),
+            Err(Refused::Busy { running, queued }) => Err(self.busy_error(running, queued)),
+        })
     }
 
     /// Backends tried before the one that runs this model, and why each was passed over.
@@ -304,6 +421,14 @@ impl Model {
         cancel: Option<&CancelToken>,
         sink: Sink<'_>,
     ) -> Result<Completion> {
+        let remote_params = self.with_default_seed(params);
+        if let Some(done) = self.remote_call(
+            cancel,
+            || Ok(Completion::cancelled()),
+            |r| r.complete(prompt, &remote_params, cancel, &mut *sink),
+        ) {
+            return done;
+        }
         self.check_generates_text()?;
         self.check_fits_context("prompt", prompt)?;
         let tokens = self.inner.tokenize(prompt, true)?;
@@ -362,6 +487,14 @@ impl Model {
         cancel: Option<&CancelToken>,
         sink: Sink<'_>,
     ) -> Result<Completion> {
+        let remote_params = self.with_default_seed(params);
+        if let Some(done) = self.remote_call(
+            cancel,
+            || Ok(Completion::cancelled()),
+            |r| r.chat(messages, &remote_params, cancel, &mut *sink),
+        ) {
+            return done;
+        }
         self.check_generates_text()?;
         let tokens = match self.chat_tokens(messages, cancel) {
             // Cancelled before the first token, as a cancelled prompt is: an empty reply.
@@ -454,6 +587,15 @@ impl Model {
 
     /// One embedding vector per text.
     pub fn embed(&self, texts: &[&str], cancel: Option<&CancelToken>) -> Result<Vec<Vec<f32>>> {
+        let cancelled = || {
+            Err(Error::new(
+                ErrorKind::Cancelled,
+                "embed: cancelled while waiting for a free place",
+            ))
+        };
+        if let Some(done) = self.remote_call(cancel, cancelled, |r| r.embed(texts)) {
+            return done;
+        }
         let _permit = match self.admission.enter(cancel) {
             Ok(permit) => permit,
             Err(Refused::Cancelled) => {

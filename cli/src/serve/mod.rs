@@ -1,5 +1,8 @@
 //! `uml serve`: an OpenAI-compatible HTTP server over core's model manager.
 //!
+//! Models are files (`--model`, `--model-dir`) or other OpenAI-compatible servers
+//! (`--remote`), and a file can fall back to a server when it fails to load (`--fallback`).
+//!
 //! Routes: `GET /` (a chat playground page) and `GET /health` (no key needed for either), `GET /v1/models`, `POST /v1/chat/completions`,
 //! `POST /v1/completions` (both streamed as server-sent events with `stream: true`, ending
 //! with `data: [DONE]`), `POST /v1/embeddings`, `GET /metrics` (Prometheus text), and model
@@ -33,7 +36,7 @@ use tokio::sync::mpsc;
 use uml_core::chat::ChatTemplate;
 use uml_core::manager::{Manager, ManagerOptions};
 use uml_core::options::LoadOptions;
-use uml_core::{CancelToken, Error, ErrorKind, Model};
+use uml_core::{CancelToken, Error, ErrorKind, Model, RemoteEndpoint};
 
 /// `uml serve`'s options.
 #[derive(clap::Args, Debug)]
@@ -50,6 +53,17 @@ pub struct ServeArgs {
     /// name; repeatable. With folders given, --model paths must lie inside them.
     #[arg(long = "model-dir", value_name = "DIR")]
     pub model_dirs: Vec<PathBuf>,
+    /// A model served by another OpenAI-compatible server (vLLM, llama-server, Ollama, another
+    /// uml serve), as ID=URL#MODEL (`far=http://10.0.0.5:8080/v1#llama`); repeatable.
+    #[arg(long = "remote", value_name = "ID=URL#MODEL")]
+    pub remotes: Vec<String>,
+    /// Where to serve a model from when its own file fails to load, as ID=URL#MODEL;
+    /// repeatable.
+    #[arg(long = "fallback", value_name = "ID=URL#MODEL")]
+    pub fallbacks: Vec<String>,
+    /// The key sent to remote endpoints (also read from UML_REMOTE_API_KEY).
+    #[arg(long, value_name = "KEY")]
+    pub remote_api_key: Option<String>,
     /// The address to listen on. Anything but a loopback address needs --api-key.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -164,6 +178,27 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         manager.register(id, path, options.clone())?;
     }
     manager.scan(&options)?;
+    let remote_key = args
+        .remote_api_key
+        .clone()
+        .or_else(|| std::env::var("UML_REMOTE_API_KEY").ok());
+    let endpoint_of = |flag: &str, spec: &str| -> Result<(String, RemoteEndpoint), Error> {
+        let (id, endpoint) = spec.split_once('=').ok_or_else(|| {
+            Error::invalid_argument(format!("--{flag} {spec}: expected ID=URL#MODEL"))
+        })?;
+        Ok((
+            id.to_string(),
+            RemoteEndpoint::parse(endpoint, remote_key.clone())?,
+        ))
+    };
+    for spec in &args.remotes {
+        let (id, endpoint) = endpoint_of("remote", spec)?;
+        manager.register_remote(&id, endpoint, options.clone())?;
+    }
+    for spec in &args.fallbacks {
+        let (id, endpoint) = endpoint_of("fallback", spec)?;
+        manager.set_fallback(&id, endpoint)?;
+    }
     if manager.list().is_empty() {
         return Err(Error::invalid_argument(
             "no models to serve: pass --model ID=PATH or --model-dir DIR",

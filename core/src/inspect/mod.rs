@@ -175,6 +175,12 @@ pub fn inspect(path: &Path) -> Result<ModelInfo> {
         Format::ShardedSafetensors => with_folder_facts(safetensors::inspect_sharded(path)?, path)?,
         Format::HuggingFaceFolder => hf::inspect_folder(path)?,
         Format::PyTorch => hf::inspect_pytorch(path)?,
+        // `detect` reads files; a remote model never comes from one.
+        Format::Remote => {
+            return Err(crate::Error::internal(
+                "inspect: a remote model has no file",
+            ))
+        }
     };
     info.fill_defaults();
     Ok(info)

@@ -302,6 +302,34 @@ uml_status uml_model_load(const char *path,
                           uml_model **out_model);
 
 /**
+ * Open a remote model: one served by an OpenAI-compatible endpoint (vLLM, llama-server,
+ * Ollama, another `uml serve`). `uml_generate`, `uml_chat`, chat sessions and `uml_embed` on
+ * it are sent to the endpoint, with the same parameters, streaming, cancellation and result
+ * JSON as a local model; `uml_tokenize`, `uml_detokenize` are `UML_ERR_UNSUPPORTED`, and
+ * `uml_model_info` reports `"backend": "remote"`. Blocks while it asks the endpoint (`GET
+ * /models`) whether it serves the model.
+ *
+ * - `endpoint_json`: a JSON object: `url` (the API's base URL up to and including `/v1`,
+ *   http:// or https://), `model` (the name the endpoint knows the model by), `api_key`
+ *   (optional: sent as `Authorization: Bearer <key>`). Borrowed for the call.
+ * - `options_json`: NULL, "" or the JSON object of load options `uml_model_load` takes; the
+ *   ones that apply here are `max_parallel` (default 16: the calls sent to the endpoint at
+ *   once), `max_queued`, `embeddings` and `normalize_embeddings`. Borrowed.
+ * - `out_model`: receives the new handle on success; the caller owns it and releases it with
+ *   `uml_model_free`. Untouched on failure.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (NULL/non-UTF-8 argument, bad JSON, a missing or
+ * unknown key, named in the message, a URL that is not http(s), an empty model name, bad
+ * load options), `UML_ERR_NOT_FOUND` (the endpoint does not serve a model by that name),
+ * `UML_ERR_BACKEND` (the endpoint cannot be reached, or answers with an error),
+ * `UML_ERR_INTERNAL`.
+ */
+uml_status uml_model_load_remote(const char *endpoint_json,
+                                 const char *options_json,
+                                 uml_model **out_model);
+
+/**
  * Release a model. NULL, and a handle already freed, are ignored.
  *
  * Ownership: takes the handle; it must not be used afterwards (a later call with it returns
@@ -583,6 +611,47 @@ uml_status uml_manager_register(const uml_manager *manager,
                                 const char *id,
                                 const char *path,
                                 const char *load_options_json);
+
+/**
+ * Register a remote model (see `uml_model_load_remote`) as `id`; `uml_manager_get` opens it,
+ * asking the endpoint whether it serves the model, the first time it is asked for. It takes
+ * no memory from the budget.
+ *
+ * - `id`: as in `uml_manager_register`. Borrowed.
+ * - `endpoint_json`: the JSON object `uml_model_load_remote` takes (`url`, `model`,
+ *   `api_key`). Borrowed.
+ * - `load_options_json`: NULL, "" or the JSON object `uml_model_load` takes. Borrowed.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle or argument, an id already taken, bad
+ * endpoint JSON, a missing or unknown key, named in the message, a URL that is not http(s),
+ * bad load options). The endpoint is not contacted here: an endpoint that does not serve the
+ * model (`UML_ERR_NOT_FOUND`) or cannot be reached (`UML_ERR_BACKEND`) fails
+ * `uml_manager_get`.
+ */
+uml_status uml_manager_register_remote(const uml_manager *manager,
+                                       const char *id,
+                                       const char *endpoint_json,
+                                       const char *load_options_json);
+
+/**
+ * Give the model `name` (an id or an alias) a remote fallback: when a load of its local
+ * model fails (a missing or broken file, too little memory, ...), `uml_manager_get` opens
+ * the remote model instead (see `uml_model_load_remote`); its `uml_model_info` then reports
+ * `"backend": "remote"` and the local failure in `skipped_backends`. Replaces an earlier
+ * fallback; a model loaded already is not affected until it is loaded again.
+ *
+ * - `name`: NUL-terminated UTF-8, borrowed.
+ * - `endpoint_json`: the JSON object `uml_model_load_remote` takes. Borrowed.
+ *
+ * Thread safety: any thread.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle or argument, bad endpoint JSON, a missing
+ * or unknown key, named in the message), `UML_ERR_NOT_FOUND` (no model is registered as
+ * `name`).
+ */
+uml_status uml_manager_set_fallback(const uml_manager *manager,
+                                    const char *name,
+                                    const char *endpoint_json);
 
 /**
  * Make `alias` another name for the model `id` (an id or an alias). Removing the model

@@ -3,7 +3,7 @@
 
 use crate::boundary::{boundary, new_json, opt_str_arg, str_arg, Out};
 use crate::handles::Registry;
-use crate::model::{uml_model, MODELS};
+use crate::model::{endpoint_arg, uml_model, MODELS};
 use crate::status::uml_status;
 use std::ffi::c_char;
 use std::sync::Arc;
@@ -123,6 +123,74 @@ pub unsafe extern "C" fn uml_manager_register(
             )
         };
         manager.register(id, path, options)
+    })
+}
+
+/// Register a remote model (see `uml_model_load_remote`) as `id`; `uml_manager_get` opens it,
+/// asking the endpoint whether it serves the model, the first time it is asked for. It takes
+/// no memory from the budget.
+///
+/// - `id`: as in `uml_manager_register`. Borrowed.
+/// - `endpoint_json`: the JSON object `uml_model_load_remote` takes (`url`, `model`,
+///   `api_key`). Borrowed.
+/// - `load_options_json`: NULL, "" or the JSON object `uml_model_load` takes. Borrowed.
+///
+/// Thread safety: any thread.
+/// Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle or argument, an id already taken, bad
+/// endpoint JSON, a missing or unknown key, named in the message, a URL that is not http(s),
+/// bad load options). The endpoint is not contacted here: an endpoint that does not serve the
+/// model (`UML_ERR_NOT_FOUND`) or cannot be reached (`UML_ERR_BACKEND`) fails
+/// `uml_manager_get`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uml_manager_register_remote(
+    manager: *const uml_manager,
+    id: *const c_char,
+    endpoint_json: *const c_char,
+    load_options_json: *const c_char,
+) -> uml_status {
+    boundary("uml_manager_register_remote", || {
+        let manager = manager_arg(manager)?;
+        // SAFETY: the caller passes NUL-terminated strings (or NULL) valid for the call.
+        let (id, endpoint, options) = unsafe {
+            (
+                str_arg(id, "id")?,
+                endpoint_arg(endpoint_json, "endpoint_json")?,
+                load_options_arg(load_options_json)?,
+            )
+        };
+        manager.register_remote(id, endpoint, options)
+    })
+}
+
+/// Give the model `name` (an id or an alias) a remote fallback: when a load of its local
+/// model fails (a missing or broken file, too little memory, ...), `uml_manager_get` opens
+/// the remote model instead (see `uml_model_load_remote`); its `uml_model_info` then reports
+/// `"backend": "remote"` and the local failure in `skipped_backends`. Replaces an earlier
+/// fallback; a model loaded already is not affected until it is loaded again.
+///
+/// - `name`: NUL-terminated UTF-8, borrowed.
+/// - `endpoint_json`: the JSON object `uml_model_load_remote` takes. Borrowed.
+///
+/// Thread safety: any thread.
+/// Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle or argument, bad endpoint JSON, a missing
+/// or unknown key, named in the message), `UML_ERR_NOT_FOUND` (no model is registered as
+/// `name`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uml_manager_set_fallback(
+    manager: *const uml_manager,
+    name: *const c_char,
+    endpoint_json: *const c_char,
+) -> uml_status {
+    boundary("uml_manager_set_fallback", || {
+        let manager = manager_arg(manager)?;
+        // SAFETY: the caller passes NUL-terminated strings (or NULL) valid for the call.
+        let (name, endpoint) = unsafe {
+            (
+                str_arg(name, "name")?,
+                endpoint_arg(endpoint_json, "endpoint_json")?,
+            )
+        };
+        manager.set_fallback(name, endpoint)
     })
 }
 

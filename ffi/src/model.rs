@@ -7,7 +7,7 @@ use crate::status::uml_status;
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use uml_core::options::LoadOptions;
-use uml_core::{Error, ErrorKind, LoadStage, Model, Result};
+use uml_core::{Error, ErrorKind, LoadStage, Model, RemoteEndpoint, Result};
 
 /// A loaded model (opaque). Created by `uml_model_load` (or handed out by `uml_manager_get`),
 /// released by `uml_model_free`.
@@ -108,6 +108,69 @@ pub unsafe extern "C" fn uml_model_load(
             }
         };
         let model = Model::load(path, &options, Some(&mut on_progress))?;
+        out.write(MODELS.insert(model));
+        Ok(())
+    })
+}
+
+/// A required `{"url", "model", "api_key"?}` JSON argument naming a remote endpoint: bad JSON,
+/// a missing or unknown key and a URL that is not http(s) are `UML_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string valid for the call.
+pub(crate) unsafe fn endpoint_arg(p: *const c_char, name: &str) -> Result<RemoteEndpoint> {
+    // SAFETY: forwarded from this function's contract.
+    let json = unsafe { str_arg(p, name) }?;
+    let endpoint: RemoteEndpoint = serde_json::from_str(json).map_err(|e| {
+        Error::invalid_argument(format!(
+            "{name}: {e}; pass {{\"url\": \"http://host:8080/v1\", \"model\": \"name\"}} and \
+             optionally \"api_key\""
+        ))
+    })?;
+    endpoint.validate()?;
+    Ok(endpoint)
+}
+
+/// Open a remote model: one served by an OpenAI-compatible endpoint (vLLM, llama-server,
+/// Ollama, another `uml serve`). `uml_generate`, `uml_chat`, chat sessions and `uml_embed` on
+/// it are sent to the endpoint, with the same parameters, streaming, cancellation and result
+/// JSON as a local model; `uml_tokenize`, `uml_detokenize` are `UML_ERR_UNSUPPORTED`, and
+/// `uml_model_info` reports `"backend": "remote"`. Blocks while it asks the endpoint (`GET
+/// /models`) whether it serves the model.
+///
+/// - `endpoint_json`: a JSON object: `url` (the API's base URL up to and including `/v1`,
+///   http:// or https://), `model` (the name the endpoint knows the model by), `api_key`
+///   (optional: sent as `Authorization: Bearer <key>`). Borrowed for the call.
+/// - `options_json`: NULL, "" or the JSON object of load options `uml_model_load` takes; the
+///   ones that apply here are `max_parallel` (default 16: the calls sent to the endpoint at
+///   once), `max_queued`, `embeddings` and `normalize_embeddings`. Borrowed.
+/// - `out_model`: receives the new handle on success; the caller owns it and releases it with
+///   `uml_model_free`. Untouched on failure.
+///
+/// Thread safety: any thread.
+/// Errors: `UML_ERR_INVALID_ARGUMENT` (NULL/non-UTF-8 argument, bad JSON, a missing or
+/// unknown key, named in the message, a URL that is not http(s), an empty model name, bad
+/// load options), `UML_ERR_NOT_FOUND` (the endpoint does not serve a model by that name),
+/// `UML_ERR_BACKEND` (the endpoint cannot be reached, or answers with an error),
+/// `UML_ERR_INTERNAL`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uml_model_load_remote(
+    endpoint_json: *const c_char,
+    options_json: *const c_char,
+    out_model: *mut *mut uml_model,
+) -> uml_status {
+    boundary("uml_model_load_remote", || {
+        // SAFETY: the caller passes NUL-terminated strings (or NULL) valid for the call and a
+        // writable `uml_model *` slot (or NULL, refused).
+        let (endpoint, options, out) = unsafe {
+            (
+                endpoint_arg(endpoint_json, "endpoint_json")?,
+                opt_str_arg(options_json, "options_json")?,
+                Out::new(out_model, "out_model")?,
+            )
+        };
+        let options = LoadOptions::from_json(options.unwrap_or(""))?;
+        let model = Model::remote(endpoint, &options)?;
         out.write(MODELS.insert(model));
         Ok(())
     })

@@ -263,6 +263,30 @@ fn smollm2_from_c_matches_reference_shared_and_static() {
 }
 
 #[test]
+fn remote_models_from_c_through_uml_serve() {
+    // The `uml` CLI `cargo test --workspace` builds (uml-cli has integration tests, so its
+    // binary is built before any test runs). Building it from here could wait forever on the
+    // build lock this `cargo test` holds.
+    let uml = repo_root().join("target/release/uml");
+    assert!(
+        uml.is_file(),
+        "{} is missing: run `cargo build --release -p uml-cli` first",
+        uml.display()
+    );
+    let model = model_path(SMOLLM2);
+    let dir = scratch("remote");
+    let broken = dir.join("broken.gguf");
+    std::fs::write(&broken, b"GGUF but not really a model").expect("write the broken model");
+    let exe = dir.join("test_remote");
+    compile(&c_test("test_remote.c"), &exe, Link::Shared, false);
+    run(
+        &exe,
+        &[uml.as_os_str(), model.as_os_str(), broken.as_os_str()],
+        None,
+    );
+}
+
+#[test]
 fn thousand_load_free_cycles_keep_rss_flat() {
     let tiny = tiny_model("cycles");
     let exe = scratch("cycles").join("test_cycles");

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use uml_core::manager::ManagerOptions;
 use uml_core::options::LoadOptions;
-use uml_core::Error;
+use uml_core::{Error, RemoteEndpoint};
 
 #[pyclass(module = "uml._uml", name = "Manager", frozen)]
 pub struct Manager {
@@ -95,6 +95,46 @@ impl Manager {
         let (manager, options) = (self.open()?, load_options(options)?);
         py.detach(move || manager.register(&id, &path, options))
             .map_err(to_py)
+    }
+
+    /// Register `model` served by the OpenAI-compatible endpoint at `url` as `id`; `get` opens
+    /// it (asking the endpoint) when first used.
+    #[pyo3(signature = (id, url, model, api_key=None, options=None))]
+    fn register_remote(
+        &self,
+        id: String,
+        url: String,
+        model: String,
+        api_key: Option<String>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let (manager, options) = (self.open()?, load_options(options)?);
+        let endpoint = RemoteEndpoint {
+            url,
+            model,
+            api_key,
+        };
+        // No I/O: the endpoint is first asked by `get`.
+        manager
+            .register_remote(&id, endpoint, options)
+            .map_err(to_py)
+    }
+
+    /// Serve `name` from `model` at `url` when its local load fails.
+    #[pyo3(signature = (name, url, model, api_key=None))]
+    fn set_fallback(
+        &self,
+        name: String,
+        url: String,
+        model: String,
+        api_key: Option<String>,
+    ) -> PyResult<()> {
+        let endpoint = RemoteEndpoint {
+            url,
+            model,
+            api_key,
+        };
+        self.open()?.set_fallback(&name, endpoint).map_err(to_py)
     }
 
     /// Another name for the model `id`.

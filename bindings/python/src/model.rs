@@ -18,7 +18,7 @@ use uml_core::options::LoadOptions;
 use uml_core::runner::{self, Active, Pieces, Task};
 use uml_core::sampling::GenerateParams;
 use uml_core::stream::Completion;
-use uml_core::{Error, ErrorKind, LoadStage};
+use uml_core::{Error, ErrorKind, LoadStage, RemoteEndpoint};
 
 #[pyclass(module = "uml._uml", name = "Model", frozen)]
 pub struct Model {
@@ -166,6 +166,36 @@ impl Model {
             }),
             (Err(e), None) => Err(to_py(e)),
         }
+    }
+
+    /// A remote model: `model` served by the OpenAI-compatible endpoint at `url` (up to and
+    /// including `/v1`), `api_key` sent as a bearer token. Asks the endpoint whether it serves
+    /// the model with the GIL released.
+    #[staticmethod]
+    #[pyo3(signature = (url, model, api_key=None, options=None))]
+    fn remote(
+        py: Python<'_>,
+        url: String,
+        model: String,
+        api_key: Option<String>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let options =
+            LoadOptions::from_json(&kwargs_json(options, "load option")?).map_err(to_py)?;
+        let endpoint = RemoteEndpoint {
+            url,
+            model,
+            api_key,
+        };
+        let model = py
+            .detach(move || uml_core::Model::remote(endpoint, &options))
+            .map_err(to_py)?;
+        Ok(Model {
+            path: model.info().path.clone(),
+            inner: Mutex::new(Some(Arc::new(model))),
+            active: Arc::default(),
+            managed: false,
+        })
     }
 
     /// Cancel running generations, wait for them, and free the model (a model from a

@@ -11,6 +11,9 @@ Load local GGUF models and run them in-process (llama.cpp inside, through the um
             print(piece, end="", flush=True)
         reply = m.chat([{"role": "user", "content": "Hi"}])
 
+    with uml.remote("http://10.0.0.5:8080/v1", "llama") as m:  # served elsewhere (OpenAI API)
+        print(m.generate("Hi"))
+
     with uml.Manager(memory_budget_bytes=4 << 30, folders=["models"]) as mgr:
         mgr.scan()                                 # several models by id, loaded on demand
         with mgr.get("SmolLM2-135M-Instruct.Q4_1") as m:
@@ -54,7 +57,7 @@ from ._errors import (
     UnsupportedFormatError,
 )
 from ._manager import Manager
-from ._model import AsyncStream, CancelToken, ChatSession, Loader, Model, Stream, load
+from ._model import AsyncStream, CancelToken, ChatSession, Loader, Model, Stream, load, remote
 from ._options import BenchOptions, GenerateOptions, LoadOptions, Message, ProgressCallback
 from ._types import BenchReport, BenchSeries, Completion, Gpu, Hardware, MemoryEstimate, ModelInfo, Record, Usage
 
@@ -113,6 +116,7 @@ __all__ = [
     "hardware",
     "inspect",
     "load",
+    "remote",
 ]
 
 

@@ -57,6 +57,24 @@ class Manager(_ClosedOnExit):
         outside the folders, :class:`uml.ModelNotFoundError` for a missing path."""
         self._native.register(id, path, dict(options))
 
+    def register_remote(
+        self, id: str, url: str, model: str, api_key: Optional[str] = None, **options: Unpack[LoadOptions]
+    ) -> None:
+        """Register ``model`` served by the OpenAI-compatible endpoint at ``url`` as ``id`` (see
+        :func:`uml.remote`); it takes nothing from the memory budget. The endpoint is first
+        asked by :meth:`get`, which raises :class:`uml.ModelNotFoundError` or
+        :class:`uml.BackendError` as :func:`uml.remote` does. :class:`uml.InvalidArgumentError`
+        for an id already taken or a URL that is not http(s)."""
+        self._native.register_remote(id, url, model, api_key, dict(options))
+
+    def set_fallback(self, name: str, url: str, model: str, api_key: Optional[str] = None) -> None:
+        """Give the model ``name`` a remote fallback: when loading its local model fails (a
+        missing or broken file, too little memory), :meth:`get` returns ``model`` at ``url``
+        instead (see :func:`uml.remote`), with the local failure in
+        :attr:`uml.Model.skipped_backends`. :class:`uml.ModelNotFoundError` for an unknown
+        name."""
+        self._native.set_fallback(name, url, model, api_key)
+
     def alias(self, alias: str, id: str) -> None:
         """Make ``alias`` another name for the model ``id``."""
         self._native.alias(alias, id)

@@ -36,6 +36,23 @@ def load(path: StrPath, *, progress: Optional[ProgressCallback] = None, **option
     return Model(_uml.Model(path, dict(options), progress))
 
 
+def remote(url: str, model: str, api_key: Optional[str] = None, **options: Unpack[LoadOptions]) -> Model:
+    """A remote model: ``model`` served by the OpenAI-compatible endpoint at ``url`` (vLLM,
+    llama-server, Ollama, another ``uml serve``; the base URL up to and including ``/v1``),
+    ``api_key`` sent as ``Authorization: Bearer``. Its :meth:`Model.generate`, ``stream``,
+    ``chat``, sessions and ``embed`` go to the endpoint with the same parameters, cancellation
+    and results as a local model; ``tokenize`` and ``render_chat`` raise
+    :class:`uml.UnsupportedError`, and :attr:`Model.backend` is ``"remote"``. Of ``options``
+    (the keywords of :class:`Loader`), ``max_parallel`` (default 16), ``max_queued``,
+    ``embeddings`` and ``normalize_embeddings`` apply.
+
+    Blocks (with the GIL released) while it asks the endpoint whether it serves the model:
+    :class:`uml.ModelNotFoundError` when it does not, :class:`uml.BackendError` when it cannot
+    be reached, :class:`uml.InvalidArgumentError` for a URL that is not http(s). Like
+    :func:`load`, it returns a :class:`Model`: ``with uml.remote(url, "llama") as m:``."""
+    return Model(_uml.Model.remote(url, model, api_key, dict(options)))
+
+
 _C = TypeVar("_C", bound="_ClosedOnExit")
 
 

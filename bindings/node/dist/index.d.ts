@@ -258,6 +258,16 @@ export interface ManagerOptions {
      * before the check), and what `scan` searches. Default, or empty: any path. */
     folders?: string[];
 }
+/** A model served by an OpenAI-compatible endpoint (vLLM, llama-server, Ollama, another
+ * `uml serve`). */
+export interface RemoteEndpoint {
+    /** The API's base URL, up to and including `/v1` (`http://10.0.0.5:8080/v1`). */
+    url: string;
+    /** The name the endpoint knows the model by. */
+    model: string;
+    /** Sent as `Authorization: Bearer <key>` when set. */
+    apiKey?: string | null;
+}
 /** Load options for models a `Manager` loads: `LoadOptions` without `signal` and
  * `onProgress` (a manager loads on demand, for whoever asks first). */
 export type ManagedLoadOptions = Omit<LoadOptions, 'signal' | 'onProgress'>;
@@ -306,6 +316,17 @@ export declare class Manager implements AsyncDisposable {
      * `InvalidArgumentError` for an id already taken or a path outside the folders, with
      * `ModelNotFoundError` for a missing path. */
     register(id: string, path: string, options?: ManagedLoadOptions): Promise<void>;
+    /** Register the model `endpoint` serves as `id` (see `Loader.remote`), opened with
+     * `options` when `get` first asks for it; it takes nothing from the budget. Nothing is sent
+     * to the endpoint here: `get` rejects with `ModelNotFoundError` or `BackendError` as
+     * `Loader.remote` does. Rejects with `InvalidArgumentError` for an id already taken, a URL
+     * that is not http(s), or a missing or unknown endpoint key. */
+    registerRemote(id: string, endpoint: RemoteEndpoint, options?: ManagedLoadOptions): Promise<void>;
+    /** Give the model `name` a remote fallback: when loading its local model fails (a missing
+     * or broken file, too little memory), `get` resolves with the model `endpoint` serves
+     * instead (see `Loader.remote`), with the local failure in `info.skippedBackends`.
+     * Rejects with `ModelNotFoundError` for an unknown name. */
+    setFallback(name: string, endpoint: RemoteEndpoint): Promise<void>;
     /** Make `alias` another name for the model `id`. */
     alias(alias: string, id: string): void;
     /** Register every model in the folders not registered yet (each `.gguf` file as its name
@@ -348,4 +369,13 @@ export declare class Loader {
      * OUT_OF_MEMORY, ... naming the problem; with an AbortError when `signal` aborts or
      * `onProgress` returns false. */
     static load(path: string, options?: LoadOptions): Promise<Model>;
+    /** Open the model `endpoint` serves: an OpenAI-compatible API. Its `generate`, `stream`,
+     * `chat`, sessions and `embed` go to the endpoint with the same options, AbortSignals and
+     * results as a local model; `info.backend` is 'remote', and `tokenize` / `renderChat`
+     * reject with `UnsupportedError`. Of `options`, `maxParallel` (default 16), `maxQueued`,
+     * `embeddings` and `normalizeEmbeddings` apply. It first asks the endpoint, off the event
+     * loop, whether it serves the model: rejects with `ModelNotFoundError` if not, `BackendError`
+     * if it cannot be reached, `InvalidArgumentError` for a URL that is not http(s) or a missing
+     * or unknown endpoint key. */
+    static remote(endpoint: RemoteEndpoint, options?: ManagedLoadOptions): Promise<Model>;
 }

@@ -396,6 +396,24 @@ class Manager {
         const json = managedOptions(options);
         return call(() => this.#native.register(id, path, json));
     }
+    /** Register the model `endpoint` serves as `id` (see `Loader.remote`), opened with
+     * `options` when `get` first asks for it; it takes nothing from the budget. Nothing is sent
+     * to the endpoint here: `get` rejects with `ModelNotFoundError` or `BackendError` as
+     * `Loader.remote` does. Rejects with `InvalidArgumentError` for an id already taken, a URL
+     * that is not http(s), or a missing or unknown endpoint key. */
+    async registerRemote(id, endpoint, options = {}) {
+        const json = managedOptions(options);
+        const ep = toJson(endpoint, 'remote endpoint');
+        return call(() => this.#native.registerRemote(id, ep, json));
+    }
+    /** Give the model `name` a remote fallback: when loading its local model fails (a missing
+     * or broken file, too little memory), `get` resolves with the model `endpoint` serves
+     * instead (see `Loader.remote`), with the local failure in `info.skippedBackends`.
+     * Rejects with `ModelNotFoundError` for an unknown name. */
+    async setFallback(name, endpoint) {
+        const ep = toJson(endpoint, 'remote endpoint');
+        return call(() => this.#native.setFallback(name, ep));
+    }
     /** Make `alias` another name for the model `id`. */
     alias(alias, id) {
         try {
@@ -537,6 +555,19 @@ class Loader {
             }
             return new Model(loading.model());
         });
+    }
+    /** Open the model `endpoint` serves: an OpenAI-compatible API. Its `generate`, `stream`,
+     * `chat`, sessions and `embed` go to the endpoint with the same options, AbortSignals and
+     * results as a local model; `info.backend` is 'remote', and `tokenize` / `renderChat`
+     * reject with `UnsupportedError`. Of `options`, `maxParallel` (default 16), `maxQueued`,
+     * `embeddings` and `normalizeEmbeddings` apply. It first asks the endpoint, off the event
+     * loop, whether it serves the model: rejects with `ModelNotFoundError` if not, `BackendError`
+     * if it cannot be reached, `InvalidArgumentError` for a URL that is not http(s) or a missing
+     * or unknown endpoint key. */
+    static async remote(endpoint, options = {}) {
+        const json = managedOptions(options);
+        const ep = toJson(endpoint, 'remote endpoint');
+        return call(async () => new Model(await native_1.native.loadRemote(ep, json)));
     }
 }
 exports.Loader = Loader;

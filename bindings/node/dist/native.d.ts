@@ -47,6 +47,8 @@ export interface NativeChatSession {
 /** A model manager (`src/manager.rs`). */
 export interface NativeManager {
     register(id: string, path: string, loadOptionsJson: string): Promise<void>;
+    registerRemote(id: string, endpointJson: string, loadOptionsJson: string): Promise<void>;
+    setFallback(name: string, endpointJson: string): Promise<void>;
     alias(alias: string, id: string): void;
     scan(loadOptionsJson: string): Promise<string[]>;
     get(name: string): Promise<NativeModel>;
@@ -69,6 +71,7 @@ export interface Native {
     shutdown(): void;
     openmpSpin(): [string, string];
     startLoad(path: string, optionsJson: string, cancel: NativeCancelToken): NativeLoading;
+    loadRemote(endpointJson: string, optionsJson: string): Promise<NativeModel>;
     CancelToken: new () => NativeCancelToken;
     Manager: new (optionsJson: string) => NativeManager;
 }

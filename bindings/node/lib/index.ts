@@ -564,6 +564,17 @@ export interface ManagerOptions {
   folders?: string[]
 }
 
+/** A model served by an OpenAI-compatible endpoint (vLLM, llama-server, Ollama, another
+ * `uml serve`). */
+export interface RemoteEndpoint {
+  /** The API's base URL, up to and including `/v1` (`http://10.0.0.5:8080/v1`). */
+  url: string
+  /** The name the endpoint knows the model by. */
+  model: string
+  /** Sent as `Authorization: Bearer <key>` when set. */
+  apiKey?: string | null
+}
+
 /** Load options for models a `Manager` loads: `LoadOptions` without `signal` and
  * `onProgress` (a manager loads on demand, for whoever asks first). */
 export type ManagedLoadOptions = Omit<LoadOptions, 'signal' | 'onProgress'>
@@ -628,6 +639,26 @@ export class Manager implements AsyncDisposable {
   async register(id: string, path: string, options: ManagedLoadOptions = {}): Promise<void> {
     const json = managedOptions(options)
     return call(() => this.#native.register(id, path, json))
+  }
+
+  /** Register the model `endpoint` serves as `id` (see `Loader.remote`), opened with
+   * `options` when `get` first asks for it; it takes nothing from the budget. Nothing is sent
+   * to the endpoint here: `get` rejects with `ModelNotFoundError` or `BackendError` as
+   * `Loader.remote` does. Rejects with `InvalidArgumentError` for an id already taken, a URL
+   * that is not http(s), or a missing or unknown endpoint key. */
+  async registerRemote(id: string, endpoint: RemoteEndpoint, options: ManagedLoadOptions = {}): Promise<void> {
+    const json = managedOptions(options)
+    const ep = toJson(endpoint, 'remote endpoint')
+    return call(() => this.#native.registerRemote(id, ep, json))
+  }
+
+  /** Give the model `name` a remote fallback: when loading its local model fails (a missing
+   * or broken file, too little memory), `get` resolves with the model `endpoint` serves
+   * instead (see `Loader.remote`), with the local failure in `info.skippedBackends`.
+   * Rejects with `ModelNotFoundError` for an unknown name. */
+  async setFallback(name: string, endpoint: RemoteEndpoint): Promise<void> {
+    const ep = toJson(endpoint, 'remote endpoint')
+    return call(() => this.#native.setFallback(name, ep))
   }
 
   /** Make `alias` another name for the model `id`. */
@@ -772,6 +803,20 @@ export class Loader {
       }
       return new Model(loading.model())
     })
+  }
+
+  /** Open the model `endpoint` serves: an OpenAI-compatible API. Its `generate`, `stream`,
+   * `chat`, sessions and `embed` go to the endpoint with the same options, AbortSignals and
+   * results as a local model; `info.backend` is 'remote', and `tokenize` / `renderChat`
+   * reject with `UnsupportedError`. Of `options`, `maxParallel` (default 16), `maxQueued`,
+   * `embeddings` and `normalizeEmbeddings` apply. It first asks the endpoint, off the event
+   * loop, whether it serves the model: rejects with `ModelNotFoundError` if not, `BackendError`
+   * if it cannot be reached, `InvalidArgumentError` for a URL that is not http(s) or a missing
+   * or unknown endpoint key. */
+  static async remote(endpoint: RemoteEndpoint, options: ManagedLoadOptions = {}): Promise<Model> {
+    const json = managedOptions(options)
+    const ep = toJson(endpoint, 'remote endpoint')
+    return call(async () => new Model(await native.loadRemote(ep, json)))
   }
 }
 

@@ -140,3 +140,18 @@ fn camel_keys(value: Value) -> Value {
         other => other,
     }
 }
+
+/// A remote endpoint, `{ url, model, apiKey? }` as JSON text, as core's `RemoteEndpoint`: a
+/// missing or unknown key is an InvalidArgumentError naming it as JavaScript writes it.
+pub fn endpoint(text: &str) -> Result<uml_core::RemoteEndpoint> {
+    const FIELDS: &[&str] = &["url", "model", "api_key"];
+    let options = Options::parse(text, "remote endpoint field", FIELDS)?;
+    let endpoint: uml_core::RemoteEndpoint = serde_json::from_str(&options.json).map_err(|e| {
+        options.explain(Error::invalid_argument(format!(
+            "remote endpoint: {e}; pass {{ url: 'http://host:8080/v1', model: 'name' }} and \
+                 optionally api_key"
+        )))
+    })?;
+    endpoint.validate()?;
+    Ok(endpoint)
+}

@@ -22,7 +22,7 @@ use uml_core::runner::{self, Active};
 pub use cancel::CancelToken;
 pub use error::error_kinds;
 pub use manager::Manager;
-pub use model::{start_load, LoadProgress, Loading, Model, Stream};
+pub use model::{load_remote, start_load, LoadProgress, Loading, Model, Stream};
 pub use session::ChatSession;
 
 /// `inspect` and `estimate` read model files on task threads.

@@ -85,6 +85,42 @@ impl Manager {
         self.run(env, move |m| m.register(&id, &path, options))
     }
 
+    /// Register the remote model `endpointJson` names (`{ url, model, apiKey? }`) as `id`,
+    /// opened with `loadOptionsJson` when first asked for (nothing is sent to the endpoint
+    /// before). On a task thread, as `register`: the manager's lock may be held by a load.
+    #[napi(
+        js_name = "registerRemote",
+        catch_unwind,
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn register_remote<'env>(
+        &self,
+        env: &'env Env,
+        id: String,
+        endpoint_json: String,
+        load_options_json: String,
+    ) -> napi::Result<Object<'env>> {
+        let endpoint = crate::convert::endpoint(&endpoint_json).or_throw()?;
+        let options = load_options(&load_options_json)?;
+        self.run(env, move |m| m.register_remote(&id, endpoint, options))
+    }
+
+    /// Serve `name` from the remote model `endpointJson` names when its local load fails.
+    #[napi(
+        js_name = "setFallback",
+        catch_unwind,
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn set_fallback<'env>(
+        &self,
+        env: &'env Env,
+        name: String,
+        endpoint_json: String,
+    ) -> napi::Result<Object<'env>> {
+        let endpoint = crate::convert::endpoint(&endpoint_json).or_throw()?;
+        self.run(env, move |m| m.set_fallback(&name, endpoint))
+    }
+
     /// Another name for the model `id`.
     #[napi(catch_unwind)]
     pub fn alias(&self, alias: String, id: String) -> napi::Result<()> {

@@ -75,6 +75,34 @@ pub struct Loading {
     path: String,
 }
 
+/// Open the remote model `endpointJson` names (`{ url, model, apiKey? }`) with `optionsJson`
+/// (load options) on a load thread: it asks the endpoint whether it serves the model.
+#[napi(
+    js_name = "loadRemote",
+    catch_unwind,
+    ts_return_type = "Promise<Model>"
+)]
+pub fn load_remote(
+    env: &Env,
+    endpoint_json: String,
+    options_json: String,
+) -> napi::Result<Object<'_>> {
+    let endpoint = crate::convert::endpoint(&endpoint_json).or_throw()?;
+    let options = Options::parse(&options_json, "load option", LoadOptions::FIELDS).or_throw()?;
+    let load_options =
+        LoadOptions::from_json(&options.json).map_err(|e| to_napi(options.explain(e)))?;
+    task::promise(
+        env,
+        &LOADS,
+        uml_core::CancelToken::new(),
+        move || uml_core::Model::remote(endpoint, &load_options),
+        |model| {
+            let path = model.info().path.to_string_lossy().into_owned();
+            Ok(Model::new(Arc::new(model), path, false))
+        },
+    )
+}
+
 /// Start loading the model at `path` with `optionsJson` (a JSON object of load options, camelCase
 /// or snake_case keys). Cancelling `cancel` stops the load at its next progress step.
 #[napi(js_name = "startLoad")]

@@ -3,8 +3,11 @@ greedy reference completions recorded from llama.cpp's own llama-simple."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
+import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
@@ -67,3 +70,26 @@ def smollm2(smollm2_path: Path) -> Iterator[uml.Model]:
     greedy output does not depend on the thread count."""
     with uml.Loader(smollm2_path, n_ctx=1024, n_threads=1) as m:
         yield m
+
+
+@contextlib.contextmanager
+def uml_serve(*args: str) -> Iterator[str]:
+    """A release ``uml serve`` (built by cargo if missing) on a free loopback port with
+    ``args`` added; yields its API's base URL (``http://127.0.0.1:PORT/v1``) and stops it."""
+    exe = REPO / "target" / "release" / "uml"
+    if not exe.exists():
+        subprocess.run(["cargo", "build", "--release", "-p", "uml-cli"], cwd=REPO, check=True)
+    command = [str(exe), "serve", "--port", "0", "--ctx", "1024", "--threads", "2", *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    prefix = "uml serve: listening on "
+    assert first.startswith(prefix), first
+    out = proc.stdout
+    # Read the rest of its output so the server never blocks on a full pipe.
+    threading.Thread(target=lambda: [None for _ in out], daemon=True).start()
+    try:
+        yield first[len(prefix) :].strip() + "/v1"
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -5,51 +5,19 @@ a bad URL, and a broken local file answered by its fallback."""
 
 from __future__ import annotations
 
-import subprocess
-import threading
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import REPO, fixture, model_path
+from conftest import fixture, model_path, uml_serve
 
 import uml
 
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    exe = REPO / "target" / "release" / "uml"
-    if not exe.exists():
-        subprocess.run(["cargo", "build", "--release", "-p", "uml-cli"], cwd=REPO, check=True)
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "serve",
-            "--port",
-            "0",
-            "--ctx",
-            "1024",
-            "--threads",
-            "2",
-            "--model",
-            f"smollm2={model_path()}",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    prefix = "uml serve: listening on "
-    assert first.startswith(prefix), first
-    out = proc.stdout
-    # Read the rest of its output so the server never blocks on a full pipe.
-    threading.Thread(target=lambda: [None for _ in out], daemon=True).start()
-    try:
-        yield first[len(prefix) :].strip() + "/v1"
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
+    with uml_serve("--model", f"smollm2={model_path()}") as base:
+        yield base
 
 def test_remote_model_generates_and_chats(url: str) -> None:
     with uml.remote(url, "smollm2") as m:

@@ -7,54 +7,20 @@ The server is the release `uml` binary (built by cargo if missing) on a free loo
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
 from typing import Iterator
 
 import openai
 import pytest
-from conftest import REPO, fixture, model_path
+from conftest import fixture, model_path, uml_serve
 
 KEY = "test-key-12345"
 
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    exe = REPO / "target" / "release" / "uml"
-    if not exe.exists():
-        subprocess.run(["cargo", "build", "--release", "-p", "uml-cli"], cwd=REPO, check=True)
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "serve",
-            "--port",
-            "0",
-            "--ctx",
-            "1024",
-            "--threads",
-            "2",
-            "--api-key",
-            KEY,
-            "--model",
-            f"smollm2={model_path()}",
-            "--model",
-            f"minilm={model_path('all-MiniLM-L6-v2.F32.gguf')}",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    prefix = "uml serve: listening on "
-    assert first.startswith(prefix), first
-    out = proc.stdout
-    threading.Thread(target=lambda: [None for _ in out], daemon=True).start()
-    try:
-        yield first[len(prefix) :].strip() + "/v1"
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
+    minilm = model_path("all-MiniLM-L6-v2.F32.gguf")
+    with uml_serve("--api-key", KEY, "--model", f"smollm2={model_path()}", "--model", f"minilm={minilm}") as base:
+        yield base
 
 @pytest.fixture(scope="module")
 def client(base_url: str) -> openai.OpenAI:

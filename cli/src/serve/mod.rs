@@ -606,25 +606,15 @@ async fn generate(state: Arc<AppState>, common: api::Common, job: Job, prefix: &
     let started = Instant::now();
     if !common.stream {
         let guard = CancelOnDrop::new(&state, &cancel);
-        let (metrics_state, name) = (Arc::clone(&state), common.model.clone());
+        let (task_state, name) = (Arc::clone(&state), common.model.clone());
         let done = tokio::task::spawn_blocking(move || {
-            let metrics = &metrics_state.metrics;
-            let mut first = true;
-            let sink = &mut |_: &str| {
-                if std::mem::take(&mut first) {
-                    metrics.first_token(&name, started.elapsed());
-                }
-                true
+            let run = Run {
+                model: &model,
+                name: &name,
+                metrics: &task_state.metrics,
+                started,
             };
-            let done = match &job {
-                Job::Chat(m) => model.chat(m, &params, Some(&cancel), sink),
-                Job::Prompt(p) => model.generate(p, &params, Some(&cancel), sink),
-            };
-            if let Ok(c) = &done {
-                let evaluated = c.usage.prompt_tokens - c.usage.cached_prompt_tokens;
-                metrics.tokens(&name, evaluated, c.usage.completion_tokens);
-            }
-            done
+            run.job(&job, &params, &cancel, &mut |_| true)
         })
         .await;
         drop(guard);
@@ -649,7 +639,12 @@ async fn generate(state: Arc<AppState>, common: api::Common, job: Job, prefix: &
     let model_name = common.model.clone();
     let guard = CancelOnDrop::new(&state, &cancel);
     tokio::task::spawn_blocking(move || {
-        let metrics = &state.metrics;
+        let run = Run {
+            model: &model,
+            name: &model_name,
+            metrics: &state.metrics,
+            started,
+        };
         let chunk = |text: &str, finish: Option<&str>| {
             if chat {
                 let delta = if finish.is_some() {
@@ -674,21 +669,9 @@ async fn generate(state: Arc<AppState>, common: api::Common, job: Job, prefix: &
                 return;
             }
         }
-        let mut first = true;
-        let sink = &mut |piece: &str| {
-            if std::mem::take(&mut first) {
-                metrics.first_token(&model_name, started.elapsed());
-            }
-            tx.blocking_send(chunk(piece, None)).is_ok()
-        };
-        let done = match &job {
-            Job::Chat(m) => model.chat(m, &params, Some(&cancel), sink),
-            Job::Prompt(p) => model.generate(p, &params, Some(&cancel), sink),
-        };
-        match done {
+        let sink = &mut |piece: &str| tx.blocking_send(chunk(piece, None)).is_ok();
+        match run.job(&job, &params, &cancel, sink) {
             Ok(c) => {
-                let evaluated = c.usage.prompt_tokens - c.usage.cached_prompt_tokens;
-                metrics.tokens(&model_name, evaluated, c.usage.completion_tokens);
                 let _ = tx.blocking_send(chunk("", Some(api::finish_reason(c.finish_reason))));
                 if include_usage {
                     let mut last = chunk("", None);
@@ -706,6 +689,46 @@ async fn generate(state: Arc<AppState>, common: api::Common, job: Job, prefix: &
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// One generation of a request, with what /metrics counts of it.
+struct Run<'a> {
+    model: &'a Model,
+    /// The model's name in the request (the metrics' label).
+    name: &'a str,
+    metrics: &'a metrics::Metrics,
+    /// When the request arrived (time to first token counts from it).
+    started: Instant,
+}
+
+impl Run<'_> {
+    /// Run `job`, passing its text to `sink`; records the time to its first text and its
+    /// tokens.
+    fn job(
+        &self,
+        job: &Job,
+        params: &uml_core::GenerateParams,
+        cancel: &CancelToken,
+        sink: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<uml_core::Completion, Error> {
+        let mut first = true;
+        let sink = &mut |piece: &str| {
+            if std::mem::take(&mut first) {
+                self.metrics.first_token(self.name, self.started.elapsed());
+            }
+            sink(piece)
+        };
+        let done = match job {
+            Job::Chat(m) => self.model.chat(m, params, Some(cancel), sink),
+            Job::Prompt(p) => self.model.generate(p, params, Some(cancel), sink),
+        };
+        if let Ok(c) = &done {
+            let evaluated = c.usage.prompt_tokens - c.usage.cached_prompt_tokens;
+            self.metrics
+                .tokens(self.name, evaluated, c.usage.completion_tokens);
+        }
+        done
+    }
 }
 
 /// The SSE events of a streamed generation, then `[DONE]`; holds the cancel guard, so the

@@ -154,7 +154,8 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
-fn per_second(tokens: u32, ms: f64) -> f64 {
+/// Tokens a second over `ms` milliseconds (0 for no time).
+pub(crate) fn per_second(tokens: u32, ms: f64) -> f64 {
     if ms > 0.0 {
         f64::from(tokens) * 1000.0 / ms
     } else {

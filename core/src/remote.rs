@@ -6,7 +6,7 @@
 //! existing serving engine, not a cluster of its own.
 
 use crate::chat::ChatMessage;
-use crate::generate::Sink;
+use crate::generate::{per_second, Sink};
 use crate::sampling::GenerateParams;
 use crate::stream::{Completion, FinishReason, Usage};
 use crate::{CancelToken, Error, ErrorKind, Result};
@@ -282,13 +282,6 @@ impl RemoteClient {
         let first = first_at.unwrap_or_else(Instant::now);
         usage.prompt_ms = first.duration_since(started).as_secs_f64() * 1000.0;
         usage.generation_ms = first.elapsed().as_secs_f64() * 1000.0;
-        let per_second = |n: u32, ms: f64| {
-            if ms > 0.0 {
-                f64::from(n) * 1000.0 / ms
-            } else {
-                0.0
-            }
-        };
         usage.prompt_tokens_per_second = per_second(usage.prompt_tokens, usage.prompt_ms);
         usage.generation_tokens_per_second =
             per_second(usage.completion_tokens, usage.generation_ms);

@@ -58,6 +58,25 @@ enum Command {
     },
     /// Serve models over OpenAI's HTTP API (chat, completions, embeddings, models).
     Serve(serve::ServeArgs),
+    /// Download a model from the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN): a GGUF repo's
+    /// file by quantization (owner/name:Q4_K_M) or a Hugging Face folder; resumable, each file
+    /// checked against the hub's hash. Prints the path to load.
+    Pull {
+        /// owner/name or owner/name:QUANT (an hf.co/ prefix is fine).
+        spec: String,
+        /// The folder to put it in (default: $UML_MODELS, else ~/.cache/uml/models).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// A branch, tag or commit.
+        #[arg(long)]
+        revision: Option<String>,
+        /// Fetch exactly this repo file (repeatable) instead of the chosen ones.
+        #[arg(long = "file")]
+        files: Vec<String>,
+        /// Print what was pulled as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the CPU, memory and GPUs uml sees.
     Hw {
         #[arg(long)]
@@ -354,6 +373,49 @@ fn run(command: Command) -> Result<(), Error> {
                 }
             }
         },
+        Command::Pull {
+            spec,
+            dir,
+            revision,
+            files,
+            json,
+        } => {
+            let dir = match dir {
+                Some(dir) => dir,
+                None => uml_core::pull::default_dir()?,
+            };
+            let options = uml_core::pull::PullOptions {
+                revision,
+                files,
+                ..Default::default()
+            };
+            let bar = ProgressBar::new(0).with_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            let pulled = uml_core::pull::pull(&spec, &dir, &options, None, &mut |p| {
+                bar.set_length(p.total);
+                bar.set_position(p.bytes);
+                bar.set_message(p.file.to_string());
+            });
+            bar.finish_and_clear();
+            let pulled = pulled?;
+            if json {
+                return print_json(&pulled);
+            }
+            eprintln!(
+                "pulled {} at {} ({} downloaded, {} already there)",
+                pulled.repo,
+                &pulled.commit[..12],
+                gib(pulled.downloaded_bytes),
+                gib(pulled.reused_bytes)
+            );
+            println!("{}", pulled.path.display());
+            Ok(())
+        }
         Command::Convert {
             src,
             dst,

@@ -36,6 +36,7 @@ pub mod inspect;
 pub mod manager;
 pub mod model;
 pub mod options;
+pub mod pull;
 pub mod remote;
 pub mod runner;
 pub mod sampling;

@@ -339,19 +339,9 @@ impl Manager {
                 .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", folder.display())))?;
             for entry in entries.flatten() {
                 let path = entry.path();
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let id = if path.is_dir() && path.join("config.json").is_file() {
-                    name
-                } else if let Some(stem) = name.strip_suffix(".gguf") {
-                    match split_part(stem) {
-                        Some((base, 1)) => base.to_string(),
-                        Some(_) => continue,
-                        None => stem.to_string(),
-                    }
-                } else {
-                    continue;
-                };
-                found.push((id, path));
+                if let Some(id) = id_for(&path) {
+                    found.push((id, path));
+                }
             }
         }
         found.sort();
@@ -369,6 +359,49 @@ impl Manager {
             }
         }
         Ok(added)
+    }
+
+    /// Download `spec` (`owner/name[:QUANT]`, see `crate::pull`) into the first model folder
+    /// and register it as `scan` would name it, to load with `options`. Returns its id and
+    /// what the pull left on disk. A model already pulled is checked, not fetched again.
+    pub fn pull(
+        &self,
+        spec: &str,
+        pull_options: &crate::pull::PullOptions,
+        options: LoadOptions,
+        cancel: Option<&crate::CancelToken>,
+        progress: &mut dyn FnMut(&crate::pull::PullProgress),
+    ) -> Result<(String, crate::pull::Pulled)> {
+        let Some(folder) = self.shared.folders.first() else {
+            return Err(Error::invalid_argument(
+                "this manager has no model folder to pull into; create it with folders set",
+            ));
+        };
+        let pulled = crate::pull::pull(spec, folder, pull_options, cancel, progress)?;
+        let id = id_for(&pulled.path).ok_or_else(|| {
+            Error::internal(format!("{} is no model scan finds", pulled.path.display()))
+        })?;
+        let path = self.allowed_path(&pulled.path)?;
+        let registered = {
+            let state = self.shared.state.lock();
+            state
+                .resolve(&id)
+                .ok()
+                .and_then(|id| state.entries.get(&id).map(|e| e.path.clone()))
+        };
+        match registered {
+            None => self.register(&id, &path, options)?,
+            Some(same) if same == path => {}
+            Some(other) => {
+                return Err(Error::invalid_argument(format!(
+                    "{spec} was pulled to {}, but the id {id:?} already names {}; remove that \
+                     model first",
+                    path.display(),
+                    other.display()
+                )))
+            }
+        }
+        Ok((id, pulled))
     }
 
     /// The model registered as `name` (an id or alias), loading it first if needed (which may
@@ -667,8 +700,24 @@ fn keep_alive_loop(shared: Weak<Shared>, keep_alive: Duration) {
     }
 }
 
+/// The id `scan` gives the model at `path`: a folder holding a config.json by its name, a
+/// `.gguf` file by its name without `.gguf` (a split file by its first part, without the
+/// part suffix); `None` for anything else.
+fn id_for(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    if path.is_dir() && path.join("config.json").is_file() {
+        return Some(name);
+    }
+    let stem = name.strip_suffix(".gguf")?;
+    match split_part(stem) {
+        Some((base, 1)) => Some(base.to_string()),
+        Some(_) => None,
+        None => Some(stem.to_string()),
+    }
+}
+
 /// A `name-00001-of-00003` stem's base name and part number.
-fn split_part(stem: &str) -> Option<(&str, u32)> {
+pub(crate) fn split_part(stem: &str) -> Option<(&str, u32)> {
     let (rest, total) = stem.rsplit_once("-of-")?;
     let (base, part) = rest.rsplit_once('-')?;
     if part.len() != 5 || total.len() != 5 || !total.bytes().all(|b| b.is_ascii_digit()) {

@@ -262,3 +262,84 @@ fn an_unload_reports_the_bytes_it_frees_and_rss_shows_them_freed() {
     );
     assert_eq!(m.unload("smollm2").unwrap(), 0);
 }
+
+#[test]
+fn a_pulled_model_is_registered_and_loads() {
+    let _serial = serial();
+    let (dir, need) = tiny_folder();
+    let hub_root = tempfile::tempdir().unwrap();
+    let tiny = hub_root.path().join("tiny-Q8_0.gguf");
+    uml_test_support::write_tiny_llama_gguf(&tiny, 7).unwrap();
+    uml_test_support::hub_repo(
+        hub_root.path(),
+        "test/Tiny-GGUF",
+        &[("tiny-Q8_0.gguf", &tiny)],
+    );
+    let hub = uml_test_support::FakeHub::start(hub_root.path(), &[]);
+    let m = manager(dir.path(), need * 4, None);
+    let options = uml_core::pull::PullOptions {
+        endpoint: Some(hub.url.clone()),
+        ..Default::default()
+    };
+
+    // Cancelled before it starts: nothing is fetched or registered.
+    let cancel = uml_core::CancelToken::new();
+    cancel.cancel();
+    let e = m
+        .pull(
+            "test/Tiny-GGUF",
+            &options,
+            LoadOptions::default(),
+            Some(&cancel),
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Cancelled, "{e}");
+    assert!(m.list().iter().all(|s| s.id != "tiny-Q8_0"));
+
+    let mut reports = Vec::new();
+    let (id, pulled) = m
+        .pull(
+            "test/Tiny-GGUF",
+            &options,
+            LoadOptions::default(),
+            None,
+            &mut |p| reports.push((p.bytes, p.total)),
+        )
+        .unwrap();
+    assert_eq!(id, "tiny-Q8_0");
+    let size = std::fs::metadata(&tiny).unwrap().len();
+    assert_eq!(pulled.downloaded_bytes, size);
+    assert_eq!(reports.last(), Some(&(size, size)));
+    assert_eq!(state(&m, &id), ModelState::Unloaded);
+    let model = m.get(&id).unwrap();
+    let out = model
+        .generate("a", &greedy(3), None, &mut |_| true)
+        .unwrap();
+    assert!(out.usage.completion_tokens > 0);
+
+    // Pulled again: the same id, nothing fetched.
+    let (again, pulled) = m
+        .pull(
+            "test/Tiny-GGUF",
+            &options,
+            LoadOptions::default(),
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!((again.as_str(), pulled.downloaded_bytes), ("tiny-Q8_0", 0));
+
+    // A manager without folders has nowhere to put it.
+    let bare = Manager::new(ManagerOptions::default()).unwrap();
+    let e = bare
+        .pull(
+            "test/Tiny-GGUF",
+            &options,
+            LoadOptions::default(),
+            None,
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert!(e.message().contains("no model folder"), "{e}");
+}

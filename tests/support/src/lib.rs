@@ -541,6 +541,62 @@ pub fn fetched_model(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// `tests/hub/fake_hub.py` on a loopback port: a stand-in for the Hugging Face Hub serving
+/// `root/<owner>/<name>/` (for the `pull` tests; nothing reaches the internet). Stopped when
+/// dropped. `args` are its options (`--token`, `--drop-after`, `--lie`, `--log`).
+pub struct FakeHub {
+    child: std::process::Child,
+    /// Its base URL, what `HF_ENDPOINT` is set to.
+    pub url: String,
+}
+
+impl FakeHub {
+    pub fn start(root: &std::path::Path, args: &[&str]) -> FakeHub {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .arg(repo_root().join("tests/hub/fake_hub.py"))
+            .arg(root)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start tests/hub/fake_hub.py (needs python3)");
+        let mut first = String::new();
+        let stdout = child.stdout.take().expect("the fake hub's stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("the fake hub's first line");
+        assert!(first.starts_with("http://"), "fake hub said {first:?}");
+        FakeHub {
+            child,
+            url: first.trim().to_string(),
+        }
+    }
+}
+
+impl Drop for FakeHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A hub root holding `owner/name/` with each `(name in the repo, file)` linked in (symlinks:
+/// the test models are hundreds of MB). Returns the repo folder.
+pub fn hub_repo(
+    root: &std::path::Path,
+    repo: &str,
+    files: &[(&str, &std::path::Path)],
+) -> std::path::PathBuf {
+    let dir = root.join(repo);
+    for (name, target) in files {
+        let link = dir.join(name);
+        std::fs::create_dir_all(link.parent().expect("a parent")).expect("make the repo folder");
+        let target = std::fs::canonicalize(target).expect("the linked file exists");
+        std::os::unix::fs::symlink(target, &link).expect("link a file into the fake hub");
+    }
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,6 +166,15 @@ typedef bool (*uml_progress_cb)(const char *stage, float fraction, void *user);
  */
 typedef bool (*uml_token_cb)(const char *piece, size_t len, void *user);
 
+/**
+ * Pull progress: `file` is the repo file being fetched (borrowed for the call), `bytes` the
+ * bytes of all chosen files on disk so far, `total` their sum. Return false to cancel the
+ * pull (`uml_manager_pull` then returns `UML_ERR_CANCELLED`, and the next pull resumes the
+ * file). Called about every MiB on the thread that called `uml_manager_pull`, before it
+ * returns. It must not throw or longjmp.
+ */
+typedef bool (*uml_pull_progress_cb)(const char *file, uint64_t bytes, uint64_t total, void *user);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -682,6 +691,47 @@ uml_status uml_manager_alias(const uml_manager *manager, const char *alias, cons
  */
 uml_status uml_manager_scan(const uml_manager *manager,
                             const char *load_options_json,
+                            char **out_json);
+
+/**
+ * Download a model from the Hugging Face Hub (or a server with its URL layout) into the
+ * manager's first folder, and register it as `uml_manager_scan` would name it (a GGUF file by
+ * its name without `.gguf`, a Hugging Face folder by the repo's name). A GGUF repo gives one
+ * model, picked by a quantization tag; a Hugging Face folder gives the files uml reads. Each
+ * file is written to `<name>.part`, resumed from there after a dropped connection or an
+ * earlier cancelled pull, and kept only when its sha256 (or git blob id) matches what the hub
+ * lists; a file already there with that hash is not fetched again, and one with other
+ * content is never overwritten. The hub is `HF_ENDPOINT` (default https://huggingface.co),
+ * the token `HF_TOKEN` (else `HF_TOKEN_PATH`, else `$HF_HOME/token`); `HF_HUB_OFFLINE` set
+ * refuses to pull.
+ *
+ * - `spec`: `owner/name` or `owner/name:QUANT` (e.g. `Q4_K_M`; the default when a repo holds
+ *   several GGUF models), as llama.cpp's `-hf` and Ollama write it. Borrowed.
+ * - `pull_options_json`: NULL, "" or a JSON object: `revision` (branch, tag or commit;
+ *   default "main"), `files` (exact repo paths to fetch instead), `endpoint`, `token` (over
+ *   the environment's). Borrowed.
+ * - `load_options_json`: NULL, "" or the JSON object `uml_model_load` takes, for when the
+ *   model is loaded. Borrowed.
+ * - `progress`, `user`: optional progress callback (NULL for none) and its pointer.
+ * - `out_json`: receives `{"id", "repo", "commit", "path", "files", "downloaded_bytes",
+ *   "reused_bytes"}`; the caller frees it with `uml_string_free`. Written only on success.
+ *
+ * Thread safety: any thread; blocks while it downloads.
+ * Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle or argument, a spec that is no repo id, an
+ * unknown option, a manager without folders, a missing or refused token (the message says to
+ * set `HF_TOKEN`), a quantization matching several files, a different file already at the
+ * target), `UML_ERR_NOT_FOUND` (no such repo, revision, file or tag; the message lists the
+ * repo's files), `UML_ERR_UNSUPPORTED_FORMAT` (the repo holds no model uml loads),
+ * `UML_ERR_INVALID_MODEL` (a download that does not match its hash; it is removed),
+ * `UML_ERR_IO` (the hub cannot be reached, a file cannot be written), `UML_ERR_CANCELLED`,
+ * `UML_ERR_UNSUPPORTED` (`HF_HUB_OFFLINE`).
+ */
+uml_status uml_manager_pull(const uml_manager *manager,
+                            const char *spec,
+                            const char *pull_options_json,
+                            const char *load_options_json,
+                            uml_pull_progress_cb progress,
+                            void *user,
                             char **out_json);
 
 /**

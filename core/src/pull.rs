@@ -231,6 +231,10 @@ pub fn pull(
         pulled.reused_bytes += file.size() - fetched;
         done += file.size();
         pulled.files.push(target);
+        // Cancelled during the file's last report: it is kept whole, the pull stops.
+        if cancel.is_some_and(CancelToken::is_cancelled) {
+            return Err(Error::new(ErrorKind::Cancelled, "the pull was cancelled"));
+        }
     }
     if gguf {
         pulled.path = pulled.files[0].clone();

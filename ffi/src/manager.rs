@@ -5,11 +5,12 @@ use crate::boundary::{boundary, new_json, opt_str_arg, str_arg, Out};
 use crate::handles::Registry;
 use crate::model::{endpoint_arg, uml_model, MODELS};
 use crate::status::uml_status;
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 use uml_core::manager::{Manager, ManagerOptions};
 use uml_core::options::LoadOptions;
-use uml_core::{ErrorKind, Result};
+use uml_core::pull::{PullOptions, PullProgress};
+use uml_core::{CancelToken, ErrorKind, Result};
 
 /// A model manager (opaque). Created by `uml_manager_new`, released by `uml_manager_free`.
 ///
@@ -245,6 +246,90 @@ pub unsafe extern "C" fn uml_manager_scan(
             )
         };
         out.write(new_json(&manager.scan(&options)?)?);
+        Ok(())
+    })
+}
+
+/// Pull progress: `file` is the repo file being fetched (borrowed for the call), `bytes` the
+/// bytes of all chosen files on disk so far, `total` their sum. Return false to cancel the
+/// pull (`uml_manager_pull` then returns `UML_ERR_CANCELLED`, and the next pull resumes the
+/// file). Called about every MiB on the thread that called `uml_manager_pull`, before it
+/// returns. It must not throw or longjmp.
+pub type uml_pull_progress_cb = Option<
+    unsafe extern "C" fn(file: *const c_char, bytes: u64, total: u64, user: *mut c_void) -> bool,
+>;
+
+/// Download a model from the Hugging Face Hub (or a server with its URL layout) into the
+/// manager's first folder, and register it as `uml_manager_scan` would name it (a GGUF file by
+/// its name without `.gguf`, a Hugging Face folder by the repo's name). A GGUF repo gives one
+/// model, picked by a quantization tag; a Hugging Face folder gives the files uml reads. Each
+/// file is written to `<name>.part`, resumed from there after a dropped connection or an
+/// earlier cancelled pull, and kept only when its sha256 (or git blob id) matches what the hub
+/// lists; a file already there with that hash is not fetched again, and one with other
+/// content is never overwritten. The hub is `HF_ENDPOINT` (default https://huggingface.co),
+/// the token `HF_TOKEN` (else `HF_TOKEN_PATH`, else `$HF_HOME/token`); `HF_HUB_OFFLINE` set
+/// refuses to pull.
+///
+/// - `spec`: `owner/name` or `owner/name:QUANT` (e.g. `Q4_K_M`; the default when a repo holds
+///   several GGUF models), as llama.cpp's `-hf` and Ollama write it. Borrowed.
+/// - `pull_options_json`: NULL, "" or a JSON object: `revision` (branch, tag or commit;
+///   default "main"), `files` (exact repo paths to fetch instead), `endpoint`, `token` (over
+///   the environment's). Borrowed.
+/// - `load_options_json`: NULL, "" or the JSON object `uml_model_load` takes, for when the
+///   model is loaded. Borrowed.
+/// - `progress`, `user`: optional progress callback (NULL for none) and its pointer.
+/// - `out_json`: receives `{"id", "repo", "commit", "path", "files", "downloaded_bytes",
+///   "reused_bytes"}`; the caller frees it with `uml_string_free`. Written only on success.
+///
+/// Thread safety: any thread; blocks while it downloads.
+/// Errors: `UML_ERR_INVALID_ARGUMENT` (bad handle or argument, a spec that is no repo id, an
+/// unknown option, a manager without folders, a missing or refused token (the message says to
+/// set `HF_TOKEN`), a quantization matching several files, a different file already at the
+/// target), `UML_ERR_NOT_FOUND` (no such repo, revision, file or tag; the message lists the
+/// repo's files), `UML_ERR_UNSUPPORTED_FORMAT` (the repo holds no model uml loads),
+/// `UML_ERR_INVALID_MODEL` (a download that does not match its hash; it is removed),
+/// `UML_ERR_IO` (the hub cannot be reached, a file cannot be written), `UML_ERR_CANCELLED`,
+/// `UML_ERR_UNSUPPORTED` (`HF_HUB_OFFLINE`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn uml_manager_pull(
+    manager: *const uml_manager,
+    spec: *const c_char,
+    pull_options_json: *const c_char,
+    load_options_json: *const c_char,
+    progress: uml_pull_progress_cb,
+    user: *mut c_void,
+    out_json: *mut *mut c_char,
+) -> uml_status {
+    boundary("uml_manager_pull", || {
+        let manager = manager_arg(manager)?;
+        // SAFETY: the caller passes NUL-terminated strings (or NULL) valid for the call and a
+        // writable `char *` slot.
+        let (spec, pull_options, options, out) = unsafe {
+            (
+                str_arg(spec, "spec")?,
+                opt_str_arg(pull_options_json, "pull_options_json")?,
+                load_options_arg(load_options_json)?,
+                Out::new(out_json, "out_json")?,
+            )
+        };
+        let pull_options = PullOptions::from_json(pull_options.unwrap_or(""))?;
+        let cancel = CancelToken::new();
+        let mut on_progress = |p: &PullProgress| {
+            let Some(cb) = progress else { return };
+            // Repo paths never hold NUL (the hub's JSON could; such a name is reported empty).
+            let file = CString::new(p.file).unwrap_or_default();
+            // SAFETY: a C function pointer given by the caller for this call, with its own
+            // `user` pointer; `file` lives until it returns.
+            if !unsafe { cb(file.as_ptr(), p.bytes, p.total, user) } {
+                cancel.cancel();
+            }
+        };
+        let (id, pulled) =
+            manager.pull(spec, &pull_options, options, Some(&cancel), &mut on_progress)?;
+        let mut report = serde_json::to_value(&pulled)
+            .map_err(|e| uml_core::Error::internal(format!("pull report to JSON: {e}")))?;
+        report["id"] = id.into();
+        out.write(new_json(&report)?);
         Ok(())
     })
 }

@@ -212,9 +212,19 @@ fn model_manager_from_c() {
     }
     uml_test_support::write_tiny_llama_gguf(&root.path().join("outside/x.gguf"), 9)
         .expect("write a tiny model");
+    // hub/test/Tiny-GGUF: what uml_manager_pull fetches from the fake hub.
+    let tiny = root.path().join("tiny-Q8_0.gguf");
+    uml_test_support::write_tiny_llama_gguf(&tiny, 7).expect("write a tiny model");
+    let hub_root = root.path().join("hub");
+    uml_test_support::hub_repo(&hub_root, "test/Tiny-GGUF", &[("tiny-Q8_0.gguf", &tiny)]);
+    let hub = uml_test_support::FakeHub::start(&hub_root, &[]);
     let exe = scratch("manager").join("test_manager");
     compile(&c_test("test_manager.c"), &exe, Link::Shared, false);
-    run(&exe, &[root.path().as_os_str()], None);
+    run(
+        &exe,
+        &[root.path().as_os_str(), std::ffi::OsStr::new(&hub.url)],
+        None,
+    );
 }
 
 #[test]

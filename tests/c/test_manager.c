@@ -4,10 +4,11 @@
  * hot-swap, keep-alive, paths outside the folders refused, option errors, and NULL, foreign
  * and freed handles refused.
  *
- *   test_manager ROOT
+ *   test_manager ROOT HUB_URL
  *
  * ROOT/models holds a.gguf, b.gguf and c.gguf (tiny llamas with different weights) and nothing
- * else; ROOT/outside/x.gguf is a tiny llama outside it.
+ * else; ROOT/outside/x.gguf is a tiny llama outside it. HUB_URL is tests/hub/fake_hub.py
+ * serving test/Tiny-GGUF (tiny-Q8_0.gguf, a tiny llama), for uml_manager_pull.
  */
 #include "check.h"
 
@@ -346,9 +347,61 @@ static void test_bad_handles(uint64_t need) {
     CHECK(model == SENTINEL_PTR && json == SENTINEL_PTR && bytes == 777);
 }
 
+static int pull_calls;
+static uint64_t pull_bytes, pull_total;
+
+static bool on_pull(const char *file, uint64_t bytes, uint64_t total, void *user) {
+    CHECK(strcmp(file, "tiny-Q8_0.gguf") == 0);
+    CHECK(bytes <= total);
+    pull_calls++;
+    pull_bytes = bytes;
+    pull_total = total;
+    return *(const bool *)user;
+}
+
+/* uml_manager_pull from the fake hub: cancelled by its progress callback, then pulled,
+ * registered and run; bad specs, repos and options refused. Runs last: it adds a model to the
+ * folder. */
+static void test_pull(const char *hub, uint64_t need) {
+    uml_manager *m = new_manager(need * 4, "null");
+    char options[4096];
+    snprintf(options, sizeof options, "{\"endpoint\": \"%s\"}", hub);
+    char *json = SENTINEL_PTR;
+    bool go_on = false;
+    CHECK_STATUS(uml_manager_pull(m, "test/Tiny-GGUF", options, NULL, on_pull, &go_on, &json),
+                 UML_ERR_CANCELLED, "cancelled");
+    CHECK(json == SENTINEL_PTR && pull_calls > 0);
+    CHECK_STATUS(uml_manager_unload(m, "tiny-Q8_0", NULL), UML_ERR_NOT_FOUND, "tiny-Q8_0");
+
+    go_on = true;
+    pull_calls = 0;
+    CHECK_OK(uml_manager_pull(m, "test/Tiny-GGUF", options, "{\"n_ctx\": 64}", on_pull, &go_on, &json));
+    CHECK(strstr(json, "\"id\":\"tiny-Q8_0\"") != NULL);
+    CHECK(strstr(json, "\"repo\":\"test/Tiny-GGUF\"") != NULL);
+    CHECK(pull_calls > 0 && pull_total > 0 && pull_bytes == pull_total);
+    CHECK(json_u64(json, "reused_bytes") == pull_total);
+    uml_string_free(json);
+    uml_model *model = get(m, "tiny-Q8_0");
+    generate_a_few_tokens(model);
+    uml_model_free(model);
+
+    json = SENTINEL_PTR;
+    CHECK_STATUS(uml_manager_pull(m, "not a repo", options, NULL, NULL, NULL, &json),
+                 UML_ERR_INVALID_ARGUMENT, "owner/name");
+    CHECK_STATUS(uml_manager_pull(m, "test/Nope", options, NULL, NULL, NULL, &json), UML_ERR_NOT_FOUND,
+                 "HF_ENDPOINT");
+    CHECK_STATUS(uml_manager_pull(m, "test/Tiny-GGUF", "{\"revison\": \"v1\"}", NULL, NULL, NULL, &json),
+                 UML_ERR_INVALID_ARGUMENT, "revison");
+    CHECK_STATUS(uml_manager_pull(m, NULL, options, NULL, NULL, NULL, &json), UML_ERR_INVALID_ARGUMENT, "spec");
+    CHECK_STATUS(uml_manager_pull(m, "test/Tiny-GGUF", options, NULL, NULL, NULL, NULL), UML_ERR_INVALID_ARGUMENT,
+                 "out_json");
+    CHECK(json == SENTINEL_PTR);
+    uml_manager_free(m);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s ROOT\n", argv[0]);
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s ROOT HUB_URL\n", argv[0]);
         return 2;
     }
     CHECK(strlen(argv[1]) + 32 < sizeof models_dir);
@@ -360,6 +413,7 @@ int main(int argc, char **argv) {
     test_register_swap_and_paths(need);
     test_keep_alive(need);
     test_bad_handles(need);
+    test_pull(argv[2], need);
     printf("test_manager: %d checks passed\n", checks_run);
     return 0;
 }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use uml_core::manager::ManagerOptions;
 use uml_core::options::LoadOptions;
-use uml_core::{Error, RemoteEndpoint};
+use uml_core::pull::{PullOptions, PullProgress};
+use uml_core::{CancelToken, Error, RemoteEndpoint};
 
 #[pyclass(module = "uml._uml", name = "Manager", frozen)]
 pub struct Manager {
@@ -147,6 +148,59 @@ impl Manager {
     fn scan(&self, py: Python<'_>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<String>> {
         let (manager, options) = (self.open()?, load_options(options)?);
         py.detach(move || manager.scan(&options)).map_err(to_py)
+    }
+
+    /// Download `spec` from the hub into the first folder and register it (core's
+    /// `Manager::pull`); returns the pull report with its `id`. `progress(file, bytes, total)`
+    /// is called about every MiB; returning False (or Ctrl-C) cancels.
+    #[pyo3(signature = (spec, pull_options=None, options=None, progress=None))]
+    fn pull<'py>(
+        &self,
+        py: Python<'py>,
+        spec: String,
+        pull_options: Option<&Bound<'py, PyDict>>,
+        options: Option<&Bound<'py, PyDict>>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (manager, options) = (self.open()?, load_options(options)?);
+        let pull_options = PullOptions::from_json(&kwargs_json(pull_options, "pull option")?)
+            .map_err(to_py)?;
+        let cancel = CancelToken::new();
+        // As in a load: the callback runs Python's signal handlers too, and an exception from
+        // either is raised instead of core's "cancelled".
+        let mut failure: Option<PyErr> = None;
+        let mut on_progress = |p: &PullProgress| {
+            Python::attach(|py| {
+                let go_on = match py.check_signals() {
+                    Err(e) => Err(e),
+                    Ok(()) => match &progress {
+                        None => Ok(true),
+                        Some(callback) => callback
+                            .call1(py, (p.file, p.bytes, p.total))
+                            .map(|ret| !ret.bind(py).is(&*pyo3::types::PyBool::new(py, false))),
+                    },
+                };
+                match go_on {
+                    Ok(true) => {}
+                    Ok(false) => cancel.cancel(),
+                    Err(e) => {
+                        failure = Some(e);
+                        cancel.cancel();
+                    }
+                }
+            })
+        };
+        let pulled = py.detach(|| {
+            manager.pull(&spec, &pull_options, options, Some(&cancel), &mut on_progress)
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let (id, pulled) = pulled.map_err(to_py)?;
+        let mut report = serde_json::to_value(&pulled)
+            .map_err(|e| to_py(Error::internal(format!("pull report to JSON: {e}"))))?;
+        report["id"] = id.into();
+        to_py_value(py, &report)
     }
 
     /// The model `name` (an id or alias), loaded first if needed, as a new `Model` handle.

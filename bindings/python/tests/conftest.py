@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator
@@ -90,6 +91,23 @@ def uml_serve(*args: str) -> Iterator[str]:
     threading.Thread(target=lambda: [None for _ in out], daemon=True).start()
     try:
         yield first[len(prefix) :].strip() + "/v1"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@contextlib.contextmanager
+def fake_hub(root: Path, *args: str) -> Iterator[str]:
+    """``tests/hub/fake_hub.py`` serving ``root/<owner>/<name>/`` in the Hugging Face Hub's URL
+    layout on a free loopback port, with ``args`` (``--token``, ``--drop-after``, ...); yields its
+    base URL and stops it. No test reaches the real hub."""
+    script = REPO / "tests" / "hub" / "fake_hub.py"
+    proc = subprocess.Popen([sys.executable, str(script), str(root), *args], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://"), url
+        yield url
     finally:
         proc.terminate()
         proc.wait(30)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Union
 
 from . import _uml
 from ._model import Model, StrPath, _ClosedOnExit
@@ -84,6 +84,41 @@ class Manager(_ClosedOnExit):
         name without ``.gguf``, each Hugging Face folder as its name), to load with ``options``.
         Returns the new ids, sorted."""
         return self._native.scan(dict(options))
+
+    def pull(
+        self,
+        spec: str,
+        *,
+        revision: Optional[str] = None,
+        files: Optional[Sequence[str]] = None,
+        endpoint: Optional[str] = None,
+        token: Optional[str] = None,
+        progress: Optional[Callable[[str, int, int], Optional[bool]]] = None,
+        **options: Unpack[LoadOptions],
+    ) -> Dict[str, Any]:
+        """Download a model from the Hugging Face Hub into the first of the manager's folders
+        and register it, to load with ``options``; returns ``{"id", "repo", "commit", "path",
+        "files", "downloaded_bytes", "reused_bytes"}``::
+
+            info = mgr.pull("bartowski/SmolLM2-135M-Instruct-GGUF:Q4_K_M")
+            with mgr.get(info["id"]) as model: ...
+
+        ``spec`` is ``owner/name`` or ``owner/name:QUANT`` (a GGUF repo's file by quantization,
+        ``Q4_K_M`` when it holds several; a repo without GGUF files gives the Hugging Face folder
+        files uml reads). It is registered as :meth:`scan` names it. Each file is resumed from a
+        ``.part`` an earlier pull left, and kept only when its hash matches what the hub lists;
+        a model already there is checked, not fetched again. ``revision``: branch, tag or commit
+        (default "main"); ``files``: exact repo paths instead; ``endpoint`` and ``token``
+        override ``HF_ENDPOINT`` and ``HF_TOKEN``. ``progress(file, bytes, total)`` is called
+        about every MiB; returning False cancels (:class:`uml.CancelledError`), as does Ctrl-C.
+        Blocks with the GIL released. :class:`uml.InvalidArgumentError` for a bad spec or a
+        missing or refused token (it names ``HF_TOKEN``), :class:`uml.ModelNotFoundError` for
+        an unknown repo, revision or tag, :class:`uml.InvalidModelError` for a download that
+        does not match its hash, :class:`uml.IoError` when the hub cannot be reached."""
+        pull_options: Dict[str, Any] = {"revision": revision, "endpoint": endpoint, "token": token}
+        if files is not None:
+            pull_options["files"] = list(files)
+        return self._native.pull(spec, pull_options, dict(options), progress)
 
     def get(self, name: str) -> Model:
         """The model ``name`` (an id or an alias) as a :class:`uml.Model`, loaded first if

@@ -292,6 +292,35 @@ export interface ManagedModel {
         queued: number;
     };
 }
+/** How `Manager.pull` fetches, besides the load options of the model it registers. */
+export interface PullOptions extends ManagedLoadOptions {
+    /** A branch, tag or commit (default "main"). */
+    revision?: string;
+    /** Exact repo file paths to fetch instead of the chosen ones. */
+    files?: string[];
+    /** The hub's base URL (default: `HF_ENDPOINT`, else https://huggingface.co). */
+    endpoint?: string;
+    /** A hub access token (default: `HF_TOKEN`, else the token file `huggingface-cli login` writes). */
+    token?: string;
+    /** Called about every MiB with the repo file being fetched, the bytes of all chosen files on
+     * disk so far and their total; returning false cancels the pull (AbortError). */
+    onProgress?: (file: string, bytes: number, total: number) => boolean | void;
+    signal?: AbortSignal;
+}
+/** What `Manager.pull` left on disk. */
+export interface Pulled {
+    /** The id it is registered as (what `get` takes). */
+    id: string;
+    repo: string;
+    /** The commit its files came from. */
+    commit: string;
+    /** The model: the GGUF file (the first part of a split one) or the Hugging Face folder. */
+    path: string;
+    files: string[];
+    /** Bytes fetched over the network by this pull, and bytes found already there. */
+    downloadedBytes: number;
+    reusedBytes: number;
+}
 /** Several models by id (and aliases), loaded on demand within a memory budget:
  *
  * ```js
@@ -333,6 +362,24 @@ export declare class Manager implements AsyncDisposable {
      * without `.gguf`, each Hugging Face folder as its name), to load with `options`; resolves
      * with the new ids, sorted. */
     scan(options?: ManagedLoadOptions): Promise<string[]>;
+    /** Download a model from the Hugging Face Hub into the first of the manager's folders and
+     * register it (as `scan` names it), to load with the load options among `options`:
+     *
+     * ```js
+     * const { id } = await manager.pull('bartowski/SmolLM2-135M-Instruct-GGUF:Q4_K_M')
+     * const model = await manager.get(id)
+     * ```
+     *
+     * `spec` is `owner/name` or `owner/name:QUANT` (a GGUF repo's file by quantization, `Q4_K_M`
+     * when it holds several; a repo without GGUF files gives the Hugging Face folder files uml
+     * reads). Each file resumes from a `.part` an earlier pull left and is kept only when its
+     * hash matches what the hub lists; a model already there is checked, not fetched again.
+     * Runs off the event loop. Rejects with an AbortError when `signal` aborts or `onProgress`
+     * returns false (an exception from `onProgress` cancels too, and is what it rejects with),
+     * `InvalidArgumentError` for a bad spec or a missing or refused token (naming `HF_TOKEN`),
+     * `ModelNotFoundError` for an unknown repo, revision or tag, `InvalidModelError` for a
+     * download that does not match its hash, `IoError` when the hub cannot be reached. */
+    pull(spec: string, options?: PullOptions): Promise<Pulled>;
     /** The model `name` (an id or an alias), loaded first if needed. Its `close()` lets go of
      * this handle only: the manager keeps the model loaded, now idle, until it is unloaded or
      * evicted. Rejects with `ModelNotFoundError` for an unknown name, `OutOfMemoryError` when

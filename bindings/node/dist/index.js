@@ -430,6 +430,56 @@ class Manager {
         const json = managedOptions(options);
         return call(() => this.#native.scan(json));
     }
+    /** Download a model from the Hugging Face Hub into the first of the manager's folders and
+     * register it (as `scan` names it), to load with the load options among `options`:
+     *
+     * ```js
+     * const { id } = await manager.pull('bartowski/SmolLM2-135M-Instruct-GGUF:Q4_K_M')
+     * const model = await manager.get(id)
+     * ```
+     *
+     * `spec` is `owner/name` or `owner/name:QUANT` (a GGUF repo's file by quantization, `Q4_K_M`
+     * when it holds several; a repo without GGUF files gives the Hugging Face folder files uml
+     * reads). Each file resumes from a `.part` an earlier pull left and is kept only when its
+     * hash matches what the hub lists; a model already there is checked, not fetched again.
+     * Runs off the event loop. Rejects with an AbortError when `signal` aborts or `onProgress`
+     * returns false (an exception from `onProgress` cancels too, and is what it rejects with),
+     * `InvalidArgumentError` for a bad spec or a missing or refused token (naming `HF_TOKEN`),
+     * `ModelNotFoundError` for an unknown repo, revision or tag, `InvalidModelError` for a
+     * download that does not match its hash, `IoError` when the hub cannot be reached. */
+    async pull(spec, options = {}) {
+        const { revision, files, endpoint, token, onProgress, signal, ...load } = options;
+        const pullJson = toJson({ revision, files, endpoint, token }, 'pull options');
+        const loadJson = managedOptions(load);
+        return cancellable(signal, async (cancel) => {
+            const pulling = this.#native.startPull(spec, pullJson, loadJson, cancel);
+            let failure;
+            for (;;) {
+                let event;
+                try {
+                    event = await pulling.next();
+                }
+                catch (e) {
+                    throw failure !== undefined ? failure.error : e;
+                }
+                if (event === null)
+                    break;
+                if (onProgress === undefined || failure !== undefined)
+                    continue;
+                try {
+                    if (onProgress(event.file, event.bytes, event.total) === false)
+                        cancel.cancel();
+                }
+                catch (error) {
+                    failure = { error };
+                    cancel.cancel();
+                }
+            }
+            if (failure !== undefined)
+                throw failure.error;
+            return pulling.report();
+        });
+    }
     /** The model `name` (an id or an alias), loaded first if needed. Its `close()` lets go of
      * this handle only: the manager keeps the model loaded, now idle, until it is unloaded or
      * evicted. Rejects with `ModelNotFoundError` for an unknown name, `OutOfMemoryError` when

@@ -598,6 +598,37 @@ export interface ManagedModel {
   activity: { running: number; queued: number }
 }
 
+/** How `Manager.pull` fetches, besides the load options of the model it registers. */
+export interface PullOptions extends ManagedLoadOptions {
+  /** A branch, tag or commit (default "main"). */
+  revision?: string
+  /** Exact repo file paths to fetch instead of the chosen ones. */
+  files?: string[]
+  /** The hub's base URL (default: `HF_ENDPOINT`, else https://huggingface.co). */
+  endpoint?: string
+  /** A hub access token (default: `HF_TOKEN`, else the token file `huggingface-cli login` writes). */
+  token?: string
+  /** Called about every MiB with the repo file being fetched, the bytes of all chosen files on
+   * disk so far and their total; returning false cancels the pull (AbortError). */
+  onProgress?: (file: string, bytes: number, total: number) => boolean | void
+  signal?: AbortSignal
+}
+
+/** What `Manager.pull` left on disk. */
+export interface Pulled {
+  /** The id it is registered as (what `get` takes). */
+  id: string
+  repo: string
+  /** The commit its files came from. */
+  commit: string
+  /** The model: the GGUF file (the first part of a split one) or the Hugging Face folder. */
+  path: string
+  files: string[]
+  /** Bytes fetched over the network by this pull, and bytes found already there. */
+  downloadedBytes: number
+  reusedBytes: number
+}
+
 /** Load options as JSON for the addon, without the keys a manager cannot use. */
 function managedOptions(options: ManagedLoadOptions & Partial<Pick<LoadOptions, 'signal' | 'onProgress'>>): string {
   const { signal: _signal, onProgress: _onProgress, ...rest } = options
@@ -676,6 +707,51 @@ export class Manager implements AsyncDisposable {
   async scan(options: ManagedLoadOptions = {}): Promise<string[]> {
     const json = managedOptions(options)
     return call(() => this.#native.scan(json))
+  }
+
+  /** Download a model from the Hugging Face Hub into the first of the manager's folders and
+   * register it (as `scan` names it), to load with the load options among `options`:
+   *
+   * ```js
+   * const { id } = await manager.pull('bartowski/SmolLM2-135M-Instruct-GGUF:Q4_K_M')
+   * const model = await manager.get(id)
+   * ```
+   *
+   * `spec` is `owner/name` or `owner/name:QUANT` (a GGUF repo's file by quantization, `Q4_K_M`
+   * when it holds several; a repo without GGUF files gives the Hugging Face folder files uml
+   * reads). Each file resumes from a `.part` an earlier pull left and is kept only when its
+   * hash matches what the hub lists; a model already there is checked, not fetched again.
+   * Runs off the event loop. Rejects with an AbortError when `signal` aborts or `onProgress`
+   * returns false (an exception from `onProgress` cancels too, and is what it rejects with),
+   * `InvalidArgumentError` for a bad spec or a missing or refused token (naming `HF_TOKEN`),
+   * `ModelNotFoundError` for an unknown repo, revision or tag, `InvalidModelError` for a
+   * download that does not match its hash, `IoError` when the hub cannot be reached. */
+  async pull(spec: string, options: PullOptions = {}): Promise<Pulled> {
+    const { revision, files, endpoint, token, onProgress, signal, ...load } = options
+    const pullJson = toJson({ revision, files, endpoint, token }, 'pull options')
+    const loadJson = managedOptions(load)
+    return cancellable(signal, async (cancel) => {
+      const pulling = this.#native.startPull(spec, pullJson, loadJson, cancel)
+      let failure: { error: unknown } | undefined
+      for (;;) {
+        let event
+        try {
+          event = await pulling.next()
+        } catch (e) {
+          throw failure !== undefined ? failure.error : e
+        }
+        if (event === null) break
+        if (onProgress === undefined || failure !== undefined) continue
+        try {
+          if (onProgress(event.file, event.bytes, event.total) === false) cancel.cancel()
+        } catch (error) {
+          failure = { error }
+          cancel.cancel()
+        }
+      }
+      if (failure !== undefined) throw failure.error
+      return pulling.report() as Pulled
+    })
   }
 
   /** The model `name` (an id or an alias), loaded first if needed. Its `close()` lets go of

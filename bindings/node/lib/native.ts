@@ -53,12 +53,17 @@ export interface NativeChatSession {
 }
 
 /** A model manager (`src/manager.rs`). */
+export interface NativePulling extends NativeSeries<{ file: string; bytes: number; total: number }> {
+  report(): unknown
+}
+
 export interface NativeManager {
   register(id: string, path: string, loadOptionsJson: string): Promise<void>
   registerRemote(id: string, endpointJson: string, loadOptionsJson: string): Promise<void>
   setFallback(name: string, endpointJson: string): Promise<void>
   alias(alias: string, id: string): void
   scan(loadOptionsJson: string): Promise<string[]>
+  startPull(spec: string, pullOptionsJson: string, loadOptionsJson: string, cancel: NativeCancelToken): NativePulling
   get(name: string): Promise<NativeModel>
   swap(name: string, path: string, loadOptionsJson: string): Promise<void>
   unload(name: string): number

@@ -4,10 +4,11 @@
 //! whose `close()` lets go of that handle only. Byte counts cross as numbers (f64: exact
 //! below 2^53 bytes).
 
+use crate::cancel::CancelToken;
 use crate::convert::{to_js, Options};
 use crate::error::{to_napi, OrThrow};
 use crate::model::{Model, LOADS};
-use crate::task;
+use crate::task::{self, Queue};
 use napi::bindgen_prelude::Object;
 use napi::Env;
 use napi_derive::napi;
@@ -16,7 +17,62 @@ use serde_json::Value;
 use std::sync::Arc;
 use uml_core::manager::ManagerOptions;
 use uml_core::options::LoadOptions;
+use uml_core::pull::{PullOptions, PullProgress};
+use uml_core::runner::{self, Reporter};
 use uml_core::Error;
+
+/// One pull progress event: the repo file being fetched, the bytes of all chosen files on disk
+/// so far and their total.
+#[napi(object)]
+pub struct PullEvent {
+    pub file: String,
+    pub bytes: f64,
+    pub total: f64,
+}
+
+type PullQueue = Queue<PullEvent, Value>;
+
+/// Sends a pull's report (or error) into its queue (progress is pushed by the pull itself).
+struct PullReporter(Arc<PullQueue>);
+
+impl Reporter<Value> for PullReporter {
+    fn piece(&mut self, _: &str) -> bool {
+        true
+    }
+
+    fn done(self, result: uml_core::Result<Value>) {
+        self.0.finish(result);
+    }
+}
+
+/// A pull running on a task thread: `next()` gives its progress events, then `null`;
+/// `report()` then gives what it pulled (or throws its error).
+#[napi]
+pub struct Pulling {
+    queue: Arc<PullQueue>,
+}
+
+#[napi]
+impl Pulling {
+    /// A promise of the next progress event, or of `null` once the pull has ended (rejected if
+    /// it failed).
+    #[napi(ts_return_type = "Promise<PullEvent | null>")]
+    pub fn next<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        self.queue.next(env)
+    }
+
+    /// The pull's report (`id`, `repo`, `commit`, `path`, `files`, `downloadedBytes`,
+    /// `reusedBytes`), once `next()` has given `null`.
+    #[napi]
+    pub fn report(&self) -> napi::Result<Value> {
+        let report = self.queue.end().ok_or_else(|| {
+            to_napi(Error::invalid_argument(
+                "no report yet: the pull has not finished, or it failed",
+            ))
+        })?;
+        to_js(&report).or_throw()
+    }
+}
 
 #[napi]
 pub struct Manager {
@@ -136,6 +192,55 @@ impl Manager {
     ) -> napi::Result<Object<'env>> {
         let options = load_options(&load_options_json)?;
         self.run(env, move |m| m.scan(&options))
+    }
+
+    /// Start pulling `spec` from the hub into the first folder (core's `Manager::pull`) with
+    /// `pullOptionsJson` (`revision`, `files`, `endpoint`, `token`) and registering it with
+    /// `loadOptionsJson`. Cancelling `cancel` stops it at its next progress step.
+    #[napi(js_name = "startPull", catch_unwind)]
+    pub fn start_pull(
+        &self,
+        spec: String,
+        pull_options_json: String,
+        load_options_json: String,
+        cancel: &CancelToken,
+    ) -> napi::Result<Pulling> {
+        let manager = self.open()?;
+        let options = load_options(&load_options_json)?;
+        let parsed =
+            Options::parse(&pull_options_json, "pull option", PullOptions::FIELDS).or_throw()?;
+        let pull_options =
+            PullOptions::from_json(&parsed.json).map_err(|e| to_napi(parsed.explain(e)))?;
+        let queue: Arc<PullQueue> = Queue::new();
+        let progress_queue = Arc::clone(&queue);
+        let token = cancel.0.clone();
+        runner::spawn(
+            &LOADS,
+            token.clone(),
+            move |_| {
+                let mut on_progress = |p: &PullProgress| {
+                    progress_queue.push(PullEvent {
+                        file: p.file.to_string(),
+                        bytes: p.bytes as f64,
+                        total: p.total as f64,
+                    })
+                };
+                let (id, pulled) = manager.pull(
+                    &spec,
+                    &pull_options,
+                    options,
+                    Some(&token),
+                    &mut on_progress,
+                )?;
+                let mut report = serde_json::to_value(&pulled)
+                    .map_err(|e| Error::internal(format!("pull report to JSON: {e}")))?;
+                report["id"] = id.into();
+                Ok(report)
+            },
+            PullReporter(Arc::clone(&queue)),
+        )
+        .or_throw()?;
+        Ok(Pulling { queue })
     }
 
     /// The model `name` (an id or alias), loaded first if needed, as a new `Model` handle.

@@ -163,8 +163,8 @@ impl Manager {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (manager, options) = (self.open()?, load_options(options)?);
-        let pull_options = PullOptions::from_json(&kwargs_json(pull_options, "pull option")?)
-            .map_err(to_py)?;
+        let pull_options =
+            PullOptions::from_json(&kwargs_json(pull_options, "pull option")?).map_err(to_py)?;
         let cancel = CancelToken::new();
         // As in a load: the callback runs Python's signal handlers too, and an exception from
         // either is raised instead of core's "cancelled".
@@ -191,7 +191,13 @@ impl Manager {
             })
         };
         let pulled = py.detach(|| {
-            manager.pull(&spec, &pull_options, options, Some(&cancel), &mut on_progress)
+            manager.pull(
+                &spec,
+                &pull_options,
+                options,
+                Some(&cancel),
+                &mut on_progress,
+            )
         });
         if let Some(e) = failure {
             return Err(e);

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use uml_core::bench::BenchOptions;
 use uml_core::chat::ChatMessage;
-use uml_core::options::{GpuLayers, KvCacheType, LoadOptions};
+use uml_core::options::{GpuLayers, KvCacheType, LoadOptions, LoraAdapter};
 use uml_core::sampling::GenerateParams;
 use uml_core::{Error, LoadStage, Model};
 
@@ -180,6 +180,12 @@ struct LoadArgs {
     /// a time; the library's default is up to 4).
     #[arg(long, default_value_t = 1)]
     parallel: u32,
+    /// A LoRA adapter (GGUF) to apply at scale 1 (repeatable; one may be on at a time).
+    #[arg(long = "lora", value_name = "FILE")]
+    lora: Vec<PathBuf>,
+    /// A LoRA adapter at a scale, as FILE:SCALE (repeatable).
+    #[arg(long = "lora-scaled", value_name = "FILE:SCALE")]
+    lora_scaled: Vec<String>,
     /// Hide the loading progress bar.
     #[arg(long)]
     quiet: bool,
@@ -283,8 +289,28 @@ impl LoadArgs {
                 .transpose()?,
             embeddings,
             max_parallel: Some(self.parallel),
+            lora: self.lora_adapters()?,
             ..LoadOptions::default()
         })
+    }
+
+    fn lora_adapters(&self) -> Result<Vec<LoraAdapter>, Error> {
+        let mut adapters: Vec<LoraAdapter> = self.lora.iter().map(LoraAdapter::new).collect();
+        for arg in &self.lora_scaled {
+            let parsed = arg
+                .rsplit_once(':')
+                .and_then(|(file, scale)| Some((file, scale.parse::<f32>().ok()?)));
+            let Some((file, scale)) = parsed else {
+                return Err(Error::invalid_argument(format!(
+                    "--lora-scaled {arg:?}: expected FILE:SCALE, e.g. adapter.gguf:0.5"
+                )));
+            };
+            adapters.push(LoraAdapter {
+                scale,
+                ..LoraAdapter::new(file)
+            });
+        }
+        Ok(adapters)
     }
 
     fn load(&self, path: &PathBuf, options: &LoadOptions) -> Result<Model, Error> {

@@ -30,6 +30,7 @@ pub(crate) fn generate_tokens(
     let mut session = model.new_session(SessionRequest {
         alone: params.deterministic,
         conversation,
+        adapter: crate::lora::choose(model.lora_adapters(), params.lora.as_deref())?,
     })?;
     let n_ctx = session.n_ctx() as usize;
     if params.context_shift {

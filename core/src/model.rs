@@ -276,6 +276,7 @@ impl Model {
             normalize_embeddings: options.normalize_embeddings,
             max_parallel: options.max_parallel.unwrap_or(16).max(1),
             max_queued: options.max_queued.unwrap_or(admission::DEFAULT_MAX_QUEUED),
+            lora: Vec::new(),
         };
         let estimate = MemoryEstimate {
             n_ctx: 0,
@@ -845,6 +846,7 @@ pub fn plan_load(
         normalize_embeddings: options.normalize_embeddings,
         max_parallel,
         max_queued: options.max_queued.unwrap_or(admission::DEFAULT_MAX_QUEUED),
+        lora: options.lora.clone(),
     };
     Ok((plan, estimate))
 }

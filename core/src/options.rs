@@ -214,6 +214,48 @@ pub struct LoadOptions {
     /// Most callers waiting in line for a free slot; one more fails at once with `Busy`
     /// rather than queueing without bound. 0 = no line. `None` = 512.
     pub max_queued: Option<u32>,
+    /// LoRA adapters to load with the model (GGUF adapter files, as llama.cpp's
+    /// convert_lora_to_gguf.py writes them), each at the scale generations use unless they
+    /// choose (`GenerateParams::lora`). llama.cpp only.
+    pub lora: Vec<LoraAdapter>,
+}
+
+/// One LoRA adapter of `LoadOptions::lora`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraAdapter {
+    /// The adapter's GGUF file.
+    pub path: std::path::PathBuf,
+    /// Its scale for generations that do not choose their adapters (default 1; 0: loaded,
+    /// but off unless a generation asks for it).
+    #[serde(default = "one")]
+    pub scale: f32,
+    /// The name generations choose it by; default: the file name without `.gguf`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+impl LoraAdapter {
+    /// The adapter at `path` with scale 1, named after its file.
+    pub fn new(path: impl Into<std::path::PathBuf>) -> LoraAdapter {
+        LoraAdapter {
+            path: path.into(),
+            scale: 1.0,
+            name: None,
+        }
+    }
+
+    /// Its name: `name`, else the file name without `.gguf`.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let file = self.path.file_name().unwrap_or_default().to_string_lossy();
+            file.strip_suffix(".gguf").unwrap_or(&file).to_string()
+        })
+    }
 }
 
 impl Default for LoadOptions {
@@ -238,6 +280,7 @@ impl Default for LoadOptions {
             control_tokens_in_messages: false,
             max_parallel: None,
             max_queued: None,
+            lora: Vec::new(),
         }
     }
 }
@@ -264,6 +307,7 @@ impl LoadOptions {
         "control_tokens_in_messages",
         "max_parallel",
         "max_queued",
+        "lora",
     ];
 
     /// Parse a JSON object of load options (an empty string, `null` or `{}` gives the
@@ -322,6 +366,23 @@ impl LoadOptions {
                  (lower n_ubatch or raise n_batch)",
                 self.n_ubatch, self.n_batch
             )));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, adapter) in self.lora.iter().enumerate() {
+            if !adapter.scale.is_finite() {
+                return Err(Error::invalid_argument(format!(
+                    "load option lora[{i}].scale = {} is invalid: it must be a finite number \
+                     (1 = as trained, 0 = off)",
+                    adapter.scale
+                )));
+            }
+            let name = adapter.name();
+            if name.is_empty() || !names.insert(name.clone()) {
+                return Err(Error::invalid_argument(format!(
+                    "load option lora[{i}]: the name {name:?} is empty or given twice; name each \
+                     adapter differently with \"name\""
+                )));
+            }
         }
         if let Some(src) = &self.chat_template {
             if src.trim().is_empty() {

@@ -33,11 +33,25 @@ pub struct TraceStep {
 /// Greedy-decode up to `n_predict` tokens after `prompt`, recording each position's choice and
 /// margin. Stops early at an end-of-generation token (which is not recorded), like `generate`.
 pub fn greedy_trace(model: &Model, prompt: &[Token], n_predict: u32) -> Result<Vec<TraceStep>> {
+    greedy_trace_lora(model, prompt, n_predict, None)
+}
+
+/// `greedy_trace` with the LoRA adapters `lora` chooses (as `GenerateParams::lora`; `None`:
+/// those the model was loaded with).
+pub fn greedy_trace_lora(
+    model: &Model,
+    prompt: &[Token],
+    n_predict: u32,
+    lora: Option<&[crate::sampling::LoraScale]>,
+) -> Result<Vec<TraceStep>> {
     if prompt.is_empty() {
         return Err(Error::invalid_argument("greedy_trace: the prompt is empty"));
     }
     let loaded = model.loaded();
-    let mut session = loaded.new_session(SessionRequest::ALONE)?;
+    let mut session = loaded.new_session(SessionRequest {
+        adapter: crate::lora::choose(loaded.lora_adapters(), lora)?,
+        ..SessionRequest::ALONE
+    })?;
     let n_ctx = session.n_ctx() as usize;
     if prompt.len() + n_predict as usize > n_ctx {
         return Err(Error::new(

@@ -15,7 +15,9 @@
 //! cores: 42 ms per 4-token decode that way, 21 ms from one thread).
 //!
 //! Requests are taken in arrival order up to the engine's token budget (`n_batch`); what does
-//! not fit goes into the next decode.
+//! not fit goes into the next decode. One decode serves one LoRA adapter (or none): the
+//! oldest request's, with the other requests of that adapter; the rest wait for the next
+//! decode, which the oldest of them then leads.
 
 use crate::backend::Token;
 use crate::{Error, Result};
@@ -38,6 +40,8 @@ pub(crate) struct Request {
     pub tokens: Vec<Token>,
     pub first_pos: u32,
     pub logits: Vec<f32>,
+    /// The LoRA adapter to decode with (every request of one decode has the same).
+    pub adapter: Option<crate::backend::AdapterChoice>,
 }
 
 /// What decodes a batch: llama.cpp's shared context, or a stand-in in tests.
@@ -204,14 +208,20 @@ fn decode_pending<E: Engine>(shared: &Shared<E>, state: &mut MutexGuard<'_, Stat
     let mut engine = shared.engine.lock();
     let budget = engine.token_budget().max(1);
     let mut ids = Vec::new();
-    let mut batch = Vec::new();
+    let mut batch: Vec<Request> = Vec::new();
     let mut tokens = 0;
-    while let Some((_, next)) = state.pending.front() {
+    let adapter = state.pending.front().and_then(|(_, r)| r.adapter);
+    let mut i = 0;
+    while let Some((_, next)) = state.pending.get(i) {
+        if next.adapter != adapter {
+            i += 1;
+            continue;
+        }
         if !batch.is_empty() && tokens + next.tokens.len() > budget {
             break;
         }
         tokens += next.tokens.len();
-        if let Some((id, request)) = state.pending.pop_front() {
+        if let Some((id, request)) = state.pending.remove(i) {
             ids.push(id);
             batch.push(request);
         }
@@ -276,6 +286,7 @@ mod tests {
             tokens: vec![1; n],
             first_pos,
             logits: Vec::new(),
+            adapter: None,
         }
     }
 
@@ -348,6 +359,57 @@ mod tests {
         // Not forever: decoded on the deadline (the bound is loose for busy machines).
         assert!(waited < Duration::from_secs(5), "{waited:?}");
         assert_eq!(batcher.shared.state.lock().on_deadline, 1);
+    }
+
+    /// Records, per decode, the adapters of its requests.
+    struct Adapters(Arc<Mutex<Vec<Vec<Option<usize>>>>>);
+
+    impl Engine for Adapters {
+        fn token_budget(&self) -> usize {
+            512
+        }
+        fn run(&mut self, requests: &mut [Request]) -> Result<()> {
+            self.0.lock().push(
+                requests
+                    .iter()
+                    .map(|r| r.adapter.map(|a| a.index))
+                    .collect(),
+            );
+            std::thread::sleep(Duration::from_millis(2));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_decode_never_mixes_lora_adapters_and_every_adapter_gets_its_turn() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let batcher = Arc::new(Batcher::new(Adapters(log.clone())).unwrap());
+        let threads: Vec<_> = [None, Some(0), Some(1), Some(0)]
+            .into_iter()
+            .enumerate()
+            .map(|(seq, adapter)| {
+                let batcher = batcher.clone();
+                std::thread::spawn(move || {
+                    let _member = batcher.join();
+                    for pos in 0..20 {
+                        let mut r = request(seq as i32, 1, pos);
+                        r.adapter = adapter
+                            .map(|index| crate::backend::AdapterChoice { index, scale: 1.0 });
+                        batcher.submit(r).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let log = log.lock();
+        assert_eq!(log.iter().map(Vec::len).sum::<usize>(), 80);
+        for decode in log.iter() {
+            assert!(decode.iter().all(|a| *a == decode[0]), "{decode:?}");
+        }
+        // The two generations with adapter 0 stepped together.
+        assert!(log.iter().any(|d| d == &[Some(0), Some(0)]), "{log:?}");
     }
 
     #[test]

@@ -30,8 +30,16 @@ pub type Token = i32;
 /// for it between turns.
 pub type ConversationId = u64;
 
+/// A LoRA adapter a generation runs with: its index in `LoadPlan::lora`, and its scale
+/// (never 0: a generation at scale 0 runs the base model, `None`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdapterChoice {
+    pub index: usize,
+    pub scale: f32,
+}
+
 /// What a generation asks of the session it runs in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SessionRequest {
     /// A private context decoded on its own, as a fresh single-sequence context would be:
     /// bit-equal to a lone caller (the `deterministic` option).
@@ -40,6 +48,9 @@ pub struct SessionRequest {
     /// generations keeps this conversation's for it, so its next turn evaluates only the new
     /// tokens.
     pub conversation: Option<ConversationId>,
+    /// The LoRA adapter to run with (`None`: the base model). A cache evaluated with another
+    /// adapter, or none, is not reused.
+    pub adapter: Option<AdapterChoice>,
 }
 
 impl SessionRequest {
@@ -47,6 +58,7 @@ impl SessionRequest {
     pub const ALONE: SessionRequest = SessionRequest {
         alone: true,
         conversation: None,
+        adapter: None,
     };
 }
 
@@ -75,6 +87,8 @@ pub struct LoadPlan {
     pub max_parallel: u32,
     /// Most callers waiting in that line; one more is refused with `Busy`.
     pub max_queued: u32,
+    /// LoRA adapters to load with the weights (empty for a backend that has none).
+    pub lora: Vec<crate::options::LoraAdapter>,
 }
 
 /// An engine that can load some models.
@@ -135,6 +149,11 @@ pub trait LoadedModel: Send + Sync {
     /// How batched decoding has gone, for a backend that batches generations.
     fn batch_stats(&self) -> Option<BatchStats> {
         None
+    }
+    /// The LoRA adapters loaded with the weights (`LoadPlan::lora`), which
+    /// `SessionRequest::adapter` indexes.
+    fn lora_adapters(&self) -> &[crate::options::LoraAdapter] {
+        &[]
     }
 }
 

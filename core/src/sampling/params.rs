@@ -56,6 +56,24 @@ pub struct GenerateParams {
     /// (sliding-window attention, recurrent state) refuses the option with `Unsupported`.
     /// Default false.
     pub context_shift: bool,
+    /// The LoRA adapters this generation runs with, by the names the model loaded them under,
+    /// each with its scale; those not listed are off (`[]`: the base model). `None`: the
+    /// scales the model was loaded with. llama.cpp applies one adapter per generation.
+    pub lora: Option<Vec<LoraScale>>,
+}
+
+/// One adapter of `GenerateParams::lora`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraScale {
+    pub name: String,
+    /// Default 1 (as trained); 0 is the base model.
+    #[serde(default = "one")]
+    pub scale: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 impl Default for GenerateParams {
@@ -77,6 +95,7 @@ impl Default for GenerateParams {
             json_schema: None,
             deterministic: false,
             context_shift: false,
+            lora: None,
         }
     }
 }
@@ -100,6 +119,7 @@ impl GenerateParams {
         "json_schema",
         "deterministic",
         "context_shift",
+        "lora",
     ];
 
     /// The defaults with temperature 0: deterministic output, handy for tests.
@@ -193,6 +213,15 @@ impl GenerateParams {
                 "\"\"",
                 "stop strings must not be empty (remove it)",
             ));
+        }
+        for (i, lora) in self.lora.iter().flatten().enumerate() {
+            if !lora.scale.is_finite() {
+                return Err(bad(
+                    &format!("lora[{i}].scale"),
+                    lora.scale,
+                    "it must be a finite number (1 = as trained, 0 = off)",
+                ));
+            }
         }
         for (&token, &bias) in &self.logit_bias {
             if token < 0 {

@@ -541,6 +541,63 @@ pub fn fetched_model(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// The attention projections `write_lora_adapter` adapts (as PEFT's usual `target_modules`).
+pub const LORA_TARGETS: [&str; 4] = ["attn_q", "attn_k", "attn_v", "attn_output"];
+
+/// Write a LoRA adapter for the GGUF model at `model` to `out`, as llama.cpp's
+/// convert_lora_to_gguf.py writes one: `general.type` "adapter", `adapter.type` "lora",
+/// `adapter.lora.alpha` = `rank` (so the adapter's own factor is 1), and for each attention
+/// projection `blk.N.X.weight` of shape [n_in, n_out] an F32 pair `.lora_a` [n_in, rank] and
+/// `.lora_b` [rank, n_out] of deterministic pseudo-random values in [-magnitude, magnitude)
+/// (the same `seed` gives the same file, byte for byte). `arch` overrides the architecture
+/// written (for mismatch tests).
+pub fn write_lora_adapter(
+    model: &std::path::Path,
+    out: &std::path::Path,
+    seed: u64,
+    rank: u64,
+    magnitude: f32,
+    arch: Option<&str>,
+) -> Result<()> {
+    let header = uml_core::gguf::read_header(model)?;
+    let arch = arch
+        .or(header.architecture())
+        .unwrap_or("llama")
+        .to_string();
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", arch.as_str())
+        .add_metadata("general.type", "adapter")
+        .add_metadata("general.name", "uml test LoRA")
+        .add_metadata("adapter.type", "lora")
+        .add_metadata("adapter.lora.alpha", rank as f32);
+    let mut rng = Rng::new(seed);
+    let mut values = |n: u64| -> Vec<f32> { (0..n).map(|_| rng.unit() * magnitude).collect() };
+    for t in &header.tensors {
+        let Some(base) = t.name.strip_suffix(".weight") else {
+            continue;
+        };
+        let targeted = base.starts_with("blk.")
+            && LORA_TARGETS
+                .iter()
+                .any(|target| base.ends_with(&format!(".{target}")));
+        if !targeted || t.dims.len() != 2 {
+            continue;
+        }
+        let (n_in, n_out) = (t.dims[0], t.dims[1]);
+        w.add_tensor_f32(
+            &format!("{base}.weight.lora_a"),
+            &[n_in, rank],
+            &values(n_in * rank),
+        )?;
+        w.add_tensor_f32(
+            &format!("{base}.weight.lora_b"),
+            &[rank, n_out],
+            &values(rank * n_out),
+        )?;
+    }
+    w.write(out)
+}
+
 /// `tests/hub/fake_hub.py` on a loopback port: a stand-in for the Hugging Face Hub serving
 /// `root/<owner>/<name>/` (for the `pull` tests; nothing reaches the internet). Stopped when
 /// dropped. `args` are its options (`--token`, `--drop-after`, `--lie`, `--log`).

@@ -552,6 +552,7 @@ fn a_chat_sessions_cache_is_parked_between_turns() {
     let turn = SessionRequest {
         alone: false,
         conversation: Some(7),
+        adapter: None,
     };
     let ids = candle.tokenize("the cat sat on the mat", true).unwrap();
     {

@@ -5,10 +5,12 @@
 //! asks to run alone (`deterministic`), and every embedding call, borrows a private context
 //! from a small pool instead.
 
+mod lora;
 mod slots;
 
 use super::{
-    Backend, BackendChoice, ConversationId, LoadPlan, LoadedModel, Session, SessionRequest, Token,
+    AdapterChoice, Backend, BackendChoice, ConversationId, LoadPlan, LoadedModel, Session,
+    SessionRequest, Token,
 };
 use crate::estimate::{EstimateOptions, MemoryEstimate};
 use crate::format::Format;
@@ -24,6 +26,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use lora::Adapters;
 use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
 use slots::{SlotEngine, SlotSession, Slots};
@@ -98,6 +101,8 @@ impl Backend for LlamaCppBackend {
         if let Some(d) = plan.dtype {
             return Err(super::gguf_dtype_error(d));
         }
+        // A LoRA adapter that does not fit fails before the weights load.
+        Adapters::check(&info.path, &plan.lora)?;
         let backend = llama()?;
         let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let progress: *mut (dyn FnMut(f32) -> bool + '_) = progress;
@@ -138,6 +143,8 @@ impl Backend for LlamaCppBackend {
                 )))
             }
         };
+        let mut model = model;
+        let adapters = Arc::new(Adapters::load(&mut model, &info.path, &plan.lora)?);
         let model = Arc::new(model);
         let pooling = pooling_type(info);
         let shift_refused = shift_refusal(info, &model);
@@ -148,6 +155,7 @@ impl Backend for LlamaCppBackend {
             slots: None,
             plan: plan.clone(),
             pooling,
+            adapters,
             model,
         };
         // Create the context now (of the kind the model was loaded for) so a context that
@@ -158,7 +166,10 @@ impl Backend for LlamaCppBackend {
             loaded.return_context(ctx, true);
         } else {
             let shared = loaded.new_context(ContextKind::Slots)?;
-            loaded.slots = Some(Slots::new(SlotEngine::new(shared), plan.max_parallel)?);
+            loaded.slots = Some(Slots::new(
+                SlotEngine::new(shared, loaded.adapters.clone()),
+                plan.max_parallel,
+            )?);
         }
         Ok(Box::new(loaded))
     }
@@ -237,6 +248,8 @@ struct PooledContext {
     /// The tokens whose state the context holds, at positions 0.. of sequence 0: what an
     /// earlier generation evaluated, kept so the next one can start from a shared prefix.
     cached: Vec<Token>,
+    /// The LoRA adapter set on the context (`cached` was evaluated with it).
+    adapter: Option<AdapterChoice>,
     _model: Arc<LlamaModel>,
 }
 
@@ -302,6 +315,8 @@ struct LlamaLoaded {
     slots: Option<Slots>,
     plan: LoadPlan,
     pooling: LlamaPoolingType,
+    /// The LoRA adapters of `plan.lora`.
+    adapters: Arc<Adapters>,
     model: Arc<LlamaModel>,
 }
 
@@ -383,6 +398,7 @@ impl LlamaLoaded {
         Ok(PooledContext {
             ctx,
             cached: Vec::new(),
+            adapter: None,
             _model: self.model.clone(),
         })
     }
@@ -458,13 +474,17 @@ impl LoadedModel for LlamaLoaded {
 
     fn new_session(&self, request: SessionRequest) -> Result<Box<dyn Session + '_>> {
         if let (Some(slots), false) = (&self.slots, request.alone) {
-            return Ok(Box::new(SlotSession::new(
-                self,
-                slots,
-                request.conversation,
-            )?));
+            return Ok(Box::new(SlotSession::new(self, slots, request)?));
         }
-        let ctx = self.take_context(false)?;
+        let mut ctx = self.take_context(false)?;
+        // What the context holds was evaluated with its adapter: of no use with another.
+        if ctx.adapter != request.adapter {
+            ctx.forget();
+        }
+        if let Err(e) = self.adapters.apply(&mut ctx, request.adapter) {
+            self.return_context(ctx, false);
+            return Err(e);
+        }
         let n_batch = self.plan.n_batch;
         Ok(Box::new(LlamaSession {
             owner: self,
@@ -541,6 +561,10 @@ impl LoadedModel for LlamaLoaded {
 
     fn batch_stats(&self) -> Option<super::BatchStats> {
         self.slots.as_ref().map(Slots::stats)
+    }
+
+    fn lora_adapters(&self) -> &[crate::options::LoraAdapter] {
+        &self.plan.lora
     }
 }
 

@@ -6,19 +6,21 @@
 //! llama-server picks slots by prompt similarity. A chat session's slot is kept for it: other
 //! generations take it only when no other slot is free.
 
-use super::{drop_from, LlamaLoaded, PooledContext};
+use super::{drop_from, Adapters, LlamaLoaded, PooledContext};
 use crate::backend::batcher::{Batcher, Engine, Member, Request};
-use crate::backend::{ConversationId, Session, Token};
+use crate::backend::{AdapterChoice, ConversationId, Session, SessionRequest, Token};
 use crate::{Error, ErrorKind, Result};
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 use parking_lot::Mutex;
+use std::sync::Arc;
 
 /// The shared context, driven by the batcher.
 pub(super) struct SlotEngine {
     pooled: PooledContext,
     batch: LlamaBatch<'static>,
     n_batch: usize,
+    adapters: Arc<Adapters>,
 }
 
 // SAFETY: the context is only used under the batcher's engine lock, by one thread at a time
@@ -27,12 +29,13 @@ unsafe impl Send for SlotEngine {}
 
 impl SlotEngine {
     /// Drive `pooled`, taking as many tokens per decode as its context was made for.
-    pub fn new(pooled: PooledContext) -> Self {
+    pub fn new(pooled: PooledContext, adapters: Arc<Adapters>) -> Self {
         let n_batch = pooled.ctx.n_batch() as usize;
         SlotEngine {
             pooled,
             batch: LlamaBatch::new(n_batch, 1),
             n_batch,
+            adapters,
         }
     }
 
@@ -55,6 +58,11 @@ impl Engine for SlotEngine {
     }
 
     fn run(&mut self, requests: &mut [Request]) -> Result<()> {
+        // The batcher gives one decode requests of one adapter.
+        let adapter = requests.first().and_then(|r| r.adapter);
+        if let Err(e) = self.adapters.apply(&mut self.pooled, adapter) {
+            return Err(self.fail(requests, e));
+        }
         for r in requests.iter() {
             if !self.truncate(r.seq, r.first_pos) && r.first_pos > 0 {
                 return Err(self.fail(
@@ -123,6 +131,8 @@ struct SlotTable {
     released_at: Vec<u64>,
     /// The chat session each slot is kept for, if any.
     kept_for: Vec<Option<ConversationId>>,
+    /// The LoRA adapter each free slot's tokens were evaluated with.
+    held_with: Vec<Option<AdapterChoice>>,
     clock: u64,
 }
 
@@ -162,6 +172,7 @@ impl Slots {
                 held: vec![Vec::new(); n],
                 released_at: vec![0; n],
                 kept_for: vec![None; n],
+                held_with: vec![None; n],
                 clock: 0,
             }),
         })
@@ -178,7 +189,11 @@ impl Slots {
     /// Take the slot kept for `conversation`, else the free slot released longest ago that
     /// is kept for no chat session, else (evicting one) the one kept longest. Admission keeps
     /// callers to the slot count, so one is free unless a caller bypassed it.
-    fn claim(&self, conversation: Option<ConversationId>) -> Result<(usize, Vec<Token>)> {
+    fn claim(
+        &self,
+        conversation: Option<ConversationId>,
+        adapter: Option<AdapterChoice>,
+    ) -> Result<(usize, Vec<Token>)> {
         let mut table = self.table.lock();
         let n = table.taken.len();
         let own = conversation
@@ -200,7 +215,15 @@ impl Slots {
             })?;
         table.taken[free] = true;
         table.keep_for(free, conversation);
-        Ok((free, std::mem::take(&mut table.held[free])))
+        let held = std::mem::take(&mut table.held[free]);
+        // Tokens evaluated with another adapter are of no use: the first decode (at position
+        // 0) drops them.
+        let held = if table.held_with[free] == adapter {
+            held
+        } else {
+            Vec::new()
+        };
+        Ok((free, held))
     }
 
     /// The chat session `conversation` ended: its slot is anyone's again.
@@ -214,8 +237,9 @@ impl Slots {
     }
 
     /// Give a slot back with what its sequence holds.
-    fn release(&self, slot: usize, held: Vec<Token>) {
+    fn release(&self, slot: usize, held: Vec<Token>, adapter: Option<AdapterChoice>) {
         let mut table = self.table.lock();
+        table.held_with[slot] = adapter;
         table.clock += 1;
         table.released_at[slot] = table.clock;
         table.held[slot] = held;
@@ -231,11 +255,12 @@ impl Slots {
         held: Vec<Token>,
         prompt: &[Token],
         conversation: Option<ConversationId>,
+        adapter: Option<AdapterChoice>,
     ) -> (usize, Vec<Token>) {
         let mut table = self.table.lock();
         let mine = shared_prefix(&held, prompt);
         let better = (0..table.taken.len())
-            .filter(|&i| table.open_to(i, conversation))
+            .filter(|&i| table.open_to(i, conversation) && table.held_with[i] == adapter)
             .map(|i| (i, shared_prefix(&table.held[i], prompt)))
             .filter(|&(_, n)| n > mine)
             .max_by_key(|&(i, n)| (n, std::cmp::Reverse(i)));
@@ -246,6 +271,7 @@ impl Slots {
         let other_held = std::mem::take(&mut table.held[other]);
         table.taken[slot] = false;
         table.held[slot] = held;
+        table.held_with[slot] = adapter;
         table.kept_for[slot] = None;
         table.keep_for(other, conversation);
         (other, other_held)
@@ -263,6 +289,8 @@ pub(super) struct SlotSession<'m> {
     slot: usize,
     /// The chat session this generation continues, if any.
     conversation: Option<ConversationId>,
+    /// The LoRA adapter it runs with.
+    adapter: Option<AdapterChoice>,
     /// The tokens this slot's sequence holds.
     held: Vec<Token>,
     logits: Vec<f32>,
@@ -271,17 +299,14 @@ pub(super) struct SlotSession<'m> {
 }
 
 impl<'m> SlotSession<'m> {
-    pub fn new(
-        owner: &'m LlamaLoaded,
-        slots: &'m Slots,
-        conversation: Option<ConversationId>,
-    ) -> Result<Self> {
-        let (slot, held) = slots.claim(conversation)?;
+    pub fn new(owner: &'m LlamaLoaded, slots: &'m Slots, request: SessionRequest) -> Result<Self> {
+        let (slot, held) = slots.claim(request.conversation, request.adapter)?;
         Ok(SlotSession {
             owner,
             slots,
             slot,
-            conversation,
+            conversation: request.conversation,
+            adapter: request.adapter,
             held,
             logits: Vec::new(),
             has_logits: false,
@@ -325,6 +350,7 @@ impl Session for SlotSession<'_> {
             tokens: tokens.to_vec(),
             first_pos,
             logits: std::mem::take(&mut self.logits),
+            adapter: self.adapter,
         };
         self.has_logits = false;
         self.held.truncate(first);
@@ -367,9 +393,9 @@ impl Session for SlotSession<'_> {
 
     fn reuse_prefix(&mut self, prompt: &[Token]) -> Result<usize> {
         let held = std::mem::take(&mut self.held);
-        let (slot, held) = self
-            .slots
-            .best_for(self.slot, held, prompt, self.conversation);
+        let (slot, held) =
+            self.slots
+                .best_for(self.slot, held, prompt, self.conversation, self.adapter);
         self.slot = slot;
         self.held = held;
         let shared = shared_prefix(&self.held, prompt).min(prompt.len().saturating_sub(1));
@@ -388,6 +414,6 @@ impl Session for SlotSession<'_> {
 impl Drop for SlotSession<'_> {
     fn drop(&mut self) {
         self.slots
-            .release(self.slot, std::mem::take(&mut self.held));
+            .release(self.slot, std::mem::take(&mut self.held), self.adapter);
     }
 }

@@ -289,7 +289,12 @@ uml_status uml_hardware(char **out_json);
  *   load and counted in the estimate; their decodes are batched); more wait in line, in
  *   arrival order, and leave it when their `uml_cancel` is cancelled; `max_queued`: null
  *   (default 512) or 0 to 1048576, the most calls waiting in that line: one more fails at
- *   once with `UML_ERR_BUSY`); omitted keys take their defaults. Numbers out of range
+ *   once with `UML_ERR_BUSY`), `lora`: an array of LoRA adapters to load (GGUF adapter files,
+ *   as llama.cpp's convert_lora_to_gguf.py writes them; llama.cpp only), each
+ *   `{"path", "scale" (default 1; 0: loaded but off), "name" (default: the file name without
+ *   .gguf; generations choose adapters by it)}`: an adapter for another architecture or with
+ *   tensors shaped for another model is `UML_ERR_INVALID_ARGUMENT` naming the tensor, a missing
+ *   file `UML_ERR_NOT_FOUND`); omitted keys take their defaults. Numbers out of range
  *   (`n_ctx`, `n_batch`, `n_ubatch`: 1 to 16777216; thread counts: 1 to 512) are
  *   `UML_ERR_INVALID_ARGUMENT`. Borrowed for the call.
  * - `progress`, `user`: optional progress callback (NULL for none) and the pointer passed to
@@ -449,8 +454,11 @@ uml_status uml_embed(const uml_model *model,
  *   `grammar`, `json_schema`, `deterministic`: true runs it alone in a context of its own,
  *   never batched with other calls, `context_shift`: true drops the older half of a full
  *   context after its first token and goes on instead of stopping with "length",
- *   `UML_ERR_UNSUPPORTED` for a model whose memory cannot shift); omitted keys take their
- *   defaults. Borrowed.
+ *   `UML_ERR_UNSUPPORTED` for a model whose memory cannot shift, `lora`: an array of
+ *   `{"name", "scale"}` choosing among the adapters the model was loaded with (those not
+ *   listed are off; `[]` is the base model; omitted: the load scales; one adapter may be on,
+ *   else `UML_ERR_UNSUPPORTED`; an unknown name is `UML_ERR_INVALID_ARGUMENT`); omitted keys
+ *   take their defaults. Borrowed.
  * - `on_token`, `user`: optional streaming callback (NULL for none) and its pointer.
  * - `cancel`: optional token (NULL for none); cancelling it stops before the next token with
  *   finish reason "cancelled" and `UML_OK`.

@@ -86,8 +86,11 @@ pub(crate) unsafe fn run_generation(
 ///   `grammar`, `json_schema`, `deterministic`: true runs it alone in a context of its own,
 ///   never batched with other calls, `context_shift`: true drops the older half of a full
 ///   context after its first token and goes on instead of stopping with "length",
-///   `UML_ERR_UNSUPPORTED` for a model whose memory cannot shift); omitted keys take their
-///   defaults. Borrowed.
+///   `UML_ERR_UNSUPPORTED` for a model whose memory cannot shift, `lora`: an array of
+///   `{"name", "scale"}` choosing among the adapters the model was loaded with (those not
+///   listed are off; `[]` is the base model; omitted: the load scales; one adapter may be on,
+///   else `UML_ERR_UNSUPPORTED`; an unknown name is `UML_ERR_INVALID_ARGUMENT`); omitted keys
+///   take their defaults. Borrowed.
 /// - `on_token`, `user`: optional streaming callback (NULL for none) and its pointer.
 /// - `cancel`: optional token (NULL for none); cancelling it stops before the next token with
 ///   finish reason "cancelled" and `UML_OK`.

@@ -66,7 +66,12 @@ fn stage_name(stage: LoadStage) -> &'static std::ffi::CStr {
 ///   load and counted in the estimate; their decodes are batched); more wait in line, in
 ///   arrival order, and leave it when their `uml_cancel` is cancelled; `max_queued`: null
 ///   (default 512) or 0 to 1048576, the most calls waiting in that line: one more fails at
-///   once with `UML_ERR_BUSY`); omitted keys take their defaults. Numbers out of range
+///   once with `UML_ERR_BUSY`), `lora`: an array of LoRA adapters to load (GGUF adapter files,
+///   as llama.cpp's convert_lora_to_gguf.py writes them; llama.cpp only), each
+///   `{"path", "scale" (default 1; 0: loaded but off), "name" (default: the file name without
+///   .gguf; generations choose adapters by it)}`: an adapter for another architecture or with
+///   tensors shaped for another model is `UML_ERR_INVALID_ARGUMENT` naming the tensor, a missing
+///   file `UML_ERR_NOT_FOUND`); omitted keys take their defaults. Numbers out of range
 ///   (`n_ctx`, `n_batch`, `n_ubatch`: 1 to 16777216; thread counts: 1 to 512) are
 ///   `UML_ERR_INVALID_ARGUMENT`. Borrowed for the call.
 /// - `progress`, `user`: optional progress callback (NULL for none) and the pointer passed to

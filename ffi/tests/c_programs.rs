@@ -251,6 +251,25 @@ fn cpp_wrapper_from_cpp() {
 }
 
 #[test]
+fn lora_adapters_from_c() {
+    let model = model_path(SMOLLM2);
+    let dir = scratch("lora");
+    // Strong random adapters (core/tests/lora.rs's): each changes this prompt's greedy text.
+    let (a, b) = (dir.join("a.gguf"), dir.join("b.gguf"));
+    for (path, seed) in [(&a, 3), (&b, 4)] {
+        uml_test_support::write_lora_adapter(&model, path, seed, 8, 0.2, None)
+            .expect("write a LoRA adapter");
+    }
+    let exe = dir.join("test_lora");
+    compile(&c_test("test_lora.c"), &exe, Link::Shared, false);
+    run(
+        &exe,
+        &[model.as_os_str(), a.as_os_str(), b.as_os_str()],
+        None,
+    );
+}
+
+#[test]
 fn smollm2_from_c_matches_reference_shared_and_static() {
     let model = model_path(SMOLLM2);
     let r = reference("smollm2_count_greedy.json");

@@ -33,6 +33,7 @@ fn _uml(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(test_hooks::raise_error, m)?)?;
         m.add_function(wrap_pyfunction!(test_hooks::write_tiny_llama_gguf, m)?)?;
         m.add_function(wrap_pyfunction!(test_hooks::write_tiny_hf_folder, m)?)?;
+        m.add_function(wrap_pyfunction!(test_hooks::write_lora_adapter, m)?)?;
     }
     m.add_function(wrap_pyfunction!(worker::shutdown, m)?)?;
     Ok(())

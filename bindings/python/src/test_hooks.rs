@@ -38,3 +38,20 @@ pub fn write_tiny_hf_folder(py: Python<'_>, path: PathBuf) -> PyResult<()> {
     py.detach(move || uml_test_support::write_tiny_hf_folder(&path))
         .map_err(to_py)
 }
+
+/// Write a random LoRA adapter for the GGUF model at `model` (core's test adapters:
+/// `uml_test_support::write_lora_adapter`).
+#[pyfunction(name = "_write_lora_adapter")]
+pub fn write_lora_adapter(
+    py: Python<'_>,
+    model: PathBuf,
+    out: PathBuf,
+    seed: u64,
+    rank: u64,
+    magnitude: f32,
+) -> PyResult<()> {
+    py.detach(move || {
+        uml_test_support::write_lora_adapter(&model, &out, seed, rank, magnitude, None)
+    })
+    .map_err(to_py)
+}

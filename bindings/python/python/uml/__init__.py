@@ -58,7 +58,7 @@ from ._errors import (
 )
 from ._manager import Manager
 from ._model import AsyncStream, CancelToken, ChatSession, Loader, Model, Stream, load, remote
-from ._options import BenchOptions, GenerateOptions, LoadOptions, Message, ProgressCallback
+from ._options import BenchOptions, GenerateOptions, LoadOptions, LoraAdapter, LoraScale, Message, ProgressCallback
 from ._types import BenchReport, BenchSeries, Completion, Gpu, Hardware, MemoryEstimate, ModelInfo, Record, Usage
 
 if TYPE_CHECKING:
@@ -95,6 +95,8 @@ __all__ = [
     "InvalidModelError",
     "IoError",
     "LoadOptions",
+    "LoraAdapter",
+    "LoraScale",
     "Loader",
     "Manager",
     "MemoryEstimate",

@@ -6,6 +6,31 @@ from __future__ import annotations
 from typing import Any, Callable, List, Literal, Mapping, Optional, Tuple, TypedDict, Union
 
 
+class _LoraAdapterRequired(TypedDict):
+    path: str
+    """The adapter's GGUF file (as llama.cpp's convert_lora_to_gguf.py writes them)."""
+
+
+class LoraAdapter(_LoraAdapterRequired, total=False):
+    """One LoRA adapter of :attr:`LoadOptions.lora`."""
+
+    scale: float
+    """Its scale for generations that do not choose (default 1; 0: loaded but off)."""
+    name: str
+    """The name generations choose it by (default: the file name without ``.gguf``)."""
+
+
+class _LoraScaleRequired(TypedDict):
+    name: str
+
+
+class LoraScale(_LoraScaleRequired, total=False):
+    """One adapter of :attr:`GenerateOptions.lora`."""
+
+    scale: float
+    """Default 1 (as trained); 0 is the base model."""
+
+
 class LoadOptions(TypedDict, total=False):
     """How to load a model (``uml.Loader(path, **options)``)."""
 
@@ -53,6 +78,10 @@ class LoadOptions(TypedDict, total=False):
     max_queued: Optional[int]
     """Most callers waiting in that line; one more raises :class:`uml.BusyError` at once.
     None (default): 512."""
+    lora: List[LoraAdapter]
+    """LoRA adapters to load (llama.cpp only), each on at its ``scale`` for generations that do
+    not choose; one may be on at a time. An adapter made for another architecture or model
+    raises :class:`uml.InvalidArgumentError` naming the tensor and shapes."""
 
 
 class GenerateOptions(TypedDict, total=False):
@@ -85,6 +114,10 @@ class GenerateOptions(TypedDict, total=False):
     """When the context is full, drop the older half after the first token and go on instead
     of stopping with finish reason "length" (default False). Models whose memory cannot shift
     (sliding-window attention, recurrent state) raise :class:`uml.UnsupportedError`."""
+    lora: Optional[List[LoraScale]]
+    """The LoRA adapters this generation runs with, by name, each with its scale; those not
+    listed are off (``[]``: the base model). None (default): the scales the model was loaded
+    with. One adapter may be on (else :class:`uml.UnsupportedError`)."""
 
 
 class BenchOptions(TypedDict, total=False):

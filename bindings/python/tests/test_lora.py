@@ -1,0 +1,68 @@
+"""LoRA adapters from Python on the real SmolLM2 (random adapters written by the test hook, as
+core's tests write them): the ``lora`` load option, on by default at its scale, chosen per call
+with ``lora=[...]`` (``[]`` and scale 0 are the base model, token for token), in streams and
+chats too, and the errors (unknown name, two on at once, a file that is no adapter)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional, Tuple
+
+import pytest
+
+import uml
+from uml import _uml
+from conftest import model_path
+
+PROMPT = "Once upon a time, there was a"
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, Path]:
+    """Two strong random adapters: each changes PROMPT's greedy text."""
+    folder = tmp_path_factory.mktemp("lora")
+    a, b = folder / "a.gguf", folder / "b.gguf"
+    _uml._write_lora_adapter(model_path(), a, 3, 8, 0.2)
+    _uml._write_lora_adapter(model_path(), b, 4, 8, 0.2)
+    return a, b
+
+
+def first_text(lora_options: List[uml.LoraAdapter], lora: Optional[List[uml.LoraScale]] = None, **extra: Any) -> str:
+    """A fresh model's first greedy generation (a later one may reuse cached prompt tokens,
+    evaluated in other batches, which round differently in the last bits)."""
+    with uml.Loader(model_path(), n_ctx=256, lora=lora_options) as m:
+        if lora is None:
+            return m.generate(PROMPT, max_tokens=24, temperature=0, **extra).text
+        return m.generate(PROMPT, max_tokens=24, temperature=0, lora=lora, **extra).text
+
+
+def test_adapters_load_apply_and_are_chosen_per_call(adapters: Tuple[Path, Path]) -> None:
+    a, b = adapters
+    loaded: List[uml.LoraAdapter] = [{"path": str(a)}, {"path": str(b), "name": "other", "scale": 0}]
+    base = first_text([])
+    with_a = first_text(loaded)
+    assert with_a != base
+    assert first_text(loaded, [{"name": "a", "scale": 1.0}]) == with_a
+    assert first_text(loaded, []) == base
+    assert first_text(loaded, [{"name": "a", "scale": 0}]) == base
+    with_b = first_text(loaded, [{"name": "other"}])
+    assert with_b not in (base, with_a)
+
+    with uml.Loader(model_path(), n_ctx=256, lora=loaded) as m:
+        streamed = "".join(m.stream(PROMPT, max_tokens=24, temperature=0, lora=[{"name": "other"}]))
+        assert streamed == m.generate(PROMPT, max_tokens=24, temperature=0, lora=[{"name": "other"}]).text
+        reply = m.chat([{"role": "user", "content": "Hi"}], max_tokens=8, temperature=0, lora=[])
+        assert reply.text
+
+
+def test_lora_errors_name_the_fix(adapters: Tuple[Path, Path]) -> None:
+    a, b = adapters
+    with uml.Loader(model_path(), n_ctx=256, lora=[{"path": str(a)}, {"path": str(b), "scale": 0}]) as m:
+        with pytest.raises(uml.InvalidArgumentError, match="loaded: a, b"):
+            m.generate("Hi", lora=[{"name": "c"}])
+        with pytest.raises(uml.UnsupportedError, match="scale to 0"):
+            m.generate("Hi", lora=[{"name": "a"}, {"name": "b"}])
+    with pytest.raises(uml.InvalidArgumentError, match="not an adapter file"):
+        uml.load(model_path(), lora=[{"path": str(model_path())}])
+    with pytest.raises(uml.ModelNotFoundError, match="does not exist"):
+        uml.load(model_path(), lora=[{"path": "/nonexistent/a.gguf"}])

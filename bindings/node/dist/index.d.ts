@@ -37,8 +37,28 @@ export interface LoadOptions extends Abortable {
     maxParallel?: number;
     /** Most callers waiting for a free slot; one more rejects with `BusyError` (default 512). */
     maxQueued?: number;
+    /** LoRA adapters to load (GGUF adapter files, as llama.cpp's convert_lora_to_gguf.py writes
+     * them; llama.cpp only), each on at its `scale` for generations that do not choose; one may
+     * be on at a time. One made for another architecture or model rejects with
+     * `InvalidArgumentError` naming the tensor and shapes. */
+    lora?: LoraAdapter[];
     /** Called as the load goes on; return false to cancel it. */
     onProgress?: (stage: 'inspect' | 'weights' | 'ready', fraction: number) => boolean | void;
+}
+/** One LoRA adapter of `LoadOptions.lora`. */
+export interface LoraAdapter {
+    /** The adapter's GGUF file. */
+    path: string;
+    /** Its scale for generations that do not choose (default 1; 0: loaded but off). */
+    scale?: number;
+    /** The name generations choose it by (default: the file name without `.gguf`). */
+    name?: string;
+}
+/** One adapter of `GenerateOptions.lora`. */
+export interface LoraScale {
+    name: string;
+    /** Default 1 (as trained); 0 is the base model. */
+    scale?: number;
 }
 /** Generation options (core's `GenerateParams`; snake_case keys are accepted too). */
 export interface GenerateOptions extends Abortable {
@@ -67,6 +87,10 @@ export interface GenerateOptions extends Abortable {
     /** When the context is full, drop the older half after the first token and go on instead
      * of stopping with 'length' (default false; refused by models that cannot shift). */
     contextShift?: boolean;
+    /** The LoRA adapters this generation runs with, by name, each with its scale; those not
+     * listed are off (`[]`: the base model). Omitted: the scales the model was loaded with. One
+     * adapter may be on (else `UnsupportedError`). */
+    lora?: LoraScale[];
 }
 /** Options of a chat session's turn: generation options, plus the role of the message sent. */
 export interface SendOptions extends GenerateOptions {

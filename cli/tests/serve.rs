@@ -552,3 +552,40 @@ fn a_remote_model_answers_through_another_server_and_a_broken_file_falls_back_to
         "{reply}"
     );
 }
+
+#[test]
+fn a_lora_adapter_serves_by_default_and_requests_choose_with_lora() {
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = dir.path().join("strong.gguf");
+    // A strong random adapter (core/tests/lora.rs's): it changes the fixture's greedy text.
+    uml_test_support::write_lora_adapter(&fetched_model(SMOLLM2), &adapter, 3, 8, 0.2, None)
+        .unwrap();
+    let lora = format!("smollm2={}", adapter.display());
+    let server = smollm2_server(&["--lora", &lora]);
+    let plain = GreedyFixture::load("smollm2_count_greedy.json");
+    let body = |lora: Value| {
+        let mut body = json!({"model": "smollm2", "prompt": plain.prompt, "temperature": 0,
+                              "max_tokens": plain.n_predict});
+        if !lora.is_null() {
+            body["lora"] = lora;
+        }
+        body
+    };
+    // `[]`: the base model, llama.cpp's greedy text.
+    let (status, reply) = server.post("/v1/completions", &body(json!([])));
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["choices"][0]["text"], plain.text.as_str());
+    // By default, the adapter.
+    let (status, reply) = server.post("/v1/completions", &body(Value::Null));
+    assert_eq!(status, 200, "{reply}");
+    assert_ne!(reply["choices"][0]["text"], plain.text.as_str());
+    let (status, reply) = server.post("/v1/completions", &body(json!([{"name": "nope"}])));
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("loaded: strong"),
+        "{reply}"
+    );
+}

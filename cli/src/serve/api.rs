@@ -93,6 +93,8 @@ pub struct Common {
     presence_penalty: Option<f32>,
     n: Option<u32>,
     response_format: Option<Value>,
+    /// uml's extension (llama-server has one like it): the LoRA adapters to run with, by name.
+    lora: Option<Vec<uml_core::sampling::LoraScale>>,
 }
 
 impl Common {
@@ -127,6 +129,7 @@ impl Common {
         if let Some(f) = self.presence_penalty {
             p.presence_penalty = f;
         }
+        p.lora = self.lora.clone();
         p.stop = match &self.stop {
             None => Vec::new(),
             Some(Stop::One(s)) => vec![s.clone()],

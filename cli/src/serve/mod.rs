@@ -35,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use uml_core::chat::ChatTemplate;
 use uml_core::manager::{Manager, ManagerOptions};
-use uml_core::options::LoadOptions;
+use uml_core::options::{LoadOptions, LoraAdapter};
 use uml_core::{CancelToken, Error, ErrorKind, Model, RemoteEndpoint};
 
 /// `uml serve`'s options.
@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// name; repeatable. With folders given, --model paths must lie inside them.
     #[arg(long = "model-dir", value_name = "DIR")]
     pub model_dirs: Vec<PathBuf>,
+    /// A LoRA adapter (GGUF) for the --model ID, on at SCALE (default 1) unless a request's
+    /// `lora` (`[{"name", "scale"}]`, names: the file names without .gguf) chooses; repeatable.
+    #[arg(long = "lora", value_name = "ID=FILE[:SCALE]")]
+    pub loras: Vec<String>,
     /// A model served by another OpenAI-compatible server (vLLM, llama-server, Ollama, another
     /// uml serve), as ID=URL#MODEL (`far=http://10.0.0.5:8080/v1#llama`); repeatable.
     #[arg(long = "remote", value_name = "ID=URL#MODEL")]
@@ -175,7 +179,27 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
         let (id, path) = spec
             .split_once('=')
             .ok_or_else(|| Error::invalid_argument(format!("--model {spec}: expected ID=PATH")))?;
-        manager.register(id, path, options.clone())?;
+        let lora = lora_adapters(&args.loras, id)?;
+        manager.register(
+            id,
+            path,
+            LoadOptions {
+                lora,
+                ..options.clone()
+            },
+        )?;
+    }
+    for spec in &args.loras {
+        let id = spec.split_once('=').map_or(spec.as_str(), |(id, _)| id);
+        if !args
+            .models
+            .iter()
+            .any(|m| m.split_once('=').is_some_and(|(m, _)| m == id))
+        {
+            return Err(Error::invalid_argument(format!(
+                "--lora {spec}: no --model {id}=PATH to apply it to"
+            )));
+        }
     }
     manager.scan(&options)?;
     let remote_key = args
@@ -934,4 +958,30 @@ pub fn config_args(path: &std::path::Path) -> Result<Vec<String>, Error> {
         }
     }
     Ok(args)
+}
+
+/// The adapters of `--lora ID=FILE[:SCALE]` for the model `id`.
+fn lora_adapters(specs: &[String], id: &str) -> Result<Vec<LoraAdapter>, Error> {
+    let mut adapters = Vec::new();
+    for spec in specs {
+        let Some((for_id, adapter)) = spec.split_once('=') else {
+            return Err(Error::invalid_argument(format!(
+                "--lora {spec}: expected ID=FILE[:SCALE]"
+            )));
+        };
+        if for_id != id {
+            continue;
+        }
+        let scaled = adapter
+            .rsplit_once(':')
+            .and_then(|(file, scale)| Some((file, scale.parse::<f32>().ok()?)));
+        adapters.push(match scaled {
+            Some((file, scale)) => LoraAdapter {
+                scale,
+                ..LoraAdapter::new(file)
+            },
+            None => LoraAdapter::new(adapter),
+        });
+    }
+    Ok(adapters)
 }

@@ -12,7 +12,8 @@
 #      valgrind cannot execute the native build's AVX-512): no definite or indirect leaks, no
 #      memory errors (suppressions: tests/c/valgrind.supp, each with its reason); and the same
 #      program on the native build under LeakSanitizer, with a negative control.
-# Needs the SmolLM2 test model (scripts/fetch-models), cmake, pkg-config and valgrind.
+# Needs the SmolLM2 test model (scripts/fetch-models), cmake, pkg-config, valgrind and
+# abigail-tools (scripts/check-abi).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -21,7 +22,7 @@ if [ ! -f "$MODEL" ]; then
     echo "tests/c/run.sh: test model $MODEL is missing: run scripts/fetch-models first" >&2
     exit 1
 fi
-for tool in cc c++ cmake pkg-config valgrind; do
+for tool in cc c++ cmake pkg-config valgrind abidiff; do
     command -v "$tool" >/dev/null || { echo "tests/c/run.sh: $tool is missing (scripts/bootstrap installs it)" >&2; exit 1; }
 done
 TMP=$(mktemp -d)
@@ -31,6 +32,10 @@ PROMPT="The capital of France is"
 
 echo "== install libuml into a temporary prefix"
 scripts/install-libuml "$PREFIX"
+
+echo "== the C ABI against its recorded baseline (scripts/check-abi), and its negative controls"
+scripts/check-abi
+scripts/check-abi --self-test
 
 echo "== pkg-config: build and run examples/c/generate.c"
 export PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig

@@ -41,6 +41,7 @@ pub mod pull;
 pub mod remote;
 pub mod runner;
 pub mod sampling;
+mod speculative;
 pub mod stream;
 pub mod trace;
 

@@ -79,6 +79,8 @@ pub struct Model {
     control_texts: once_cell::sync::OnceCell<Option<ControlTexts>>,
     /// Set for a model served by a remote endpoint: generate, chat and embed go there.
     remote: Option<crate::remote::RemoteClient>,
+    /// The draft model of speculative decoding (`LoadOptions::draft_model`).
+    draft: Option<Box<Model>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -133,13 +135,50 @@ impl Model {
         if !progress(LoadStage::Inspect, 1.0) {
             return Err(load_cancelled());
         }
-        Model::load_with(
+        let mut model = Model::load_with(
             backend::candidates(options.backend),
             info,
             options,
             &hw,
             progress,
-        )
+        )?;
+        if let Some(draft) = &options.draft_model {
+            model.draft = Some(Box::new(model.load_draft(draft, options)?));
+        }
+        Ok(model)
+    }
+
+    /// Load `path` as this model's draft: the same context, threads and slots (each
+    /// generation drafts in a slot of its own), checked to share the vocabulary.
+    fn load_draft(&self, path: &Path, options: &LoadOptions) -> Result<Model> {
+        let plan = &self.plan;
+        let draft_options = LoadOptions {
+            n_ctx: Some(plan.n_ctx),
+            n_threads: Some(plan.n_threads),
+            n_threads_batch: Some(plan.n_threads_batch),
+            n_batch: plan.n_batch,
+            n_ubatch: plan.n_ubatch,
+            use_mmap: plan.use_mmap,
+            kv_cache_type: plan.kv_cache_type,
+            flash_attention: plan.flash_attention,
+            max_parallel: Some(plan.max_parallel),
+            max_queued: options.max_queued,
+            gpu_layers: options.gpu_layers,
+            ..LoadOptions::default()
+        };
+        let draft = Model::load(path, &draft_options, None).map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!("draft model {}: {}", path.display(), e.message()),
+            )
+        })?;
+        crate::speculative::check_vocabularies(self.loaded(), draft.loaded(), path)?;
+        Ok(draft)
+    }
+
+    /// The draft model speculative decoding uses, if one was loaded.
+    pub fn draft(&self) -> Option<&Model> {
+        self.draft.as_deref()
     }
 
     /// The load itself, over an explicit list of candidate backends.
@@ -199,6 +238,7 @@ impl Model {
                 control_texts: once_cell::sync::OnceCell::new(),
                 constraints: once_cell::sync::OnceCell::new(),
                 remote: None,
+                draft: None,
             });
         }
         if skipped.is_empty() {
@@ -311,6 +351,7 @@ impl Model {
             control_texts: once_cell::sync::OnceCell::new(),
             constraints: once_cell::sync::OnceCell::new(),
             remote: Some(client),
+            draft: None,
         }
     }
 
@@ -525,6 +566,7 @@ impl Model {
         };
         generate_tokens(
             self.inner.as_ref(),
+            self.draft.as_ref().map(|d| d.loaded()),
             conversation,
             tokens,
             &params,

@@ -218,6 +218,10 @@ pub struct LoadOptions {
     /// convert_lora_to_gguf.py writes them), each at the scale generations use unless they
     /// choose (`GenerateParams::lora`). llama.cpp only.
     pub lora: Vec<LoraAdapter>,
+    /// A small model of the same vocabulary that drafts tokens for this one to verify
+    /// (speculative decoding): loaded beside it with the same context, threads and slots.
+    /// Generations use it unless they set `draft_max` to 0. llama.cpp only.
+    pub draft_model: Option<std::path::PathBuf>,
 }
 
 /// One LoRA adapter of `LoadOptions::lora`.
@@ -281,6 +285,7 @@ impl Default for LoadOptions {
             max_parallel: None,
             max_queued: None,
             lora: Vec::new(),
+            draft_model: None,
         }
     }
 }
@@ -308,6 +313,7 @@ impl LoadOptions {
         "max_parallel",
         "max_queued",
         "lora",
+        "draft_model",
     ];
 
     /// Parse a JSON object of load options (an empty string, `null` or `{}` gives the

@@ -31,6 +31,12 @@ pub struct Usage {
     pub generation_ms: f64,
     pub prompt_tokens_per_second: f64,
     pub generation_tokens_per_second: f64,
+    /// Speculative decoding: tokens the draft model proposed, and those the model accepted
+    /// (each accepted one saved a decode step). 0 without a draft model.
+    #[serde(default)]
+    pub drafted_tokens: u32,
+    #[serde(default)]
+    pub accepted_tokens: u32,
 }
 
 impl Usage {
@@ -56,6 +62,7 @@ impl Usage {
             generation_ms,
             prompt_tokens_per_second: rate(prompt_tokens, prompt_ms),
             generation_tokens_per_second: rate(completion_tokens, generation_ms),
+            ..Usage::default()
         }
     }
 }

@@ -42,6 +42,9 @@ pub(crate) struct Request {
     pub logits: Vec<f32>,
     /// The LoRA adapter to decode with (every request of one decode has the same).
     pub adapter: Option<crate::backend::AdapterChoice>,
+    /// Keep the logits of every token, one vocabulary's worth after another in `logits`
+    /// (speculative decoding's verification), not only the last one's.
+    pub all_logits: bool,
 }
 
 /// What decodes a batch: llama.cpp's shared context, or a stand-in in tests.
@@ -287,6 +290,7 @@ mod tests {
             first_pos,
             logits: Vec::new(),
             adapter: None,
+            all_logits: false,
         }
     }
 

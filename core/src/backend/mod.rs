@@ -181,6 +181,18 @@ pub trait Session {
     /// The raw logits (one per vocabulary entry) of the last decoded position, before any
     /// sampler touched them.
     fn logits(&self) -> Result<&[f32]>;
+    /// Evaluate `tokens` (at most `n_batch`) as `decode` does, and return the logits of every
+    /// position, in order (speculative decoding verifies a draft so); `logits` then gives the
+    /// last one's. By default one `decode` per token, for backends without multi-output
+    /// decodes.
+    fn decode_all(&mut self, tokens: &[Token], first_pos: u32) -> Result<Vec<Vec<f32>>> {
+        let mut all = Vec::with_capacity(tokens.len());
+        for (i, &token) in tokens.iter().enumerate() {
+            self.decode(&[token], first_pos + i as u32)?;
+            all.push(self.logits()?.to_vec());
+        }
+        Ok(all)
+    }
     /// Keep the longest prefix of `prompt` whose state this session already holds (left by an
     /// earlier generation on the same context: a repeated system prompt, the previous turns of
     /// a chat) and forget the rest; returns its length, at most `prompt.len() - 1` so the last

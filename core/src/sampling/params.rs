@@ -60,7 +60,19 @@ pub struct GenerateParams {
     /// each with its scale; those not listed are off (`[]`: the base model). `None`: the
     /// scales the model was loaded with. llama.cpp applies one adapter per generation.
     pub lora: Option<Vec<LoraScale>>,
+    /// With a draft model loaded (`LoadOptions::draft_model`): the most tokens it drafts per
+    /// step for the model to verify in one decode (default 16; 0: no drafting).
+    pub draft_max: u32,
+    /// Drafts shorter than this are not verified (the step decodes one token as without a
+    /// draft). Default 0.
+    pub draft_min: u32,
+    /// The draft stops drafting at a token it gives less than this probability. Default 0
+    /// (llama.cpp's current default: draft `draft_max` tokens).
+    pub draft_p_min: f32,
 }
+
+/// The most tokens a draft model may propose per step.
+pub const MAX_DRAFT: u32 = 64;
 
 /// One adapter of `GenerateParams::lora`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +108,9 @@ impl Default for GenerateParams {
             deterministic: false,
             context_shift: false,
             lora: None,
+            draft_max: 16,
+            draft_min: 0,
+            draft_p_min: 0.0,
         }
     }
 }
@@ -120,6 +135,9 @@ impl GenerateParams {
         "deterministic",
         "context_shift",
         "lora",
+        "draft_max",
+        "draft_min",
+        "draft_p_min",
     ];
 
     /// The defaults with temperature 0: deterministic output, handy for tests.
@@ -212,6 +230,20 @@ impl GenerateParams {
                 &format!("stop[{i}]"),
                 "\"\"",
                 "stop strings must not be empty (remove it)",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.draft_p_min) {
+            return Err(bad(
+                "draft_p_min",
+                self.draft_p_min,
+                "it must be in [0, 1] (default 0)",
+            ));
+        }
+        if self.draft_max > MAX_DRAFT {
+            return Err(bad(
+                "draft_max",
+                self.draft_max,
+                &format!("it must be 0 to {MAX_DRAFT} (0 = no drafting; default 16)"),
             ));
         }
         for (i, lora) in self.lora.iter().flatten().enumerate() {
@@ -350,7 +382,8 @@ mod tests {
             e.message(),
             "unknown generate parameter 'temprature'; known: max_tokens, temperature, top_k, \
              top_p, min_p, repeat_penalty, repeat_last_n, frequency_penalty, presence_penalty, \
-             seed, stop, logit_bias, grammar, json_schema, deterministic, context_shift"
+             seed, stop, logit_bias, grammar, json_schema, deterministic, context_shift, lora, \
+             draft_max, draft_min, draft_p_min"
         );
     }
 

@@ -575,16 +575,9 @@ struct LlamaSession<'m> {
     last_index: i32,
 }
 
-impl Session for LlamaSession<'_> {
-    fn n_ctx(&self) -> u32 {
-        self.owner.plan.n_ctx
-    }
-
-    fn n_batch(&self) -> u32 {
-        self.owner.plan.prompt_chunk()
-    }
-
-    fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()> {
+impl LlamaSession<'_> {
+    /// Decode `tokens` from `first_pos`; with `all_logits`, every position keeps its logits.
+    fn decode_batch(&mut self, tokens: &[Token], first_pos: u32, all_logits: bool) -> Result<()> {
         if tokens.is_empty() || tokens.len() > self.owner.plan.n_batch as usize {
             return Err(Error::internal(format!(
                 "decode: {} tokens for a batch of {}",
@@ -617,7 +610,7 @@ impl Session for LlamaSession<'_> {
                     LlamaToken(t),
                     (first_pos as usize + i) as i32,
                     &[0],
-                    i == last,
+                    i == last || all_logits,
                 )
                 .map_err(|e| Error::internal(format!("decode: batch add failed: {e}")))?;
         }
@@ -640,6 +633,31 @@ impl Session for LlamaSession<'_> {
         })?;
         self.last_index = last as i32;
         Ok(())
+    }
+}
+
+impl Session for LlamaSession<'_> {
+    fn n_ctx(&self) -> u32 {
+        self.owner.plan.n_ctx
+    }
+
+    fn n_batch(&self) -> u32 {
+        self.owner.plan.prompt_chunk()
+    }
+
+    fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()> {
+        self.decode_batch(tokens, first_pos, false)
+    }
+
+    fn decode_all(&mut self, tokens: &[Token], first_pos: u32) -> Result<Vec<Vec<f32>>> {
+        self.decode_batch(tokens, first_pos, true)?;
+        let ctx = self
+            .ctx
+            .as_ref()
+            .ok_or_else(|| Error::internal("session used after its context was returned"))?;
+        Ok((0..tokens.len() as i32)
+            .map(|i| ctx.ctx.get_logits_ith(i).to_vec())
+            .collect())
     }
 
     fn can_shift(&self) -> Result<()> {

@@ -83,7 +83,7 @@ impl Engine for SlotEngine {
                     LlamaToken(t),
                     (r.first_pos as usize + i) as i32,
                     &[r.seq],
-                    i == last,
+                    i == last || r.all_logits,
                 );
                 if let Err(e) = added {
                     let e = Error::internal(format!("decode: batch add failed: {e}"));
@@ -102,10 +102,17 @@ impl Engine for SlotEngine {
             };
             return Err(self.fail(requests, e));
         }
-        for (r, index) in requests.iter_mut().zip(last_index) {
+        for (r, last) in requests.iter_mut().zip(last_index) {
             r.logits.clear();
-            r.logits
-                .extend_from_slice(self.pooled.ctx.get_logits_ith(index));
+            let first = if r.all_logits {
+                last + 1 - r.tokens.len() as i32
+            } else {
+                last
+            };
+            for index in first..=last {
+                r.logits
+                    .extend_from_slice(self.pooled.ctx.get_logits_ith(index));
+            }
         }
         Ok(())
     }
@@ -315,16 +322,10 @@ impl<'m> SlotSession<'m> {
     }
 }
 
-impl Session for SlotSession<'_> {
-    fn n_ctx(&self) -> u32 {
-        self.owner.plan.n_ctx
-    }
-
-    fn n_batch(&self) -> u32 {
-        self.owner.plan.prompt_chunk()
-    }
-
-    fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()> {
+impl SlotSession<'_> {
+    /// Decode `tokens` through the batcher; with `all_logits`, `self.logits` then holds every
+    /// position's logits, one after another.
+    fn submit(&mut self, tokens: &[Token], first_pos: u32, all_logits: bool) -> Result<()> {
         let first = first_pos as usize;
         if tokens.is_empty() || tokens.len() > self.owner.plan.n_batch as usize {
             return Err(Error::internal(format!(
@@ -351,6 +352,7 @@ impl Session for SlotSession<'_> {
             first_pos,
             logits: std::mem::take(&mut self.logits),
             adapter: self.adapter,
+            all_logits,
         };
         self.has_logits = false;
         self.held.truncate(first);
@@ -366,6 +368,33 @@ impl Session for SlotSession<'_> {
                 Err(e)
             }
         }
+    }
+}
+
+impl Session for SlotSession<'_> {
+    fn n_ctx(&self) -> u32 {
+        self.owner.plan.n_ctx
+    }
+
+    fn n_batch(&self) -> u32 {
+        self.owner.plan.prompt_chunk()
+    }
+
+    fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()> {
+        self.submit(tokens, first_pos, false)
+    }
+
+    fn decode_all(&mut self, tokens: &[Token], first_pos: u32) -> Result<Vec<Vec<f32>>> {
+        self.submit(tokens, first_pos, true)?;
+        let n_vocab = self.logits.len() / tokens.len().max(1);
+        let all = self
+            .logits
+            .chunks(n_vocab.max(1))
+            .map(<[f32]>::to_vec)
+            .collect();
+        // `logits()` gives the last position's, as after `decode`.
+        self.logits.drain(..self.logits.len() - n_vocab);
+        Ok(all)
     }
 
     fn logits(&self) -> Result<&[f32]> {

@@ -294,7 +294,10 @@ uml_status uml_hardware(char **out_json);
  *   `{"path", "scale" (default 1; 0: loaded but off), "name" (default: the file name without
  *   .gguf; generations choose adapters by it)}`: an adapter for another architecture or with
  *   tensors shaped for another model is `UML_ERR_INVALID_ARGUMENT` naming the tensor, a missing
- *   file `UML_ERR_NOT_FOUND`); omitted keys take their defaults. Numbers out of range
+ *   file `UML_ERR_NOT_FOUND`), `draft_model`: the path of a small model of the same
+ *   vocabulary that drafts tokens for this one to verify in one decode (speculative decoding:
+ *   faster, the same greedy text; a draft whose vocabulary differs is
+ *   `UML_ERR_INVALID_ARGUMENT`); omitted keys take their defaults. Numbers out of range
  *   (`n_ctx`, `n_batch`, `n_ubatch`: 1 to 16777216; thread counts: 1 to 512) are
  *   `UML_ERR_INVALID_ARGUMENT`. Borrowed for the call.
  * - `progress`, `user`: optional progress callback (NULL for none) and the pointer passed to
@@ -458,7 +461,8 @@ uml_status uml_embed(const uml_model *model,
  *   `{"name", "scale"}` choosing among the adapters the model was loaded with (those not
  *   listed are off; `[]` is the base model; omitted: the load scales; one adapter may be on,
  *   else `UML_ERR_UNSUPPORTED`; an unknown name is `UML_ERR_INVALID_ARGUMENT`); omitted keys
- *   take their defaults. Borrowed.
+ *   take their defaults; with a draft model loaded, `draft_max` (default 16; 0: no drafting),
+ *   `draft_min` (default 0) and `draft_p_min` (default 0) shape its drafts. Borrowed.
  * - `on_token`, `user`: optional streaming callback (NULL for none) and its pointer.
  * - `cancel`: optional token (NULL for none); cancelling it stops before the next token with
  *   finish reason "cancelled" and `UML_OK`.
@@ -466,9 +470,10 @@ uml_status uml_embed(const uml_model *model,
  *   with `uml_string_free`: `{"text": "...", "finish_reason": "stop" | "length" |
  *   "cancelled", "usage": {"prompt_tokens", "cached_prompt_tokens", "completion_tokens",
  *   "prompt_ms", "generation_ms", "prompt_tokens_per_second",
- *   "generation_tokens_per_second"}}`. `cached_prompt_tokens` of the prompt's tokens were
- *   kept from an earlier generation on the same model (a shared prefix) instead of
- *   evaluated again.
+ *   "generation_tokens_per_second", "drafted_tokens", "accepted_tokens"}}`.
+ *   `cached_prompt_tokens` of the prompt's tokens were kept from an earlier generation on
+ *   the same model (a shared prefix) instead of evaluated again; with a draft model,
+ *   `drafted_tokens` were proposed by it and `accepted_tokens` of them kept.
  *
  * Thread safety: any thread; several threads may generate from one model at once (each
  * call gets its own context). The callback runs on the calling thread.

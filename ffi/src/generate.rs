@@ -90,7 +90,8 @@ pub(crate) unsafe fn run_generation(
 ///   `{"name", "scale"}` choosing among the adapters the model was loaded with (those not
 ///   listed are off; `[]` is the base model; omitted: the load scales; one adapter may be on,
 ///   else `UML_ERR_UNSUPPORTED`; an unknown name is `UML_ERR_INVALID_ARGUMENT`); omitted keys
-///   take their defaults. Borrowed.
+///   take their defaults; with a draft model loaded, `draft_max` (default 16; 0: no drafting),
+///   `draft_min` (default 0) and `draft_p_min` (default 0) shape its drafts. Borrowed.
 /// - `on_token`, `user`: optional streaming callback (NULL for none) and its pointer.
 /// - `cancel`: optional token (NULL for none); cancelling it stops before the next token with
 ///   finish reason "cancelled" and `UML_OK`.
@@ -98,9 +99,10 @@ pub(crate) unsafe fn run_generation(
 ///   with `uml_string_free`: `{"text": "...", "finish_reason": "stop" | "length" |
 ///   "cancelled", "usage": {"prompt_tokens", "cached_prompt_tokens", "completion_tokens",
 ///   "prompt_ms", "generation_ms", "prompt_tokens_per_second",
-///   "generation_tokens_per_second"}}`. `cached_prompt_tokens` of the prompt's tokens were
-///   kept from an earlier generation on the same model (a shared prefix) instead of
-///   evaluated again.
+///   "generation_tokens_per_second", "drafted_tokens", "accepted_tokens"}}`.
+///   `cached_prompt_tokens` of the prompt's tokens were kept from an earlier generation on
+///   the same model (a shared prefix) instead of evaluated again; with a draft model,
+///   `drafted_tokens` were proposed by it and `accepted_tokens` of them kept.
 ///
 /// Thread safety: any thread; several threads may generate from one model at once (each
 /// call gets its own context). The callback runs on the calling thread.

@@ -71,7 +71,10 @@ fn stage_name(stage: LoadStage) -> &'static std::ffi::CStr {
 ///   `{"path", "scale" (default 1; 0: loaded but off), "name" (default: the file name without
 ///   .gguf; generations choose adapters by it)}`: an adapter for another architecture or with
 ///   tensors shaped for another model is `UML_ERR_INVALID_ARGUMENT` naming the tensor, a missing
-///   file `UML_ERR_NOT_FOUND`); omitted keys take their defaults. Numbers out of range
+///   file `UML_ERR_NOT_FOUND`), `draft_model`: the path of a small model of the same
+///   vocabulary that drafts tokens for this one to verify in one decode (speculative decoding:
+///   faster, the same greedy text; a draft whose vocabulary differs is
+///   `UML_ERR_INVALID_ARGUMENT`); omitted keys take their defaults. Numbers out of range
 ///   (`n_ctx`, `n_batch`, `n_ubatch`: 1 to 16777216; thread counts: 1 to 512) are
 ///   `UML_ERR_INVALID_ARGUMENT`. Borrowed for the call.
 /// - `progress`, `user`: optional progress callback (NULL for none) and the pointer passed to

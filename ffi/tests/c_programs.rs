@@ -251,6 +251,19 @@ fn cpp_wrapper_from_cpp() {
 }
 
 #[test]
+fn a_draft_model_from_c() {
+    let dir = scratch("draft");
+    let exe = dir.join("test_draft");
+    compile(&c_test("test_draft.c"), &exe, Link::Shared, false);
+    let gemma = model_path("gemma-3-270m-q4_k_m.gguf");
+    run(
+        &exe,
+        &[model_path(SMOLLM2).as_os_str(), gemma.as_os_str()],
+        None,
+    );
+}
+
+#[test]
 fn lora_adapters_from_c() {
     let model = model_path(SMOLLM2);
     let dir = scratch("lora");

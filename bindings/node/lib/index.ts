@@ -70,6 +70,10 @@ export interface LoadOptions extends Abortable {
    * be on at a time. One made for another architecture or model rejects with
    * `InvalidArgumentError` naming the tensor and shapes. */
   lora?: LoraAdapter[]
+  /** A small model of the same vocabulary that drafts tokens for this one to verify in one
+   * decode (speculative decoding: faster, the same greedy text); rejects with
+   * `InvalidArgumentError` when its vocabulary differs. llama.cpp only. */
+  draftModel?: string
   /** Called as the load goes on; return false to cancel it. */
   onProgress?: (stage: 'inspect' | 'weights' | 'ready', fraction: number) => boolean | void
 }
@@ -122,6 +126,13 @@ export interface GenerateOptions extends Abortable {
    * listed are off (`[]`: the base model). Omitted: the scales the model was loaded with. One
    * adapter may be on (else `UnsupportedError`). */
   lora?: LoraScale[]
+  /** With a draft model: the most tokens drafted per step (default 16; 0: no drafting). */
+  draftMax?: number
+  /** With a draft model: drafts shorter than this are not verified (default 0). */
+  draftMin?: number
+  /** With a draft model: drafting stops at a token the draft gives less probability
+   * (default 0). */
+  draftPMin?: number
 }
 
 /** Options of a chat session's turn: generation options, plus the role of the message sent. */
@@ -139,6 +150,10 @@ export interface Usage {
   generationMs: number
   promptTokensPerSecond: number
   generationTokensPerSecond: number
+  /** Speculative decoding: tokens the draft model proposed (0 without one). */
+  draftedTokens: number
+  /** Of those, the ones the model kept (each saved a decode step). */
+  acceptedTokens: number
 }
 
 export interface Completion {

@@ -78,6 +78,10 @@ class LoadOptions(TypedDict, total=False):
     max_queued: Optional[int]
     """Most callers waiting in that line; one more raises :class:`uml.BusyError` at once.
     None (default): 512."""
+    draft_model: Optional[str]
+    """A small model of the same vocabulary that drafts tokens for this one to verify in one
+    decode (speculative decoding: faster, the same greedy text); a draft whose vocabulary
+    differs raises :class:`uml.InvalidArgumentError`. llama.cpp only."""
     lora: List[LoraAdapter]
     """LoRA adapters to load (llama.cpp only), each on at its ``scale`` for generations that do
     not choose; one may be on at a time. An adapter made for another architecture or model
@@ -114,6 +118,12 @@ class GenerateOptions(TypedDict, total=False):
     """When the context is full, drop the older half after the first token and go on instead
     of stopping with finish reason "length" (default False). Models whose memory cannot shift
     (sliding-window attention, recurrent state) raise :class:`uml.UnsupportedError`."""
+    draft_max: int
+    """With a draft model: the most tokens drafted per step (default 16; 0: no drafting)."""
+    draft_min: int
+    """With a draft model: drafts shorter than this are not verified (default 0)."""
+    draft_p_min: float
+    """With a draft model: drafting stops at a token the draft gives less probability (default 0)."""
     lora: Optional[List[LoraScale]]
     """The LoRA adapters this generation runs with, by name, each with its scale; those not
     listed are off (``[]``: the base model). None (default): the scales the model was loaded

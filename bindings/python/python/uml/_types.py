@@ -203,6 +203,10 @@ class Usage(Record):
     generation_ms: float
     prompt_tokens_per_second: float
     generation_tokens_per_second: float
+    drafted_tokens: int
+    """Speculative decoding: tokens the draft model proposed (0 without one)."""
+    accepted_tokens: int
+    """Of those, the ones the model kept (each saved a decode step)."""
 
     _summary = ("prompt_tokens", "completion_tokens", "generation_tokens_per_second")
 

@@ -589,3 +589,24 @@ fn a_lora_adapter_serves_by_default_and_requests_choose_with_lora() {
         "{reply}"
     );
 }
+
+#[test]
+fn a_model_served_with_a_draft_gives_its_greedy_text() {
+    let draft = format!("smollm2={}", fetched_model(SMOLLM2).display());
+    let server = smollm2_server(&["--draft", &draft]);
+    let plain = GreedyFixture::load("smollm2_count_greedy.json");
+    let body = json!({"model": "smollm2", "prompt": plain.prompt, "temperature": 0,
+                      "max_tokens": plain.n_predict, "draft_max": 8});
+    let (status, reply) = server.post("/v1/completions", &body);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["choices"][0]["text"], plain.text.as_str());
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    assert_eq!(server.stream("/v1/completions", &streamed).0, plain.text);
+    let (status, reply) = server.post(
+        "/v1/completions",
+        &json!({"model": "smollm2",
+        "prompt": "Hi", "draft_p_min": 3}),
+    );
+    assert_eq!(status, 400, "{reply}");
+}

@@ -95,6 +95,10 @@ pub struct Common {
     response_format: Option<Value>,
     /// uml's extension (llama-server has one like it): the LoRA adapters to run with, by name.
     lora: Option<Vec<uml_core::sampling::LoraScale>>,
+    /// uml's extensions for a model served with a draft (llama-server's speculative.* alike).
+    draft_max: Option<u32>,
+    draft_min: Option<u32>,
+    draft_p_min: Option<f32>,
 }
 
 impl Common {
@@ -130,6 +134,9 @@ impl Common {
             p.presence_penalty = f;
         }
         p.lora = self.lora.clone();
+        p.draft_max = self.draft_max.unwrap_or(p.draft_max);
+        p.draft_min = self.draft_min.unwrap_or(p.draft_min);
+        p.draft_p_min = self.draft_p_min.unwrap_or(p.draft_p_min);
         p.stop = match &self.stop {
             None => Vec::new(),
             Some(Stop::One(s)) => vec![s.clone()],

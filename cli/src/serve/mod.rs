@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// name; repeatable. With folders given, --model paths must lie inside them.
     #[arg(long = "model-dir", value_name = "DIR")]
     pub model_dirs: Vec<PathBuf>,
+    /// A draft model for the --model ID (speculative decoding: the same vocabulary, faster
+    /// generation, the same greedy text), as ID=FILE; requests may set `draft_max`,
+    /// `draft_min` and `draft_p_min`.
+    #[arg(long = "draft", value_name = "ID=FILE")]
+    pub drafts: Vec<String>,
     /// A LoRA adapter (GGUF) for the --model ID, on at SCALE (default 1) unless a request's
     /// `lora` (`[{"name", "scale"}]`, names: the file names without .gguf) chooses; repeatable.
     #[arg(long = "lora", value_name = "ID=FILE[:SCALE]")]
@@ -180,25 +185,38 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
             .split_once('=')
             .ok_or_else(|| Error::invalid_argument(format!("--model {spec}: expected ID=PATH")))?;
         let lora = lora_adapters(&args.loras, id)?;
+        let draft_model = args
+            .drafts
+            .iter()
+            .filter_map(|d| d.split_once('='))
+            .find(|(for_id, _)| *for_id == id)
+            .map(|(_, file)| PathBuf::from(file));
         manager.register(
             id,
             path,
             LoadOptions {
                 lora,
+                draft_model,
                 ..options.clone()
             },
         )?;
     }
-    for spec in &args.loras {
-        let id = spec.split_once('=').map_or(spec.as_str(), |(id, _)| id);
-        if !args
-            .models
-            .iter()
-            .any(|m| m.split_once('=').is_some_and(|(m, _)| m == id))
-        {
-            return Err(Error::invalid_argument(format!(
-                "--lora {spec}: no --model {id}=PATH to apply it to"
-            )));
+    for (flag, specs) in [("lora", &args.loras), ("draft", &args.drafts)] {
+        for spec in specs {
+            let Some((id, _)) = spec.split_once('=') else {
+                return Err(Error::invalid_argument(format!(
+                    "--{flag} {spec}: expected ID=FILE"
+                )));
+            };
+            if !args
+                .models
+                .iter()
+                .any(|m| m.split_once('=').is_some_and(|(m, _)| m == id))
+            {
+                return Err(Error::invalid_argument(format!(
+                    "--{flag} {spec}: no --model {id}=PATH to apply it to"
+                )));
+            }
         }
     }
     manager.scan(&options)?;

@@ -7,6 +7,7 @@
 #define _POSIX_C_SOURCE 200809L /* nanosleep, sysconf under -std=c11 */
 #endif
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,5 +49,14 @@ static int checks_run = 0;
     } while (0)
 
 #define CHECK_OK(call) CHECK_STATUS(call, UML_OK, "")
+
+/* The integer after "key": in a JSON text (fails the test when the key is missing). */
+static inline uint64_t json_u64(const char *json, const char *key) {
+    char needle[64];
+    snprintf(needle, sizeof needle, "\"%s\":", key);
+    const char *at = strstr(json, needle);
+    CHECK(at != NULL);
+    return (uint64_t)strtoull(at + strlen(needle), NULL, 10);
+}
 
 #endif

@@ -7,16 +7,6 @@
  */
 #include "check.h"
 
-#include <stdint.h>
-
-static uint64_t json_u64(const char *json, const char *key) {
-    char needle[64];
-    snprintf(needle, sizeof needle, "\"%s\":", key);
-    const char *at = strstr(json, needle);
-    CHECK(at != NULL);
-    return (uint64_t)strtoull(at + strlen(needle), NULL, 10);
-}
-
 /* The "text" member of a result, copied. */
 static char *text_of(const char *result) {
     const char *start = strstr(result, "{\"text\":\"");

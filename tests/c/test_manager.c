@@ -25,15 +25,6 @@ static void model_file(char *out, size_t size, const char *name) {
     snprintf(out, size, "%s/%s.gguf", models_dir, name);
 }
 
-/* The integer after "key": in a JSON text. */
-static uint64_t json_u64(const char *json, const char *key) {
-    char needle[64];
-    snprintf(needle, sizeof needle, "\"%s\":", key);
-    const char *at = strstr(json, needle);
-    CHECK(at != NULL);
-    return (uint64_t)strtoull(at + strlen(needle), NULL, 10);
-}
-
 /* The state `uml_manager_list` reports for `id` ("unloaded", "idle", ...), copied into out. */
 static const char *state_of(const uml_manager *m, const char *id, char *out, size_t size) {
     char *json = NULL;

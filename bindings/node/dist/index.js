@@ -66,6 +66,35 @@ async function cancellable(signal, work) {
         signal?.removeEventListener('abort', onAbort);
     }
 }
+/** Read a task's progress events until it ends, handing each to `onEvent`: false from it
+ * cancels the task, and so does an exception, which is returned (the caller rejects with it,
+ * whatever the cancelled task then says). Rejects with the task's own error otherwise. */
+async function followProgress(series, token, onEvent) {
+    let failure;
+    for (;;) {
+        let event;
+        try {
+            event = await series.next();
+        }
+        catch (e) {
+            if (failure !== undefined)
+                return failure;
+            throw e;
+        }
+        if (event === null)
+            return failure;
+        if (onEvent === undefined || failure !== undefined)
+            continue;
+        try {
+            if (onEvent(event) === false)
+                token.cancel();
+        }
+        catch (error) {
+            failure = { error };
+            token.cancel();
+        }
+    }
+}
 /** Addon errors become UmlErrors. */
 async function call(work) {
     try {
@@ -453,28 +482,7 @@ class Manager {
         const loadJson = managedOptions(load);
         return cancellable(signal, async (cancel) => {
             const pulling = this.#native.startPull(spec, pullJson, loadJson, cancel);
-            let failure;
-            for (;;) {
-                let event;
-                try {
-                    event = await pulling.next();
-                }
-                catch (e) {
-                    throw failure !== undefined ? failure.error : e;
-                }
-                if (event === null)
-                    break;
-                if (onProgress === undefined || failure !== undefined)
-                    continue;
-                try {
-                    if (onProgress(event.file, event.bytes, event.total) === false)
-                        cancel.cancel();
-                }
-                catch (error) {
-                    failure = { error };
-                    cancel.cancel();
-                }
-            }
+            const failure = await followProgress(pulling, cancel, onProgress && ((event) => onProgress(event.file, event.bytes, event.total)));
             if (failure !== undefined)
                 throw failure.error;
             return pulling.report();
@@ -574,33 +582,18 @@ class Loader {
         const json = toJson(rest, 'load options');
         return cancellable(signal, async (token) => {
             const loading = native_1.native.startLoad(path, json, token);
-            // An exception from onProgress cancels the load and is what the call rejects with.
-            let failure;
-            for (;;) {
-                let event;
-                try {
-                    event = await loading.next();
-                }
-                catch (e) {
-                    throw failure !== undefined ? failure.error : e;
-                }
-                if (event === null)
-                    break;
-                if (onProgress === undefined || failure !== undefined)
-                    continue;
-                try {
-                    if (onProgress(event.stage, event.fraction) === false) {
-                        token.cancel();
-                    }
-                }
-                catch (error) {
-                    failure = { error };
-                    token.cancel();
-                }
-            }
+            const failure = await followProgress(loading, token, onProgress && ((event) => onProgress(event.stage, event.fraction)));
             if (failure !== undefined) {
-                // The load finished before the cancel reached it: free the model nobody will get.
-                await loading.model().close();
+                // If the load finished before the cancel reached it, free the model nobody will get
+                // (if it failed instead, there is none to take).
+                let unwanted;
+                try {
+                    unwanted = loading.model();
+                }
+                catch {
+                    throw failure.error;
+                }
+                await unwanted.close();
                 throw failure.error;
             }
             return new Model(loading.model());

@@ -3,7 +3,7 @@
 // several by id within a memory budget. Everything long returns a promise and runs
 // off the event loop; every long call that can stop midway takes an AbortSignal.
 
-import { native, NativeCancelToken, NativeChatSession, NativeManager, NativeModel, NativeStream } from './native'
+import { native, NativeCancelToken, NativeChatSession, NativeManager, NativeModel, NativeSeries, NativeStream } from './native'
 import { AbortError, InvalidArgumentError, translate } from './errors'
 
 export {
@@ -266,6 +266,34 @@ async function cancellable<T>(
     throw translate(e)
   } finally {
     signal?.removeEventListener('abort', onAbort)
+  }
+}
+
+/** Read a task's progress events until it ends, handing each to `onEvent`: false from it
+ * cancels the task, and so does an exception, which is returned (the caller rejects with it,
+ * whatever the cancelled task then says). Rejects with the task's own error otherwise. */
+async function followProgress<E>(
+  series: NativeSeries<E>,
+  token: NativeCancelToken,
+  onEvent: ((event: E) => boolean | void) | undefined,
+): Promise<{ error: unknown } | undefined> {
+  let failure: { error: unknown } | undefined
+  for (;;) {
+    let event
+    try {
+      event = await series.next()
+    } catch (e) {
+      if (failure !== undefined) return failure
+      throw e
+    }
+    if (event === null) return failure
+    if (onEvent === undefined || failure !== undefined) continue
+    try {
+      if (onEvent(event) === false) token.cancel()
+    } catch (error) {
+      failure = { error }
+      token.cancel()
+    }
   }
 }
 
@@ -773,23 +801,11 @@ export class Manager implements AsyncDisposable {
     const loadJson = managedOptions(load)
     return cancellable(signal, async (cancel) => {
       const pulling = this.#native.startPull(spec, pullJson, loadJson, cancel)
-      let failure: { error: unknown } | undefined
-      for (;;) {
-        let event
-        try {
-          event = await pulling.next()
-        } catch (e) {
-          throw failure !== undefined ? failure.error : e
-        }
-        if (event === null) break
-        if (onProgress === undefined || failure !== undefined) continue
-        try {
-          if (onProgress(event.file, event.bytes, event.total) === false) cancel.cancel()
-        } catch (error) {
-          failure = { error }
-          cancel.cancel()
-        }
-      }
+      const failure = await followProgress(
+        pulling,
+        cancel,
+        onProgress && ((event) => onProgress(event.file, event.bytes, event.total)),
+      )
       if (failure !== undefined) throw failure.error
       return pulling.report() as Pulled
     })
@@ -893,29 +909,21 @@ export class Loader {
     const json = toJson(rest, 'load options')
     return cancellable(signal, async (token) => {
       const loading = native.startLoad(path, json, token)
-      // An exception from onProgress cancels the load and is what the call rejects with.
-      let failure: { error: unknown } | undefined
-      for (;;) {
-        let event
-        try {
-          event = await loading.next()
-        } catch (e) {
-          throw failure !== undefined ? failure.error : e
-        }
-        if (event === null) break
-        if (onProgress === undefined || failure !== undefined) continue
-        try {
-          if (onProgress(event.stage as 'inspect' | 'weights' | 'ready', event.fraction) === false) {
-            token.cancel()
-          }
-        } catch (error) {
-          failure = { error }
-          token.cancel()
-        }
-      }
+      const failure = await followProgress(
+        loading,
+        token,
+        onProgress && ((event) => onProgress(event.stage as 'inspect' | 'weights' | 'ready', event.fraction)),
+      )
       if (failure !== undefined) {
-        // The load finished before the cancel reached it: free the model nobody will get.
-        await loading.model().close()
+        // If the load finished before the cancel reached it, free the model nobody will get
+        // (if it failed instead, there is none to take).
+        let unwanted
+        try {
+          unwanted = loading.model()
+        } catch {
+          throw failure.error
+        }
+        await unwanted.close()
         throw failure.error
       }
       return new Model(loading.model())

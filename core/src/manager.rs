@@ -93,6 +93,15 @@ pub struct ModelStatus {
     pub activity: crate::model::Activity,
 }
 
+/// What `Manager::pull` did: the id the model is registered as, and what the pull left on
+/// disk (serialized as one object: `id` beside the pull's fields, what every host returns).
+#[derive(Debug, Clone, Serialize)]
+pub struct ManagedPull {
+    pub id: String,
+    #[serde(flatten)]
+    pub pulled: crate::pull::Pulled,
+}
+
 /// A model the manager keeps.
 struct Loaded {
     model: Arc<Model>,
@@ -371,7 +380,7 @@ impl Manager {
         options: LoadOptions,
         cancel: Option<&crate::CancelToken>,
         progress: &mut dyn FnMut(&crate::pull::PullProgress),
-    ) -> Result<(String, crate::pull::Pulled)> {
+    ) -> Result<ManagedPull> {
         let Some(folder) = self.shared.folders.first() else {
             return Err(Error::invalid_argument(
                 "this manager has no model folder to pull into; create it with folders set",
@@ -401,7 +410,7 @@ impl Manager {
                 )))
             }
         }
-        Ok((id, pulled))
+        Ok(ManagedPull { id, pulled })
     }
 
     /// The model registered as `name` (an id or alias), loading it first if needed (which may

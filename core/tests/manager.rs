@@ -298,7 +298,7 @@ fn a_pulled_model_is_registered_and_loads() {
     assert!(m.list().iter().all(|s| s.id != "tiny-Q8_0"));
 
     let mut reports = Vec::new();
-    let (id, pulled) = m
+    let pull = m
         .pull(
             "test/Tiny-GGUF",
             &options,
@@ -307,9 +307,10 @@ fn a_pulled_model_is_registered_and_loads() {
             &mut |p| reports.push((p.bytes, p.total)),
         )
         .unwrap();
+    let id = pull.id;
     assert_eq!(id, "tiny-Q8_0");
     let size = std::fs::metadata(&tiny).unwrap().len();
-    assert_eq!(pulled.downloaded_bytes, size);
+    assert_eq!(pull.pulled.downloaded_bytes, size);
     assert_eq!(reports.last(), Some(&(size, size)));
     assert_eq!(state(&m, &id), ModelState::Unloaded);
     let model = m.get(&id).unwrap();
@@ -319,7 +320,7 @@ fn a_pulled_model_is_registered_and_loads() {
     assert!(out.usage.completion_tokens > 0);
 
     // Pulled again: the same id, nothing fetched.
-    let (again, pulled) = m
+    let again = m
         .pull(
             "test/Tiny-GGUF",
             &options,
@@ -328,7 +329,10 @@ fn a_pulled_model_is_registered_and_loads() {
             &mut |_| {},
         )
         .unwrap();
-    assert_eq!((again.as_str(), pulled.downloaded_bytes), ("tiny-Q8_0", 0));
+    assert_eq!(
+        (again.id.as_str(), again.pulled.downloaded_bytes),
+        ("tiny-Q8_0", 0)
+    );
 
     // A manager without folders has nowhere to put it.
     let bare = Manager::new(ManagerOptions::default()).unwrap();

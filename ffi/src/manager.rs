@@ -324,16 +324,13 @@ pub unsafe extern "C" fn uml_manager_pull(
                 cancel.cancel();
             }
         };
-        let (id, pulled) = manager.pull(
+        let report = manager.pull(
             spec,
             &pull_options,
             options,
             Some(&cancel),
             &mut on_progress,
         )?;
-        let mut report = serde_json::to_value(&pulled)
-            .map_err(|e| uml_core::Error::internal(format!("pull report to JSON: {e}")))?;
-        report["id"] = id.into();
         out.write(new_json(&report)?);
         Ok(())
     })

@@ -15,7 +15,7 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::sync::Arc;
-use uml_core::manager::ManagerOptions;
+use uml_core::manager::{ManagedPull, ManagerOptions};
 use uml_core::options::LoadOptions;
 use uml_core::pull::{PullOptions, PullProgress};
 use uml_core::runner::{self, Reporter};
@@ -30,17 +30,17 @@ pub struct PullEvent {
     pub total: f64,
 }
 
-type PullQueue = Queue<PullEvent, Value>;
+type PullQueue = Queue<PullEvent, ManagedPull>;
 
 /// Sends a pull's report (or error) into its queue (progress is pushed by the pull itself).
 struct PullReporter(Arc<PullQueue>);
 
-impl Reporter<Value> for PullReporter {
+impl Reporter<ManagedPull> for PullReporter {
     fn piece(&mut self, _: &str) -> bool {
         true
     }
 
-    fn done(self, result: uml_core::Result<Value>) {
+    fn done(self, result: uml_core::Result<ManagedPull>) {
         self.0.finish(result);
     }
 }
@@ -225,17 +225,13 @@ impl Manager {
                         total: p.total as f64,
                     })
                 };
-                let (id, pulled) = manager.pull(
+                manager.pull(
                     &spec,
                     &pull_options,
                     options,
                     Some(&token),
                     &mut on_progress,
-                )?;
-                let mut report = serde_json::to_value(&pulled)
-                    .map_err(|e| Error::internal(format!("pull report to JSON: {e}")))?;
-                report["id"] = id.into();
-                Ok(report)
+                )
             },
             PullReporter(Arc::clone(&queue)),
         )

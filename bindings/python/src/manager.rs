@@ -202,11 +202,7 @@ impl Manager {
         if let Some(e) = failure {
             return Err(e);
         }
-        let (id, pulled) = pulled.map_err(to_py)?;
-        let mut report = serde_json::to_value(&pulled)
-            .map_err(|e| to_py(Error::internal(format!("pull report to JSON: {e}"))))?;
-        report["id"] = id.into();
-        to_py_value(py, &report)
+        to_py_value(py, &pulled.map_err(to_py)?)
     }
 
     /// The model `name` (an id or alias), loaded first if needed, as a new `Model` handle.

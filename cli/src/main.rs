@@ -311,18 +311,12 @@ impl LoadArgs {
     fn lora_adapters(&self) -> Result<Vec<LoraAdapter>, Error> {
         let mut adapters: Vec<LoraAdapter> = self.lora.iter().map(LoraAdapter::new).collect();
         for arg in &self.lora_scaled {
-            let parsed = arg
-                .rsplit_once(':')
-                .and_then(|(file, scale)| Some((file, scale.parse::<f32>().ok()?)));
-            let Some((file, scale)) = parsed else {
-                return Err(Error::invalid_argument(format!(
+            let adapter = scaled_lora(arg).ok_or_else(|| {
+                Error::invalid_argument(format!(
                     "--lora-scaled {arg:?}: expected FILE:SCALE, e.g. adapter.gguf:0.5"
-                )));
-            };
-            adapters.push(LoraAdapter {
-                scale,
-                ..LoraAdapter::new(file)
-            });
+                ))
+            })?;
+            adapters.push(adapter);
         }
         Ok(adapters)
     }
@@ -377,6 +371,16 @@ impl SamplingArgs {
         params.validate()?;
         Ok(params)
     }
+}
+
+/// The LoRA adapter `FILE:SCALE` names (`--lora-scaled`, `uml serve --lora ID=FILE:SCALE`);
+/// `None` without a number after the last ':'.
+fn scaled_lora(spec: &str) -> Option<LoraAdapter> {
+    let (file, scale) = spec.rsplit_once(':')?;
+    Some(LoraAdapter {
+        scale: scale.parse().ok()?,
+        ..LoraAdapter::new(file)
+    })
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {

@@ -990,16 +990,7 @@ fn lora_adapters(specs: &[String], id: &str) -> Result<Vec<LoraAdapter>, Error> 
         if for_id != id {
             continue;
         }
-        let scaled = adapter
-            .rsplit_once(':')
-            .and_then(|(file, scale)| Some((file, scale.parse::<f32>().ok()?)));
-        adapters.push(match scaled {
-            Some((file, scale)) => LoraAdapter {
-                scale,
-                ..LoraAdapter::new(file)
-            },
-            None => LoraAdapter::new(adapter),
-        });
+        adapters.push(crate::scaled_lora(adapter).unwrap_or_else(|| LoraAdapter::new(adapter)));
     }
     Ok(adapters)
 }

@@ -122,8 +122,9 @@ enum Command {
         json: bool,
     },
     /// Convert a GGUF to a Hugging Face folder (F32 safetensors + config + tokenizer, run by
-    /// the candle backend), or a GGUF or Hugging Face folder to a GGUF of the given type (run
-    /// by llama.cpp). Never overwrites.
+    /// the candle backend), a GGUF or Hugging Face folder to a GGUF of the given type (run
+    /// by llama.cpp), or a Hugging Face PEFT LoRA adapter folder to a GGUF LoRA adapter
+    /// (`--to gguf --base MODEL`). Never overwrites.
     Convert {
         src: PathBuf,
         dst: PathBuf,
@@ -133,6 +134,10 @@ enum Command {
         /// Element type of a GGUF destination: f32, f16, q8_0 or q4_0.
         #[arg(long, default_value = "f32")]
         r#type: String,
+        /// For a PEFT adapter: the model it was trained on (a GGUF file or Hugging Face
+        /// folder; only its architecture and head counts are read).
+        #[arg(long)]
+        base: Option<PathBuf>,
     },
     /// Measure prompt (pp) and generation (tg) tokens/s, as llama-bench does.
     Bench {
@@ -184,7 +189,8 @@ struct LoadArgs {
     /// model verifies in one decode: faster, the same greedy text).
     #[arg(long, value_name = "FILE")]
     draft_model: Option<PathBuf>,
-    /// A LoRA adapter (GGUF) to apply at scale 1 (repeatable; one may be on at a time).
+    /// A LoRA adapter to apply at scale 1: a GGUF file or a Hugging Face PEFT adapter folder
+    /// (repeatable; one may be on at a time).
     #[arg(long = "lora", value_name = "FILE")]
     lora: Vec<PathBuf>,
     /// A LoRA adapter at a scale, as FILE:SCALE (repeatable).
@@ -468,8 +474,39 @@ fn run(command: Command) -> Result<(), Error> {
             dst,
             to,
             r#type,
+            base,
         } => {
-            use uml_core::convert::{convert, Destination, GgufType};
+            use uml_core::convert::{
+                convert, is_peft_adapter, peft_to_gguf, Destination, GgufType, LoraBase,
+            };
+            if is_peft_adapter(&src) {
+                let Some(base) = base else {
+                    return Err(Error::invalid_argument(format!(
+                        "{} is a PEFT LoRA adapter; name the model it was trained on with \
+                         --base MODEL (a GGUF file or Hugging Face folder)",
+                        src.display()
+                    )));
+                };
+                if to != "gguf" {
+                    return Err(Error::invalid_argument(
+                        "a PEFT adapter converts to a GGUF LoRA adapter: use --to gguf",
+                    ));
+                }
+                peft_to_gguf(
+                    &src,
+                    &LoraBase::of_model(&base)?,
+                    &dst,
+                    GgufType::parse(&r#type)?,
+                )?;
+                eprintln!("wrote {}", dst.display());
+                return Ok(());
+            }
+            if base.is_some() {
+                return Err(Error::invalid_argument(format!(
+                    "--base is for PEFT adapter folders, and {} holds no adapter_config.json",
+                    src.display()
+                )));
+            }
             let destination = match to.as_str() {
                 "hf" => Destination::HuggingFace,
                 "gguf" => Destination::Gguf(GgufType::parse(&r#type)?),

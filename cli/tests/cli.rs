@@ -295,6 +295,76 @@ fn convert_to_a_hugging_face_folder_then_run_it_with_candle() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("use hf or gguf"));
 }
 
+/// A Hugging Face PEFT adapter: `uml convert --base` writes a GGUF adapter, `uml run --lora`
+/// takes either that file or the folder itself, with the same text; without `--base` the
+/// conversion says what it needs.
+#[test]
+fn convert_a_peft_adapter_and_run_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let peft = dir.path().join("my-adapter");
+    let config = serde_json::json!({"peft_type": "LORA", "r": 8, "lora_alpha": 16});
+    uml_test_support::write_peft_adapter(
+        std::path::Path::new(&smollm2()),
+        &peft,
+        &config,
+        &[("q_proj", 8), ("v_proj", 8)],
+        7,
+        0.15,
+    )
+    .unwrap();
+    let peft_s = peft.to_string_lossy().into_owned();
+    let gguf = dir.path().join("my-adapter.gguf");
+    let gguf_s = gguf.to_string_lossy().into_owned();
+
+    let out = uml(&["convert", &peft_s, &gguf_s, "--to", "gguf"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--base MODEL"));
+    let out = uml(&[
+        "convert",
+        &peft_s,
+        &gguf_s,
+        "--to",
+        "gguf",
+        "--base",
+        &smollm2(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let smollm2_s = smollm2();
+    let run = |lora: Option<&str>| -> String {
+        let mut args = vec![
+            "run",
+            &smollm2_s,
+            "The capital of France is",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "8",
+            "--quiet",
+        ];
+        if let Some(lora) = lora {
+            args.extend(["--lora", lora]);
+        }
+        let out = uml(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let with_file = run(Some(&gguf_s));
+    assert_eq!(run(Some(&peft_s)), with_file);
+    assert_ne!(run(None), with_file, "the adapter changed nothing");
+    // A PEFT folder is no model.
+    let out = uml(&["run", &peft_s, "Hi", "--quiet"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a PEFT adapter, not a model"));
+}
+
 /// The CLI runs llama.cpp with uml's OpenMP spin budget (it re-executes itself with
 /// GOMP_SPINCOUNT set), and leaves a user's own choice alone.
 #[test]

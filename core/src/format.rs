@@ -177,6 +177,17 @@ fn detect_dir(dir: &Path) -> Result<Format> {
     if dir.join("config.json").is_file() {
         return Ok(Format::HuggingFaceFolder);
     }
+    if dir.join("adapter_config.json").is_file() {
+        return Err(Error::new(
+            ErrorKind::UnsupportedFormat,
+            format!(
+                "{} is a PEFT adapter, not a model: load its base model with the adapter as load \
+                 option lora (or --lora), or convert it with `uml convert ADAPTER OUT.gguf --to \
+                 gguf --base MODEL`",
+                dir.display()
+            ),
+        ));
+    }
     Err(Error::new(
         ErrorKind::UnsupportedFormat,
         format!(

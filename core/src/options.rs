@@ -228,7 +228,8 @@ pub struct LoadOptions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoraAdapter {
-    /// The adapter's GGUF file.
+    /// The adapter: a GGUF LoRA file, or a Hugging Face PEFT adapter folder
+    /// (adapter_config.json + adapter_model.safetensors), converted as it loads.
     pub path: std::path::PathBuf,
     /// Its scale for generations that do not choose their adapters (default 1; 0: loaded,
     /// but off unless a generation asks for it).

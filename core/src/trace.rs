@@ -88,12 +88,17 @@ pub fn greedy_trace_lora(
 }
 
 /// The raw logits (one per vocabulary entry) of the last position after evaluating `tokens`
-/// from position 0 on a fresh context: what two backends are compared on.
+/// from position 0 on a fresh context, with the LoRA adapters the model was loaded with: what
+/// two backends, or an adapter and the weights it was merged into, are compared on.
 pub fn last_logits(model: &Model, tokens: &[Token]) -> Result<Vec<f32>> {
     if tokens.is_empty() {
         return Err(Error::invalid_argument("last_logits: no tokens"));
     }
-    let mut session = model.loaded().new_session(SessionRequest::ALONE)?;
+    let loaded = model.loaded();
+    let mut session = loaded.new_session(SessionRequest {
+        adapter: crate::lora::choose(loaded.lora_adapters(), None)?,
+        ..SessionRequest::ALONE
+    })?;
     decode_prompt(session.as_mut(), tokens, 0, &|| false)?;
     Ok(session.logits()?.to_vec())
 }

@@ -67,7 +67,8 @@ fn stage_name(stage: LoadStage) -> &'static std::ffi::CStr {
 ///   arrival order, and leave it when their `uml_cancel` is cancelled; `max_queued`: null
 ///   (default 512) or 0 to 1048576, the most calls waiting in that line: one more fails at
 ///   once with `UML_ERR_BUSY`), `lora`: an array of LoRA adapters to load (GGUF adapter files,
-///   as llama.cpp's convert_lora_to_gguf.py writes them; llama.cpp only), each
+///   as llama.cpp's convert_lora_to_gguf.py writes them, or Hugging Face PEFT adapter folders,
+///   converted as they load; llama.cpp only), each
 ///   `{"path", "scale" (default 1; 0: loaded but off), "name" (default: the file name without
 ///   .gguf; generations choose adapters by it)}`: an adapter for another architecture or with
 ///   tensors shaped for another model is `UML_ERR_INVALID_ARGUMENT` naming the tensor, a missing

@@ -38,7 +38,7 @@ export interface LoadOptions extends Abortable {
     /** Most callers waiting for a free slot; one more rejects with `BusyError` (default 512). */
     maxQueued?: number;
     /** LoRA adapters to load (GGUF adapter files, as llama.cpp's convert_lora_to_gguf.py writes
-     * them; llama.cpp only), each on at its `scale` for generations that do not choose; one may
+     * them, or Hugging Face PEFT adapter folders, converted as they load; llama.cpp only), each on at its `scale` for generations that do not choose; one may
      * be on at a time. One made for another architecture or model rejects with
      * `InvalidArgumentError` naming the tensor and shapes. */
     lora?: LoraAdapter[];

@@ -294,7 +294,7 @@ impl Hyper {
 /// llama.cpp's converter interleaves the two rotary halves of each head's Q and K rows
 /// (`permute` in convert_hf_to_gguf.py): HF row `h*hd + a*hd/2 + b` becomes GGUF row
 /// `h*hd + 2b + a`. The inverse of `to_hf::unpermute_rotary`.
-fn permute_rotary(t: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
+pub(super) fn permute_rotary(t: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
     let (n_out, n_in) = t.dims2()?;
     if n_head == 0 || n_out % (2 * n_head) != 0 {
         candle_core::bail!("{n_out} rows do not split into {n_head} rotary heads");

@@ -6,6 +6,7 @@
 
 mod family;
 mod from_hf;
+mod peft;
 mod to_hf;
 mod vocab;
 
@@ -21,6 +22,7 @@ use crate::format::Format;
 use crate::{Error, ErrorKind, Result};
 
 pub use from_hf::hf_to_gguf;
+pub use peft::{is_peft_adapter, peft_to_gguf, LoraBase};
 pub use to_hf::gguf_to_hf;
 pub(crate) use vocab::tokenizer_json;
 
@@ -48,7 +50,7 @@ impl GgufType {
     }
 
     /// llama.cpp's `general.file_type` for a file whose tensors are of this type.
-    fn file_type(self) -> u32 {
+    pub(crate) fn file_type(self) -> u32 {
         match self {
             GgufType::F32 => 0,
             GgufType::F16 => 1,
@@ -57,7 +59,7 @@ impl GgufType {
         }
     }
 
-    fn ggml(self) -> GgmlDType {
+    pub(crate) fn ggml(self) -> GgmlDType {
         match self {
             GgufType::F32 => GgmlDType::F32,
             GgufType::F16 => GgmlDType::F16,

@@ -598,6 +598,176 @@ pub fn write_lora_adapter(
     w.write(out)
 }
 
+/// Read a safetensors file written by [`write_safetensors`] or by candle / PyTorch (one file,
+/// any dtype: the bytes are returned as stored).
+pub fn read_safetensors(path: &Path) -> Result<Vec<SafeTensor>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |why: &str| Error::invalid_model(format!("{}: {why}", path.display()));
+    let n = u64::from_le_bytes(
+        bytes
+            .get(..8)
+            .ok_or_else(|| bad("too short"))?
+            .try_into()
+            .unwrap(),
+    ) as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes.get(8..8 + n).ok_or_else(|| bad("header cut"))?)?;
+    let data = &bytes[8 + n..];
+    let mut out = Vec::new();
+    for (name, info) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = match info["dtype"].as_str() {
+            Some("F32") => "F32",
+            Some("F16") => "F16",
+            Some("BF16") => "BF16",
+            _ => return Err(bad("a dtype other than F32, F16, BF16")),
+        };
+        let offsets: Vec<usize> = info["data_offsets"]
+            .as_array()
+            .ok_or_else(|| bad("no data_offsets"))?
+            .iter()
+            .map(|v| v.as_u64().unwrap_or(0) as usize)
+            .collect();
+        out.push(SafeTensor {
+            name,
+            dtype,
+            shape: info["shape"]
+                .as_array()
+                .ok_or_else(|| bad("no shape"))?
+                .iter()
+                .map(|v| v.as_u64().unwrap_or(0))
+                .collect(),
+            data: data
+                .get(offsets[0]..offsets[1])
+                .ok_or_else(|| bad("data out of range"))?
+                .to_vec(),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// One adapted linear layer of a PEFT adapter written by [`write_peft_adapter`]: its module
+/// (`model.layers.0.self_attn.q_proj`), shapes and row-major F32 values, `a` [rank, n_in] and
+/// `b` [n_out, rank], as PEFT stores `lora_A` and `lora_B`.
+pub struct PeftLayer {
+    pub module: String,
+    pub rank: usize,
+    pub n_in: usize,
+    pub n_out: usize,
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+/// The HF module (under `model.layers.N.`) of each llama.cpp Llama projection.
+const PEFT_MODULES: [(&str, &str); 7] = [
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// Write a Hugging Face PEFT LoRA adapter for the Llama GGUF model at `model` into `dir`:
+/// `config` as adapter_config.json, and adapter_model.safetensors with, for every layer and
+/// each `(module, rank)` of `targets` (`"q_proj"`, `"down_proj"`, ...), F32 `lora_A` and
+/// `lora_B` of deterministic pseudo-random values in [-magnitude, magnitude), named as PEFT
+/// saves them (`base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight`).
+pub fn write_peft_adapter(
+    model: &Path,
+    dir: &Path,
+    config: &serde_json::Value,
+    targets: &[(&str, usize)],
+    seed: u64,
+    magnitude: f32,
+) -> Result<Vec<PeftLayer>> {
+    let header = uml_core::gguf::read_header(model)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut rng = Rng::new(seed);
+    let mut values = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.unit() * magnitude).collect() };
+    let mut layers = Vec::new();
+    for t in &header.tensors {
+        let Some((layer, part)) = t
+            .name
+            .strip_prefix("blk.")
+            .and_then(|r| r.strip_suffix(".weight"))
+            .and_then(|r| r.split_once('.'))
+        else {
+            continue;
+        };
+        let Some((_, hf)) = PEFT_MODULES.iter().find(|(g, _)| *g == part) else {
+            continue;
+        };
+        let Some(&(_, rank)) = targets.iter().find(|(m, _)| hf.ends_with(&format!(".{m}"))) else {
+            continue;
+        };
+        let (n_in, n_out) = (t.dims[0] as usize, t.dims[1] as usize);
+        layers.push(PeftLayer {
+            module: format!("model.layers.{layer}.{hf}"),
+            rank,
+            n_in,
+            n_out,
+            a: values(rank * n_in),
+            b: values(n_out * rank),
+        });
+    }
+    let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut tensors = Vec::new();
+    for l in &layers {
+        let name = |ab: &str| format!("base_model.model.{}.lora_{ab}.weight", l.module);
+        tensors.push(SafeTensor {
+            name: name("A"),
+            dtype: "F32",
+            shape: vec![l.rank as u64, l.n_in as u64],
+            data: f32_bytes(&l.a),
+        });
+        tensors.push(SafeTensor {
+            name: name("B"),
+            dtype: "F32",
+            shape: vec![l.n_out as u64, l.rank as u64],
+            data: f32_bytes(&l.b),
+        });
+    }
+    write_safetensors(&dir.join("adapter_model.safetensors"), &tensors)?;
+    let config_path = dir.join("adapter_config.json");
+    std::fs::write(&config_path, serde_json::to_vec_pretty(config)?)
+        .map_err(|e| Error::io(&config_path, e))?;
+    Ok(layers)
+}
+
+/// Add `scale(layer) * B·A` of each of `layers` to its weight among `weights` (an F32 Hugging
+/// Face state dict from [`read_safetensors`]): what PEFT's `merge_and_unload` does.
+pub fn merge_peft_layers(
+    weights: &mut [SafeTensor],
+    layers: &[PeftLayer],
+    scale: impl Fn(&PeftLayer) -> f32,
+) -> Result<()> {
+    for l in layers {
+        let name = format!("{}.weight", l.module);
+        let w = weights
+            .iter_mut()
+            .find(|t| t.name == name && t.dtype == "F32")
+            .ok_or_else(|| Error::invalid_model(format!("no F32 weight {name} to merge into")))?;
+        let s = scale(l);
+        for o in 0..l.n_out {
+            for i in 0..l.n_in {
+                let mut delta = 0f32;
+                for k in 0..l.rank {
+                    delta += l.b[o * l.rank + k] * l.a[k * l.n_in + i];
+                }
+                let at = 4 * (o * l.n_in + i);
+                let old = f32::from_le_bytes(w.data[at..at + 4].try_into().unwrap());
+                w.data[at..at + 4].copy_from_slice(&(old + s * delta).to_le_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `tests/hub/fake_hub.py` on a loopback port: a stand-in for the Hugging Face Hub serving
 /// `root/<owner>/<name>/` (for the `pull` tests; nothing reaches the internet). Stopped when
 /// dropped. `args` are its options (`--token`, `--drop-after`, `--lie`, `--log`).

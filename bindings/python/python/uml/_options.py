@@ -8,7 +8,9 @@ from typing import Any, Callable, List, Literal, Mapping, Optional, Tuple, Typed
 
 class _LoraAdapterRequired(TypedDict):
     path: str
-    """The adapter's GGUF file (as llama.cpp's convert_lora_to_gguf.py writes them)."""
+    """The adapter: a GGUF file (as llama.cpp's convert_lora_to_gguf.py writes them) or a
+    Hugging Face PEFT adapter folder (adapter_config.json + adapter_model.safetensors),
+    converted as it loads."""
 
 
 class LoraAdapter(_LoraAdapterRequired, total=False):

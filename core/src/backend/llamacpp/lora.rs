@@ -9,7 +9,7 @@ use crate::options::LoraAdapter;
 use crate::{Error, ErrorKind, Result};
 use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 use parking_lot::Mutex;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The adapters loaded with a model, in `LoadPlan::lora` order. They live as long as the
 /// model (llama.cpp frees them with it), and only contexts of that model use them.
@@ -19,15 +19,16 @@ pub(super) struct Adapters {
 }
 
 impl Adapters {
-    /// Check each adapter against the model file at `model_path`, then load it into `model`.
+    /// Load each of `files` (from [`Adapters::prepare`], in plan order) into `model`.
     pub fn load(
         model: &mut LlamaModel,
         model_path: &Path,
         plan: &[LoraAdapter],
+        files: &[AdapterFile],
     ) -> Result<Adapters> {
-        let mut list = Vec::with_capacity(plan.len());
-        for adapter in plan {
-            let loaded = model.lora_adapter_init(&adapter.path).map_err(|e| {
+        let mut list = Vec::with_capacity(files.len());
+        for (adapter, file) in plan.iter().zip(files) {
+            let loaded = model.lora_adapter_init(&file.path).map_err(|e| {
                 Error::new(
                     ErrorKind::InvalidModel,
                     format!(
@@ -45,14 +46,25 @@ impl Adapters {
         })
     }
 
-    /// Check every adapter of `plan` against the model file, before any weights load.
-    pub fn check(model_path: &Path, plan: &[LoraAdapter]) -> Result<()> {
+    /// The GGUF file of each adapter of `plan`, checked against the model file before any
+    /// weights load: a GGUF adapter as it is, a PEFT adapter folder converted for this model
+    /// into a temporary GGUF (removed when the returned value drops; llama.cpp copies an
+    /// adapter's tensors when it loads one).
+    pub fn prepare(model_path: &Path, plan: &[LoraAdapter]) -> Result<Vec<AdapterFile>> {
         if plan.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let header = crate::gguf::read_header(model_path)?;
+        let mut files = Vec::with_capacity(plan.len());
         for adapter in plan {
-            if !adapter.path.is_file() {
+            let file = if adapter.path.is_dir() {
+                AdapterFile::converted(&adapter.path, &header)?
+            } else if adapter.path.is_file() {
+                AdapterFile {
+                    path: adapter.path.clone(),
+                    temporary: false,
+                }
+            } else {
                 return Err(Error::new(
                     ErrorKind::NotFound,
                     format!(
@@ -60,10 +72,20 @@ impl Adapters {
                         adapter.path.display()
                     ),
                 ));
-            }
-            crate::lora::check_gguf_adapter(&adapter.path, &header)?;
+            };
+            crate::lora::check_gguf_adapter(&file.path, &header).map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    e.message().replacen(
+                        &file.path.display().to_string(),
+                        &adapter.path.display().to_string(),
+                        1,
+                    ),
+                )
+            })?;
+            files.push(file);
         }
-        Ok(())
+        Ok(files)
     }
 
     /// Make `pooled`'s next decodes run with `wanted`. What its cache holds stays: the caller
@@ -94,5 +116,64 @@ impl Adapters {
         set.map_err(|e| Error::backend(format!("llama.cpp could not set the LoRA adapter: {e}")))?;
         pooled.adapter = wanted;
         Ok(())
+    }
+}
+
+/// A GGUF adapter file for llama.cpp; a temporary one (converted from a PEFT folder) is
+/// removed when this drops.
+pub(super) struct AdapterFile {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl AdapterFile {
+    #[cfg(feature = "candle")]
+    fn converted(dir: &Path, model: &crate::gguf::GgufHeader) -> Result<AdapterFile> {
+        use crate::convert::{is_peft_adapter, peft_to_gguf, GgufType, LoraBase};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        if !is_peft_adapter(dir) {
+            return Err(not_an_adapter(dir));
+        }
+        let path = std::env::temp_dir().join(format!(
+            "uml-lora-{}-{}.gguf",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = AdapterFile {
+            path,
+            temporary: true,
+        };
+        peft_to_gguf(dir, &LoraBase::of_gguf(model)?, &file.path, GgufType::F32)?;
+        Ok(file)
+    }
+
+    #[cfg(not(feature = "candle"))]
+    fn converted(dir: &Path, _model: &crate::gguf::GgufHeader) -> Result<AdapterFile> {
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{} is a folder; reading PEFT adapters needs uml built with the candle feature \
+                 (or pass a GGUF adapter)",
+                dir.display()
+            ),
+        ))
+    }
+}
+
+#[cfg(feature = "candle")]
+fn not_an_adapter(dir: &Path) -> Error {
+    Error::invalid_argument(format!(
+        "LoRA adapter {} is a folder without adapter_config.json; pass a GGUF adapter or a PEFT \
+         adapter folder",
+        dir.display()
+    ))
+}
+
+impl Drop for AdapterFile {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }

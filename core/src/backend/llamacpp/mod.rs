@@ -102,7 +102,7 @@ impl Backend for LlamaCppBackend {
             return Err(super::gguf_dtype_error(d));
         }
         // A LoRA adapter that does not fit fails before the weights load.
-        Adapters::check(&info.path, &plan.lora)?;
+        let adapter_files = Adapters::prepare(&info.path, &plan.lora)?;
         let backend = llama()?;
         let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let progress: *mut (dyn FnMut(f32) -> bool + '_) = progress;
@@ -144,7 +144,13 @@ impl Backend for LlamaCppBackend {
             }
         };
         let mut model = model;
-        let adapters = Arc::new(Adapters::load(&mut model, &info.path, &plan.lora)?);
+        let adapters = Arc::new(Adapters::load(
+            &mut model,
+            &info.path,
+            &plan.lora,
+            &adapter_files,
+        )?);
+        drop(adapter_files);
         let model = Arc::new(model);
         let pooling = pooling_type(info);
         let shift_refused = shift_refusal(info, &model);

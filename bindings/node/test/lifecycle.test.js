@@ -93,14 +93,16 @@ test(`${CYCLES} load/close cycles keep RSS flat`, async () => {
     global.gc?.()
     samples.push(rssMiB())
   }
-  // Compare peaks, not two single readings: freed model memory parks in glibc's per-thread
-  // arenas, so RSS after a close steps between a low and a high plateau (measured: 23 MiB apart,
-  // bounded, whichever libuv thread ran the load). A leak grows without bound, so the peak of
-  // the last quarter would climb over the peak of the first.
+  // Compare peaks, not two single readings. RSS after a close is not one level but steps
+  // between levels about 23 MiB apart (one model's anonymous buffers; measured over 500
+  // cycles: bounded, revisited, with or without a GC after each close; presumably memory freed
+  // after the malloc_trim uml runs at close, kept by glibc until the next one). A leak grows
+  // without bound, so the peak of the last quarter climbs over the first quarter's.
   const quarter = CYCLES / 4
   const early = Math.max(...samples.slice(0, quarter))
   const late = Math.max(...samples.slice(CYCLES - quarter))
   console.log(`# RSS peak over ${CYCLES} load/close cycles: first quarter ${early.toFixed(1)}, last quarter ${late.toFixed(1)} MiB`)
-  // One model is about 100 MiB resident; 30 MiB over 150 cycles catches a leak of 0.2 MiB a cycle.
-  assert.ok(late - early < 30, `RSS peak grew ${(late - early).toFixed(1)} MiB`)
+  // Two such steps fit under 60 MiB; a closed model never freed (about 23 MiB anonymous,
+  // 100 MiB resident) is caught if it happens once in 60 cycles.
+  assert.ok(late - early < 60, `RSS peak grew ${(late - early).toFixed(1)} MiB`)
 })

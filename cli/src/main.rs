@@ -618,6 +618,12 @@ fn run(command: Command) -> Result<(), Error> {
             );
             println!("simd           {}", hw.simd.join(" "));
             println!(
+                "cpu kernels    {}",
+                hw.cpu_kernels
+                    .as_deref()
+                    .unwrap_or("none (no llama.cpp backend)")
+            );
+            println!(
                 "memory         {} total, {} available",
                 gib(hw.total_memory_bytes),
                 gib(hw.available_memory_bytes)

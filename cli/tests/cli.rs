@@ -122,6 +122,8 @@ fn estimate_and_hw_print_json() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["logical_cores"].as_u64().unwrap() >= 1);
+    // A test build is native; scripts/test-portable checks a portable one's variant.
+    assert_eq!(v["cpu_kernels"], "native");
 }
 
 #[test]

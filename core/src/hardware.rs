@@ -31,6 +31,9 @@ pub struct Hardware {
     /// RAM available to new allocations, capped by what the cgroup limit leaves.
     pub available_memory_bytes: u64,
     pub gpus: Vec<Gpu>,
+    /// The llama.cpp CPU kernels in use: `"native"`, or a portable build's variant
+    /// (`"haswell"`, `"skylakex"`, ...), or `"unavailable: <why>"`; `None` without llama.cpp.
+    pub cpu_kernels: Option<String>,
 }
 
 impl Hardware {
@@ -102,6 +105,7 @@ pub fn detect() -> Hardware {
         total_memory_bytes: total,
         available_memory_bytes: available,
         gpus: nvidia_gpus(),
+        cpu_kernels: crate::backend::llama_cpp_cpu_kernels(),
     }
 }
 

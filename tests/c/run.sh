@@ -5,11 +5,12 @@
 #   2. examples/c/generate.c built with `pkg-config --cflags --libs uml` and run;
 #   3. examples/cpp/chat.cpp and a static generate built with CMake's find_package(uml)
 #      (uml::uml, uml::uml_static) and run;
-#   4. tests/c/test_smollm2.c against the greedy fixtures again, on the portable x86-64-v3 build
-#      (AVX2 kernels; the cargo tests used the native ones), so a fixture that holds on one CPU
-#      kernel path only fails here (tests/fixtures/README.md);
-#   5. a load -> generate -> free program under valgrind (on that x86-64-v3 build:
-#      valgrind cannot execute the native build's AVX-512): no definite or indirect leaks, no
+#   4. the portable build (scripts/build-portable: llama.cpp's CPU kernels as run-time modules)
+#      checked by scripts/test-portable, then tests/c/test_smollm2.c against the greedy
+#      fixtures again on its AVX2 variant (the cargo tests used the native kernels), so a
+#      fixture that holds on one CPU kernel path only fails here (tests/fixtures/README.md);
+#   5. a load -> generate -> free program under valgrind (on that portable build, which loads
+#      a variant valgrind runs; it cannot execute the native build's AVX-512): no definite or indirect leaks, no
 #      memory errors (suppressions: tests/c/valgrind.supp, each with its reason); and the same
 #      program on the native build under LeakSanitizer, with a negative control.
 # Needs the SmolLM2 test model (scripts/fetch-models), cmake, pkg-config, valgrind and
@@ -66,22 +67,20 @@ fi
 "$TMP/cmake-build/generate_static" "$MODEL" "$PROMPT" 8 >"$TMP/static.out" 2>/dev/null
 cmp "$TMP/generate.out" "$TMP/static.out"
 
-echo "== build the portable (x86-64-v3) libuml"
+echo "== build the portable uml and libuml (scripts/build-portable)"
 # The native build (target-cpu=native) executes AVX-512 on CPUs that have it, which valgrind
-# 3.19 does not implement. The same code built for x86-64-v3 (AVX2, what a portable wheel or
-# npm package would ship) runs under valgrind; it lives in its own target dir, so it compiles
-# llama.cpp a second time (about 9 minutes on 2 cores, once per machine).
-RUSTFLAGS="-C target-cpu=x86-64-v3" CARGO_TARGET_DIR="$ROOT/target/portable" \
-    cargo build --release --quiet -p uml-ffi
-mkdir -p "$TMP/portable"
-cp "$ROOT/target/portable/release/libuml.so" "$TMP/portable/libuml.so.1"
-ln -sf libuml.so.1 "$TMP/portable/libuml.so"
+# 3.19 does not implement. The portable build loads the best CPU variant the CPU reports, and
+# under valgrind that is one it can run. Its own target dir compiles llama.cpp with its 14 CPU
+# variants (about 11 minutes on 2 cores, once per machine).
+scripts/build-portable "$TMP/portable" >/dev/null
 cc -std=c11 -g -Iinclude examples/c/generate.c -L"$TMP/portable" -luml \
     -Wl,--disable-new-dtags,-rpath,"$TMP/portable" -o "$TMP/generate_portable"
-echo "== greedy fixtures on a second CPU kernel path: tests/c/test_smollm2.c on the x86-64-v3 libuml"
+echo "== the portable build as a user runs it: every CPU variant this CPU runs gives the fixture text"
+scripts/test-portable "$TMP/portable"
+echo "== greedy fixtures on a second CPU kernel path: tests/c/test_smollm2.c on the portable libuml, AVX2 kernels"
 # The cargo tests checked the fixtures on this machine's native build (AVX-512 where the CPU
-# has it); the same checks on the AVX2 build make a fixture that only one kernel path
-# satisfies fail here, not on the next user's machine. The trusted prefixes are read as
+# has it); the same checks on the AVX2 variant (haswell) make a fixture that only one kernel
+# path satisfies fail here, not on the next user's machine. The trusted prefixes are read as
 # recorded: the Rust and Python tests of this run check them against the per-token margins.
 cc -std=c11 -O1 -g -Wall -Wextra -Werror -Iinclude tests/c/test_smollm2.c -L"$TMP/portable" -luml \
     -Wl,--disable-new-dtags,-rpath,"$TMP/portable" -lpthread -lm -o "$TMP/test_smollm2_portable"
@@ -97,7 +96,7 @@ sys.stdout.write("".join(a + "\0" for a in args))
 PY
 )
 # As README asks of hosts: llama.cpp's OpenMP spin budget (the cancel-under-load check needs it).
-GOMP_SPINCOUNT=1000 "$TMP/test_smollm2_portable" "$MODEL" "${fixture_args[@]}"
+GOMP_SPINCOUNT=1000 UML_CPU_VARIANT=haswell "$TMP/test_smollm2_portable" "$MODEL" "${fixture_args[@]}"
 
 echo "== valgrind: load -> generate -> free on a portable build, no leaks and no memory errors"
 if ! valgrind --error-exitcode=1 --leak-check=full \

@@ -217,6 +217,9 @@ export interface Hardware {
   logicalCores: number
   totalMemoryBytes: number
   availableMemoryBytes: number
+  /** llama.cpp's CPU kernels: "native", or the variant a portable build loaded for this CPU
+   * ("haswell", "skylakex", ...); null without llama.cpp. */
+  cpuKernels: string | null
   [key: string]: unknown
 }
 

@@ -56,6 +56,7 @@ test('inspect, estimate and hardware give plain camelCase objects', async () => 
   await assert.rejects(uml.estimate(modelPath(), { nCtx: 'big' }), { code: 'INVALID_ARGUMENT' })
   const hw = uml.hardware()
   assert.ok(hw.logicalCores >= 1 && hw.totalMemoryBytes > 0 && typeof hw.cpuModel === 'string')
+  assert.equal(hw.cpuKernels, 'native') // a portable build names its variant
 })
 
 test('a closed model rejects with MODEL_CLOSED; close is idempotent and cancels running work', async () => {

@@ -46,6 +46,8 @@ def test_hardware() -> None:
     assert all(g.free_memory_bytes <= g.total_memory_bytes for g in hw.gpus)
     assert "Hardware(" in repr(hw)
     assert hw.to_dict()["logical_cores"] == hw.logical_cores
+    # This test build is native; a portable one names its variant.
+    assert hw.cpu_kernels == "native"
 
 
 def test_version() -> None:

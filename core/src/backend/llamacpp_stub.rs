@@ -12,3 +12,7 @@ static BACKEND: NotCompiled = NotCompiled {
 pub(super) fn backend() -> &'static dyn Backend {
     &BACKEND
 }
+
+pub(super) fn cpu_kernels() -> Option<String> {
+    None
+}

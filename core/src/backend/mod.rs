@@ -254,6 +254,13 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// The llama.cpp CPU kernels this build runs: `"native"` (compiled for the building CPU), the
+/// variant a portable build loaded for this CPU (`"haswell"`, `"skylakex"`), `"unavailable:
+/// <why>"` when a portable build's modules cannot be loaded, or `None` without llama.cpp.
+pub fn llama_cpp_cpu_kernels() -> Option<String> {
+    llamacpp::cpu_kernels()
+}
+
 /// The backends compiled into this build, in order of preference.
 pub fn registry() -> Vec<&'static dyn Backend> {
     vec![llamacpp::backend(), candle::backend()]

@@ -50,6 +50,7 @@ fn hw(available: u64, gpu_free: Option<u64>) -> Hardware {
             })
             .into_iter()
             .collect(),
+        cpu_kernels: None,
     }
 }
 

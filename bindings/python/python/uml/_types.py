@@ -179,6 +179,9 @@ class Hardware(Record):
     total_memory_bytes: int
     available_memory_bytes: int
     gpus: List[Gpu]
+    cpu_kernels: Optional[str]
+    """llama.cpp's CPU kernels: ``"native"``, or the variant a portable build loaded for this
+    CPU (``"haswell"``, ``"skylakex"``, ...)."""
 
     _summary = (
         "cpu_model",

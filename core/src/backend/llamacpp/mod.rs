@@ -5,6 +5,7 @@
 //! asks to run alone (`deterministic`), and every embedding call, borrows a private context
 //! from a small pool instead.
 
+mod cpu_backend;
 mod lora;
 mod slots;
 
@@ -51,11 +52,26 @@ pub(super) fn backend() -> &'static dyn Backend {
 fn llama() -> Result<&'static LlamaBackend> {
     static INSTANCE: OnceCell<LlamaBackend> = OnceCell::new();
     INSTANCE.get_or_try_init(|| {
-        // llama.cpp's own log goes to `tracing` (silent unless the host installs a subscriber).
-        llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+        load_modules()?;
         LlamaBackend::init()
             .map_err(|e| Error::backend(format!("cannot initialise llama.cpp: {e}")))
     })
+}
+
+/// See `crate::backend::llama_cpp_cpu_kernels`.
+pub(super) fn cpu_kernels() -> Option<String> {
+    Some(match load_modules() {
+        Ok(()) => cpu_backend::variant().unwrap_or_default(),
+        Err(e) => format!("unavailable: {}", e.message()),
+    })
+}
+
+/// Route llama.cpp's log to `tracing` (silent unless the host installs a subscriber), then load
+/// its backend modules (a portable build's; nothing in a native one).
+fn load_modules() -> Result<()> {
+    static LOGS: std::sync::Once = std::sync::Once::new();
+    LOGS.call_once(|| llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default()));
+    cpu_backend::load()
 }
 
 /// llama.cpp's context creation mutates shared model state: never run two at once.

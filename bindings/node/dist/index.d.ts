@@ -179,6 +179,9 @@ export interface Hardware {
     logicalCores: number;
     totalMemoryBytes: number;
     availableMemoryBytes: number;
+    /** llama.cpp's CPU kernels: "native", or the variant a portable build loaded for this CPU
+     * ("haswell", "skylakex", ...); null without llama.cpp. */
+    cpuKernels: string | null;
     [key: string]: unknown;
 }
 /** How a loaded model runs: `{ backend, skippedBackends, plan, memory, model }`. */

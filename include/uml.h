@@ -259,7 +259,8 @@ uml_status uml_estimate(const char *path, const char *options_json, char **out_j
 
 /**
  * Describe this machine as JSON: CPU model, physical and logical cores, SIMD features,
- * total and available RAM, GPUs with their free memory.
+ * total and available RAM, GPUs with their free memory, and `cpu_kernels`: llama.cpp's CPU
+ * kernels in use (`"native"`, or the variant a portable build loaded: `"haswell"`, ...).
  *
  * - `out_json`: on success a new string the caller frees with `uml_string_free`.
  *

@@ -69,9 +69,10 @@ pub fn choose(
 
 /// Check that the GGUF LoRA adapter at `adapter` fits the model whose header is `model`: an
 /// adapter file (not a model), for the same architecture, each `X.lora_a` / `X.lora_b` pair
-/// shaped for the model's tensor `X`.
-pub fn check_gguf_adapter(adapter: &Path, model: &GgufHeader) -> Result<()> {
-    let shown = adapter.display();
+/// shaped for the model's tensor `X`. Errors name `shown_as`: the adapter as the user gave it
+/// (a PEFT folder, where `adapter` is the GGUF converted from it).
+pub fn check_gguf_adapter(adapter: &Path, shown_as: &Path, model: &GgufHeader) -> Result<()> {
+    let shown = shown_as.display();
     let header = read_header(adapter)
         .map_err(|e| Error::new(e.kind(), format!("LoRA adapter {shown}: {}", e.message())))?;
     let mismatch = |why: String| {

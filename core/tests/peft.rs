@@ -109,15 +109,7 @@ fn setup() -> &'static Setup {
                     std::fs::copy(&path, merged.join(path.file_name().unwrap())).unwrap();
                 }
             }
-            let mut merged_weights = weights
-                .iter()
-                .map(|t| uml_test_support::SafeTensor {
-                    name: t.name.clone(),
-                    dtype: t.dtype,
-                    shape: t.shape.clone(),
-                    data: t.data.clone(),
-                })
-                .collect::<Vec<_>>();
+            let mut merged_weights = weights.clone();
             merge_peft_layers(&mut merged_weights, &layers, adapter.scale).unwrap();
             write_safetensors(&merged.join("model.safetensors"), &merged_weights).unwrap();
             let merged_gguf = dir.path().join(format!("{}-merged.gguf", adapter.name));

@@ -120,10 +120,10 @@ fn model_name(dir: &Path) -> String {
 }
 
 /// The hyperparameters llama.cpp reads, from config.json.
-struct Hyper {
+pub(super) struct Hyper {
     n_embd: u32,
-    n_head: usize,
-    n_head_kv: usize,
+    pub(super) n_head: usize,
+    pub(super) n_head_kv: usize,
     head_dim: u32,
 }
 
@@ -139,7 +139,7 @@ fn cfg_f32(config: &Value, key: &str) -> Option<f32> {
 }
 
 impl Hyper {
-    fn read(config: &Value, dir: &Path) -> Result<Hyper> {
+    pub(super) fn read(config: &Value, dir: &Path) -> Result<Hyper> {
         let need = |key: &str| {
             cfg_u32(config, key).ok_or_else(|| {
                 Error::invalid_model(format!(

@@ -21,7 +21,7 @@ use candle_core::{DType, Tensor};
 use serde_json::Value;
 
 use super::family::{gguf_name, Family};
-use super::from_hf::permute_rotary;
+use super::from_hf::{permute_rotary, Hyper};
 use super::{check_destination, GgufType};
 use crate::gguf::GgufHeader;
 use crate::hf_folder::{TensorSource, WeightFiles};
@@ -65,10 +65,8 @@ impl LoraBase {
             .as_str()
             .unwrap_or("(undeclared)");
         let family = Family::of_hf(arch).ok_or_else(|| unsupported_arch(arch))?;
-        let count = |key: &str| config[key].as_u64().map(|n| n as usize);
-        let n_head = count("num_attention_heads").unwrap_or(0);
-        let n_head_kv = count("num_key_value_heads").unwrap_or(n_head);
-        LoraBase::new(family, n_head, n_head_kv, "config.json")
+        let hp = Hyper::read(&config, dir)?;
+        LoraBase::new(family, hp.n_head, hp.n_head_kv, "config.json")
     }
 
     fn new(family: Family, n_head: usize, n_head_kv: usize, from: &str) -> Result<LoraBase> {

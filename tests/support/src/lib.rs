@@ -251,6 +251,7 @@ pub fn write_tiny_llama_gguf(path: &Path, seed: u64) -> Result<()> {
 
 /// One tensor for [`write_safetensors`]: name, dtype (`"F32"`, `"F16"`, `"BF16"`, ...),
 /// shape (outermost first) and raw little-endian bytes.
+#[derive(Clone)]
 pub struct SafeTensor {
     pub name: String,
     pub dtype: &'static str,

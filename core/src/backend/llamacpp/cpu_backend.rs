@@ -59,7 +59,7 @@ mod imp {
             Some(d) => PathBuf::from(d),
             None => own_dir()?,
         };
-        let variants = cpu_variants(&dir)?;
+        let (variants, others) = modules(&dir)?;
         let chosen = match std::env::var(VARIANT_VAR) {
             Ok(wanted) => {
                 let (name, path) = variants
@@ -98,9 +98,8 @@ mod imp {
                 })?,
         };
         register(&chosen.1)?;
-        // Other backends shipped beside it (a CUDA module in a CUDA build).
-        for path in other_modules(&dir)? {
-            register(&path)?;
+        for path in &others {
+            register(path)?;
         }
         Ok(chosen.0)
     }
@@ -128,9 +127,13 @@ mod imp {
         Ok(file.parent().map(Path::to_path_buf).unwrap_or_default())
     }
 
-    /// `(variant, path)` of every `libggml-cpu-<variant>.so` in `dir`.
-    fn cpu_variants(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-        let mut out = Vec::new();
+    /// `(variant, path)` of each CPU module, and the paths of the other modules.
+    type Modules = (Vec<(String, PathBuf)>, Vec<PathBuf>);
+
+    /// The backend modules in `dir`: `(variant, path)` of every `libggml-cpu-<variant>.so`,
+    /// and the others (a CUDA module in a CUDA build), each list sorted.
+    fn modules(dir: &Path) -> Result<Modules> {
+        let (mut cpu, mut others) = (Vec::new(), Vec::new());
         for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
             let path = entry.map_err(|e| Error::io(dir, e))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -138,10 +141,15 @@ mod imp {
                 .strip_prefix(PREFIX)
                 .and_then(|n| n.strip_suffix(".so"))
             {
-                out.push((variant.to_string(), path.clone()));
+                cpu.push((variant.to_string(), path.clone()));
+            } else if name.starts_with("libggml-")
+                && name.ends_with(".so")
+                && name != "libggml-base.so"
+            {
+                others.push(path);
             }
         }
-        if out.is_empty() {
+        if cpu.is_empty() {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 format!(
@@ -151,25 +159,9 @@ mod imp {
                 ),
             ));
         }
-        out.sort();
-        Ok(out)
-    }
-
-    fn other_modules(dir: &Path) -> Result<Vec<PathBuf>> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-            let path = entry.map_err(|e| Error::io(dir, e))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            let module = name.starts_with("libggml-")
-                && name.ends_with(".so")
-                && !name.starts_with(PREFIX)
-                && name != "libggml-base.so";
-            if module {
-                out.push(path);
-            }
-        }
-        out.sort();
-        Ok(out)
+        cpu.sort();
+        others.sort();
+        Ok((cpu, others))
     }
 
     fn names(variants: &[(String, PathBuf)]) -> String {

@@ -73,16 +73,7 @@ impl Adapters {
                     ),
                 ));
             };
-            crate::lora::check_gguf_adapter(&file.path, &header).map_err(|e| {
-                Error::new(
-                    e.kind(),
-                    e.message().replacen(
-                        &file.path.display().to_string(),
-                        &adapter.path.display().to_string(),
-                        1,
-                    ),
-                )
-            })?;
+            crate::lora::check_gguf_adapter(&file.path, &adapter.path, &header)?;
             files.push(file);
         }
         Ok(files)
@@ -133,7 +124,11 @@ impl AdapterFile {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
         if !is_peft_adapter(dir) {
-            return Err(not_an_adapter(dir));
+            return Err(Error::invalid_argument(format!(
+                "LoRA adapter {} is a folder without adapter_config.json; pass a GGUF adapter or \
+                 a PEFT adapter folder",
+                dir.display()
+            )));
         }
         let path = std::env::temp_dir().join(format!(
             "uml-lora-{}-{}.gguf",
@@ -159,15 +154,6 @@ impl AdapterFile {
             ),
         ))
     }
-}
-
-#[cfg(feature = "candle")]
-fn not_an_adapter(dir: &Path) -> Error {
-    Error::invalid_argument(format!(
-        "LoRA adapter {} is a folder without adapter_config.json; pass a GGUF adapter or a PEFT \
-         adapter folder",
-        dir.display()
-    ))
 }
 
 impl Drop for AdapterFile {

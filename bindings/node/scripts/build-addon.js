@@ -28,23 +28,33 @@ function fail(message) {
   process.exit(1)
 }
 
-/** Whether `file` loads in a fresh Node process (an addon built for another CPU dies there with
- * an illegal instruction, not here). */
-function loads(file) {
+/** Why `file` does not load in a fresh Node process (an addon built for another CPU dies there
+ * with an illegal instruction, not here), or null when it loads. */
+function loadError(file) {
   const probe = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)})`], {
-    stdio: 'ignore',
+    stdio: ['ignore', 'ignore', 'pipe'],
+    encoding: 'utf8',
     env: { ...process.env, GOMP_SPINCOUNT: process.env.GOMP_SPINCOUNT ?? '1000' },
   })
-  return probe.status === 0
+  if (probe.status === 0) return null
+  const reason = (probe.stderr ?? '').split('\n').find((line) => /Error|error/.test(line))
+  return reason ?? `exit status ${probe.status ?? probe.signal}`
 }
 
-/** The workspace root that holds this package's Rust sources. */
-function workspace() {
+/** The workspace root that holds this package's Rust sources, or null. */
+function sources() {
   const inRepo = path.resolve(PACKAGE, '..', '..')
   if (fs.existsSync(path.join(inRepo, 'Cargo.toml')) && fs.existsSync(path.join(inRepo, 'core'))) {
     return inRepo
   }
   if (fs.existsSync(path.join(STAGED, 'Cargo.toml'))) return STAGED
+  return null
+}
+
+/** The workspace root that holds this package's Rust sources. */
+function workspace() {
+  const root = sources()
+  if (root !== null) return root
   return fail(
     'no Rust sources to build the addon from (neither the uml repository around this package ' +
       `nor ${STAGED}); install from the repository or from a tarball made by npm pack`,
@@ -108,7 +118,17 @@ if (mode === '--stage-sources') {
   fs.rmSync(STAGED, { recursive: true, force: true })
 } else if (mode === '--if-needed') {
   if (process.env.UML_NODE_ADDON !== undefined) process.exit(0)
-  if (fs.existsSync(ADDON) && loads(ADDON)) process.exit(0)
+  if (fs.existsSync(ADDON)) {
+    const why = loadError(ADDON)
+    if (why === null) process.exit(0)
+    // A release tarball (scripts/package) carries no sources: say why its addon does not fit.
+    if (sources() === null) {
+      fail(
+        `the prebuilt addon ${ADDON} does not load here (${why.trim()}). It is built for x86-64 ` +
+          'Linux with glibc 2.34 or newer; elsewhere install uml from its repository, which builds the addon.',
+      )
+    }
+  }
   build()
 } else if (mode === undefined) {
   build()

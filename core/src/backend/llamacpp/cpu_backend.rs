@@ -99,7 +99,12 @@ mod imp {
         };
         register(&chosen.1)?;
         for path in &others {
-            register(path)?;
+            // A GPU module (libggml-cuda.so in a CUDA build) needs its vendor's runtime and
+            // driver. Where they are missing it does not load, and uml runs on the CPU, as a
+            // CPU-only build would: one package serves machines with and without the GPU.
+            if let Err(e) = register(path) {
+                tracing::warn!(error = %e, "running without this backend module");
+            }
         }
         Ok(chosen.0)
     }
@@ -205,10 +210,31 @@ mod imp {
         let reg = unsafe { llama_cpp_sys_2::ggml_backend_load(c_path.as_ptr()) };
         if reg.is_null() {
             return Err(Error::backend(format!(
-                "llama.cpp could not load its backend module {}",
-                path.display()
+                "llama.cpp could not load its backend module {}: {}",
+                path.display(),
+                dlopen_error(&c_path)
             )));
         }
         Ok(())
+    }
+
+    /// Why the dynamic loader refuses `path` (a library it needs is missing, say), or a note
+    /// that it loads but did not register as a backend.
+    fn dlopen_error(path: &CStr) -> String {
+        // SAFETY: dlopen of a NUL-terminated path; on failure dlerror returns this thread's
+        // message (NUL-terminated, valid until the next dl* call, copied at once); a handle
+        // that opened is closed again.
+        unsafe {
+            let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            if handle.is_null() {
+                let message = libc::dlerror();
+                if message.is_null() {
+                    return "the dynamic loader gave no reason".to_string();
+                }
+                return CStr::from_ptr(message).to_string_lossy().into_owned();
+            }
+            libc::dlclose(handle);
+            "it loads, but is not a ggml backend this llama.cpp accepts".to_string()
+        }
     }
 }

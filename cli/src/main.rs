@@ -53,6 +53,10 @@ enum Command {
         /// Generation slots, each with --ctx KV cells (llama.cpp allocates them all at load).
         #[arg(long, default_value_t = 1)]
         parallel: u32,
+        /// A draft model for speculative decoding, loaded beside the model: its memory is
+        /// counted too.
+        #[arg(long)]
+        draft_model: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -575,6 +579,7 @@ fn run(command: Command) -> Result<(), Error> {
             gpu_layers,
             backend,
             parallel,
+            draft_model,
             json,
         } => {
             let options = LoadOptions {
@@ -583,6 +588,7 @@ fn run(command: Command) -> Result<(), Error> {
                 gpu_layers: GpuLayers::Count(gpu_layers),
                 backend: parse_enum("backend", &backend)?,
                 max_parallel: Some(parallel),
+                draft_model,
                 ..LoadOptions::default()
             };
             let preflight = uml_core::estimate::preflight(&path, &options)?;
@@ -599,6 +605,11 @@ fn run(command: Command) -> Result<(), Error> {
             println!("overhead       {}", gib(est.overhead_bytes));
             println!("host total     {}", gib(est.host_bytes));
             println!("device total   {}", gib(est.device_bytes));
+            if let Some(draft) = &preflight.draft {
+                println!("draft model    {}", gib(draft.host_bytes));
+                println!("load, host     {}", gib(preflight.load_host_bytes));
+                println!("load, device   {}", gib(preflight.load_device_bytes));
+            }
             println!(
                 "fits           {} ({} available)",
                 if preflight.fits { "yes" } else { "no" },

@@ -114,9 +114,31 @@ impl MemoryEstimate {
     /// Whether the host part fits in available RAM and the device part in the GPUs' free
     /// memory.
     pub fn fits(&self, hw: &Hardware) -> bool {
-        self.host_bytes <= hw.available_memory_bytes
-            && (self.device_bytes == 0 || self.device_bytes <= hw.gpu_free_bytes())
+        fits_in(self.host_bytes, self.device_bytes, hw)
     }
+
+    /// This estimate with `other`'s memory added (a model and its draft, loaded together);
+    /// the context, slots and cache settings stay this one's.
+    pub fn plus(&self, other: &MemoryEstimate) -> MemoryEstimate {
+        MemoryEstimate {
+            weights_bytes: self.weights_bytes.saturating_add(other.weights_bytes),
+            kv_cache_bytes: self.kv_cache_bytes.saturating_add(other.kv_cache_bytes),
+            compute_bytes: self.compute_bytes.saturating_add(other.compute_bytes),
+            compute_reserved_bytes: self
+                .compute_reserved_bytes
+                .saturating_add(other.compute_reserved_bytes),
+            overhead_bytes: self.overhead_bytes.saturating_add(other.overhead_bytes),
+            host_bytes: self.host_bytes.saturating_add(other.host_bytes),
+            device_bytes: self.device_bytes.saturating_add(other.device_bytes),
+            total_bytes: self.total_bytes.saturating_add(other.total_bytes),
+            ..*self
+        }
+    }
+}
+
+/// Whether `host` bytes fit in `hw`'s available RAM and `device` bytes in its GPUs' free memory.
+fn fits_in(host: u64, device: u64, hw: &Hardware) -> bool {
+    host <= hw.available_memory_bytes && (device == 0 || device <= hw.gpu_free_bytes())
 }
 
 /// The hyperparameters the estimate needs, checked to be plausible. `u128`: the estimators
@@ -248,6 +270,21 @@ pub(crate) fn effective_n_ctx(info: &ModelInfo, opts: &EstimateOptions) -> u32 {
 }
 
 impl EstimateOptions {
+    /// The options that give `estimate` again (its context, slots, cache, GPU layers and
+    /// batch), with `dtype` for backends that convert weights.
+    pub fn of(estimate: &MemoryEstimate, dtype: Option<crate::options::WeightDtype>) -> Self {
+        EstimateOptions {
+            n_ctx: Some(estimate.n_ctx),
+            cache_type: estimate.cache_type,
+            gpu_layers: estimate.gpu_layers,
+            n_batch: estimate.n_ubatch.max(1),
+            n_ubatch: estimate.n_ubatch.max(1),
+            flash_attention: estimate.flash_attention,
+            dtype,
+            parallel: estimate.parallel,
+        }
+    }
+
     /// What a load with `options` asks for. `gpu_layers: "auto"` counts as 0 here: it depends
     /// on the hardware, which `for_load_options` resolves.
     pub fn from_load_options(options: &LoadOptions) -> Self {
@@ -290,7 +327,7 @@ pub fn for_load_options(
 
 /// The backend a load of `info` with `options` tries first: the first candidate whose check
 /// passes, else the first candidate (whose load will then say why it cannot).
-fn first_backend(
+pub(crate) fn first_backend(
     info: &ModelInfo,
     options: &LoadOptions,
 ) -> Result<&'static dyn crate::backend::Backend> {
@@ -316,24 +353,47 @@ fn first_backend(
 /// function, so the C ABI, every binding and the CLI report the same thing.
 #[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct Preflight {
+    /// The model's own memory.
     #[serde(flatten)]
     pub estimate: MemoryEstimate,
     /// The backend a load would try first, whose memory model this is.
     pub backend: &'static str,
+    /// The draft model's memory (load option `draft_model`): loaded beside the model, with
+    /// its context length, slots and KV cache type. `None` without a draft.
+    pub draft: Option<MemoryEstimate>,
+    /// RAM the load needs: the model's and its draft's.
+    pub load_host_bytes: u64,
+    /// GPU memory the load needs: the model's and its draft's.
+    pub load_device_bytes: u64,
+    /// Whether `load_host_bytes` fit in the RAM available now (and `load_device_bytes` in
+    /// the GPUs' free memory).
     pub fits: bool,
     pub available_memory_bytes: u64,
 }
 
 /// Inspect `path` (headers only), estimate a load of it with `options` by the backend a load
-/// would pick first, and check the result against this machine's free memory.
+/// would pick first (and of its draft model, if the options name one), and check the result
+/// against this machine's free memory.
 pub fn preflight(path: &std::path::Path, options: &LoadOptions) -> Result<Preflight> {
     let info = crate::inspect::inspect(path)?;
+    let draft = options
+        .draft_model
+        .as_deref()
+        .map(crate::speculative::DraftFile::inspect)
+        .transpose()?;
     let hw = crate::hardware::detect();
     let backend = first_backend(&info, options)?;
     let estimate = for_backend(&|i, o| backend.estimate(i, o), &info, options, &hw)?;
+    let draft = draft
+        .map(|d| d.estimate(&EstimateOptions::of(&estimate, None)))
+        .transpose()?;
+    let load = draft.map_or(estimate, |d| estimate.plus(&d));
     Ok(Preflight {
-        fits: estimate.fits(&hw),
+        fits: fits_in(load.host_bytes, load.device_bytes, &hw),
+        load_host_bytes: load.host_bytes,
+        load_device_bytes: load.device_bytes,
         estimate,
+        draft,
         backend: backend.name(),
         available_memory_bytes: hw.available_memory_bytes,
     })
@@ -541,16 +601,7 @@ pub fn check_fits(
     dtype: Option<crate::options::WeightDtype>,
     hw: &Hardware,
 ) -> Result<()> {
-    let opts = EstimateOptions {
-        n_ctx: Some(est.n_ctx),
-        cache_type: est.cache_type,
-        gpu_layers: est.gpu_layers,
-        n_batch: est.n_ubatch.max(1),
-        n_ubatch: est.n_ubatch.max(1),
-        flash_attention: est.flash_attention,
-        dtype,
-        parallel: est.parallel,
-    };
+    let opts = EstimateOptions::of(est, dtype);
     if est.host_bytes > hw.available_memory_bytes {
         let slots_hint = if est.parallel > 1 {
             format!(

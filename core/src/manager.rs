@@ -11,7 +11,6 @@
 //!   calls running on the old one finish on it (it is freed when the last of them ends).
 //! - Keep-alive: a model idle for `keep_alive` is unloaded by a background thread.
 
-use crate::estimate::MemoryEstimate;
 use crate::options::LoadOptions;
 use crate::remote::RemoteEndpoint;
 use crate::{Error, ErrorKind, Model, Result};
@@ -552,7 +551,7 @@ impl Manager {
         let need = match &remote {
             Some(_) => 0,
             None => match crate::estimate::preflight(path, options) {
-                Ok(p) => p.estimate.host_bytes,
+                Ok(p) => p.load_host_bytes,
                 Err(e) if fallback.is_some() => {
                     return self.install(id, path, options, local_failure(e));
                 }
@@ -598,7 +597,7 @@ impl Manager {
         let mut state = self.shared.state.lock();
         let result = match (state.entries.get_mut(id), loaded) {
             (Some(entry), Ok(model)) => {
-                let bytes = model_bytes(model.memory());
+                let bytes = model.host_bytes_with_draft();
                 entry.loaded = Some(Loaded {
                     model: Arc::new(model),
                     bytes,
@@ -672,11 +671,6 @@ impl Drop for Manager {
         // Wakes the keep-alive thread, which then finds the manager gone.
         self.shared.changed.notify_all();
     }
-}
-
-/// What the budget counts for a loaded model: its estimate's host bytes.
-fn model_bytes(estimate: &MemoryEstimate) -> u64 {
-    estimate.host_bytes
 }
 
 /// Unload models idle for `keep_alive`, until the manager is dropped.

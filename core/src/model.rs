@@ -12,6 +12,7 @@ use crate::hardware::{self, Hardware};
 use crate::inspect::{self, ModelInfo};
 use crate::options::LoadOptions;
 use crate::sampling::{Constraint, ConstraintFactory, GenerateParams};
+use crate::speculative::DraftFile;
 use crate::stream::Completion;
 use crate::{CancelToken, Error, ErrorKind, Result};
 use serde::Serialize;
@@ -101,6 +102,8 @@ pub struct LoadedInfo<'a> {
     pub skipped_backends: &'a [Skipped],
     pub plan: &'a LoadPlan,
     pub memory: &'a MemoryEstimate,
+    /// The draft model's memory (load option `draft_model`), beside `memory`.
+    pub draft_memory: Option<&'a MemoryEstimate>,
     pub model: &'a ModelInfo,
 }
 
@@ -131,6 +134,11 @@ impl Model {
         if let (Some(d), crate::format::Format::Gguf) = (options.dtype, info.format) {
             return Err(backend::gguf_dtype_error(d));
         }
+        let draft = options
+            .draft_model
+            .as_deref()
+            .map(DraftFile::inspect)
+            .transpose()?;
         let hw = hardware::detect();
         if !progress(LoadStage::Inspect, 1.0) {
             return Err(load_cancelled());
@@ -141,6 +149,7 @@ impl Model {
             options,
             &hw,
             progress,
+            draft.as_ref(),
         )?;
         if let Some(draft) = &options.draft_model {
             model.draft = Some(Box::new(model.load_draft(draft, options)?));
@@ -156,8 +165,10 @@ impl Model {
             n_ctx: Some(plan.n_ctx),
             n_threads: Some(plan.n_threads),
             n_threads_batch: Some(plan.n_threads_batch),
-            n_batch: plan.n_batch,
-            n_ubatch: plan.n_ubatch,
+            // As asked (the draft's plan clamps them as the model's did), so the draft's
+            // estimate is the one planned beside the model's.
+            n_batch: options.n_batch,
+            n_ubatch: options.n_ubatch,
             use_mmap: plan.use_mmap,
             kv_cache_type: plan.kv_cache_type,
             flash_attention: plan.flash_attention,
@@ -181,13 +192,15 @@ impl Model {
         self.draft.as_deref()
     }
 
-    /// The load itself, over an explicit list of candidate backends.
+    /// The load itself, over an explicit list of candidate backends; with `draft`, the memory
+    /// planned leaves room for that draft model beside this one.
     pub(crate) fn load_with(
         candidates: Vec<&dyn Backend>,
         info: ModelInfo,
         options: &LoadOptions,
         hw: &Hardware,
         progress: ProgressFn<'_>,
+        draft: Option<&DraftFile>,
     ) -> Result<Model> {
         // Try each candidate in turn; a failed check, estimate or load moves on to the next,
         // and the reasons stay on the model (or make up the error when every one failed).
@@ -203,7 +216,7 @@ impl Model {
                 skipped.push(skip("check", e));
                 continue;
             }
-            let (plan, estimate) = match plan_load(backend, &info, options, hw) {
+            let (plan, estimate) = match plan_load(backend, &info, options, hw, draft) {
                 Ok(planned) => planned,
                 Err(e) => {
                     skipped.push(skip("estimate", e));
@@ -391,6 +404,12 @@ impl Model {
         &self.estimate
     }
 
+    /// RAM this model holds by its estimates: its own and its draft model's.
+    pub fn host_bytes_with_draft(&self) -> u64 {
+        let draft = self.draft().map_or(0, |d| d.memory().host_bytes);
+        self.estimate.host_bytes.saturating_add(draft)
+    }
+
     /// Name of the backend running this model.
     pub fn backend(&self) -> &'static str {
         self.backend
@@ -403,6 +422,7 @@ impl Model {
             skipped_backends: &self.skipped,
             plan: &self.plan,
             memory: &self.estimate,
+            draft_memory: self.draft().map(Model::memory),
             model: &self.info,
         }
     }
@@ -789,13 +809,23 @@ fn chat_template_for(
 
 /// Resolve `LoadOptions` into concrete numbers for `backend` and check its estimate against
 /// free memory.
-pub fn plan_load(
+pub(crate) fn plan_load(
     backend: &dyn Backend,
     info: &ModelInfo,
     options: &LoadOptions,
     hw: &Hardware,
+    draft: Option<&DraftFile>,
 ) -> Result<(LoadPlan, MemoryEstimate)> {
-    let estimator = &|i: &ModelInfo, o: &EstimateOptions| backend.estimate(i, o);
+    // With a draft, every sizing below (the default context, the slots, the fit check) counts
+    // the draft's memory too: it is loaded beside the model with the same context and slots.
+    let with_draft = |i: &ModelInfo, o: &EstimateOptions| {
+        let own = backend.estimate(i, o)?;
+        match draft {
+            Some(d) => Ok(own.plus(&d.estimate(o)?)),
+            None => Ok(own),
+        }
+    };
+    let estimator: estimate::Estimator<'_> = &with_draft;
     let threads = options
         .n_threads
         .unwrap_or_else(|| hw.recommended_threads() as u32)
@@ -870,7 +900,30 @@ pub fn plan_load(
             auto
         }
     };
-    estimate::check_fits(estimator, info, &estimate, options.dtype, hw)?;
+    estimate::check_fits(estimator, info, &estimate, options.dtype, hw).map_err(
+        |e| match draft {
+            Some(d) if e.kind() == ErrorKind::OutOfMemory => Error::new(
+                ErrorKind::OutOfMemory,
+                format!(
+                    "{} (the numbers include the draft model {}, loaded beside it with the same \
+                 context and slots; a smaller draft needs less)",
+                    e.message(),
+                    d.path().display()
+                ),
+            ),
+            _ => e,
+        },
+    )?;
+    // The model's own share: what it reports, and what unloading it frees.
+    if draft.is_some() {
+        let planned = LoadOptions {
+            n_ctx: Some(n_ctx),
+            max_parallel: Some(max_parallel),
+            gpu_layers: crate::options::GpuLayers::Count(estimate.gpu_layers),
+            ..options.clone()
+        };
+        estimate = estimate::for_backend(&|i, o| backend.estimate(i, o), info, &planned, hw)?;
+    }
     let n_batch = options.n_batch.min(n_ctx).max(1);
     let plan = LoadPlan {
         n_ctx,

@@ -9,9 +9,65 @@
 //! or without one (llama.cpp's server verifies so too). The draft only decides how many tokens
 //! one decode yields.
 
-use crate::backend::{LoadedModel, Session, SessionRequest, Token};
+use crate::backend::{Backend, LoadedModel, Session, SessionRequest, Token};
+use crate::estimate::{EstimateOptions, MemoryEstimate};
 use crate::generate::decode_prompt;
+use crate::inspect::ModelInfo;
+use crate::options::LoadOptions;
 use crate::{Error, ErrorKind, Result};
+use std::path::Path;
+
+/// A draft model file (load option `draft_model`), inspected before its model loads: a
+/// missing or broken draft fails before the model's weights are read, and the memory planned
+/// for the model leaves room for the draft's.
+pub(crate) struct DraftFile {
+    info: ModelInfo,
+    backend: &'static dyn Backend,
+}
+
+impl std::fmt::Debug for DraftFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DraftFile")
+            .field("path", &self.info.path)
+            .field("backend", &self.backend.name())
+            .finish()
+    }
+}
+
+impl DraftFile {
+    pub fn inspect(path: &Path) -> Result<DraftFile> {
+        let named = |e: Error| {
+            Error::new(
+                e.kind(),
+                format!("draft model {}: {}", path.display(), e.message()),
+            )
+        };
+        let info = crate::inspect::inspect(path).map_err(named)?;
+        let backend =
+            crate::estimate::first_backend(&info, &LoadOptions::default()).map_err(named)?;
+        Ok(DraftFile { info, backend })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.info.path
+    }
+
+    /// The draft's memory beside a model estimated with `beside`: the same context length,
+    /// slots, KV cache type and batch (see `Model::load_draft`), and as many GPU layers (its
+    /// own block count caps them).
+    pub fn estimate(&self, beside: &EstimateOptions) -> Result<MemoryEstimate> {
+        let opts = EstimateOptions {
+            dtype: None,
+            ..*beside
+        };
+        self.backend.estimate(&self.info, &opts).map_err(|e| {
+            Error::new(
+                e.kind(),
+                format!("draft model {}: {}", self.info.path.display(), e.message()),
+            )
+        })
+    }
+}
 
 /// The draft side of one generation: its own session on the draft model, kept in step with
 /// the generation's tokens.

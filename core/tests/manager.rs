@@ -347,3 +347,52 @@ fn a_pulled_model_is_registered_and_loads() {
         .unwrap_err();
     assert!(e.message().contains("no model folder"), "{e}");
 }
+
+/// A model loaded with a draft takes the draft's memory too: the budget counts both (a
+/// budget with room for the model alone refuses the pair), the listing reports both, and
+/// unloading frees both.
+#[test]
+fn the_budget_counts_a_models_draft() {
+    let _serial = serial();
+    let (dir, _) = tiny_folder();
+    let options = LoadOptions {
+        n_ctx: Some(128),
+        max_parallel: Some(1),
+        draft_model: Some(dir.path().join("b.gguf")),
+        ..LoadOptions::default()
+    };
+    let pre = uml_core::estimate::preflight(&dir.path().join("a.gguf"), &options).unwrap();
+    let draft = pre.draft.expect("the draft's estimate");
+    assert_eq!(
+        pre.load_host_bytes,
+        pre.estimate.host_bytes + draft.host_bytes
+    );
+    assert!(draft.host_bytes > 0);
+
+    let tight = Manager::new(ManagerOptions {
+        memory_budget_bytes: Some(pre.load_host_bytes - 1),
+        keep_alive: None,
+        folders: vec![dir.path().to_path_buf()],
+    })
+    .unwrap();
+    tight
+        .register("paired", dir.path().join("a.gguf"), options.clone())
+        .unwrap();
+    let err = tight.get("paired").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+
+    let roomy = manager(dir.path(), pre.load_host_bytes * 2, None);
+    roomy
+        .register("paired", dir.path().join("a.gguf"), options)
+        .unwrap();
+    let model = roomy.get("paired").unwrap();
+    assert!(model.draft().is_some());
+    assert_eq!(model.memory().host_bytes, pre.estimate.host_bytes);
+    assert_eq!(model.host_bytes_with_draft(), pre.load_host_bytes);
+    drop(model);
+    let listed = roomy.list();
+    let paired = listed.iter().find(|s| s.id == "paired").unwrap();
+    assert_eq!(paired.memory_bytes, pre.load_host_bytes);
+    assert_eq!(roomy.used_bytes(), pre.load_host_bytes);
+    assert_eq!(roomy.unload("paired").unwrap(), pre.load_host_bytes);
+}

@@ -156,7 +156,20 @@ static void test_inspect_estimate_hardware(const char *tiny, const char *scratch
     CHECK(strstr(out, "\"fits\":true") != NULL);
     CHECK(strstr(out, "\"backend\":\"llama.cpp\"") != NULL);
     CHECK(strstr(out, "\"available_memory_bytes\":") != NULL);
+    CHECK(strstr(out, "\"draft\":null") != NULL);
     uml_string_free(out);
+
+    /* A draft model is loaded beside the model: the estimate counts it. */
+    char options[1024];
+    snprintf(options, sizeof options, "{\"n_ctx\": 128, \"draft_model\": \"%s\"}", tiny);
+    CHECK_OK(uml_estimate(tiny, options, &out));
+    CHECK(strstr(out, "\"draft\":{") != NULL);
+    CHECK(strstr(out, "\"load_host_bytes\":") != NULL);
+    uml_string_free(out);
+    out = SENTINEL_PTR;
+    snprintf(options, sizeof options, "{\"draft_model\": \"%s.missing\"}", tiny);
+    CHECK_STATUS(uml_estimate(tiny, options, &out), UML_ERR_NOT_FOUND, "draft model");
+    CHECK(out == SENTINEL_PTR);
 
     CHECK_STATUS(uml_hardware(NULL), UML_ERR_INVALID_ARGUMENT, "out_json is NULL");
     CHECK_OK(uml_hardware(&out));

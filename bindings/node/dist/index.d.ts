@@ -169,6 +169,13 @@ export interface Estimate {
     deviceBytes: number;
     totalBytes: number;
     backend: string;
+    /** The draft model's memory (load option `draftModel`), loaded beside the model; else null. */
+    draft: Estimate | null;
+    /** Host memory the load needs: the model's and its draft's. */
+    loadHostBytes: number;
+    /** GPU memory the load needs: the model's and its draft's. */
+    loadDeviceBytes: number;
+    /** Whether `loadHostBytes` fit in the memory available now (and `loadDeviceBytes` on the GPUs). */
     fits: boolean;
     availableMemoryBytes: number;
     [key: string]: unknown;

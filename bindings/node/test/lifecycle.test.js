@@ -54,6 +54,16 @@ test('inspect, estimate and hardware give plain camelCase objects', async () => 
   assert.equal(typeof est.fits, 'boolean')
   assert.ok(est.totalBytes > est.weightsBytes && est.availableMemoryBytes > 0)
   await assert.rejects(uml.estimate(modelPath(), { nCtx: 'big' }), { code: 'INVALID_ARGUMENT' })
+  // A draft model is loaded beside the model: the load needs both.
+  assert.equal(est.draft, null)
+  assert.equal(est.loadHostBytes, est.hostBytes)
+  const paired = await uml.estimate(modelPath(), { nCtx: 2048, draftModel: modelPath() })
+  assert.equal(paired.draft.nCtx, 2048)
+  assert.equal(paired.loadHostBytes, paired.hostBytes + paired.draft.hostBytes)
+  await assert.rejects(uml.estimate(modelPath(), { draftModel: modelPath() + '.missing' }), {
+    code: 'NOT_FOUND',
+    message: /draft model/,
+  })
   const hw = uml.hardware()
   assert.ok(hw.logicalCores >= 1 && hw.totalMemoryBytes > 0 && typeof hw.cpuModel === 'string')
   assert.equal(hw.cpuKernels, 'native') // a portable build names its variant

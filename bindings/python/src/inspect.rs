@@ -18,8 +18,9 @@ pub fn inspect(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyAny>> {
 
 /// The memory the model at `path` needs when loaded with `options` (the same `LoadOptions` keys
 /// as `Model`, so an unknown key is refused), as a dict with `backend` (whose memory model it
-/// is), `fits` (whether it fits in the memory available now) and `available_memory_bytes`
-/// added. Core's `estimate::preflight`, as the C ABI's `uml_estimate` and the CLI show it.
+/// is), `draft` (the draft model's estimate, for a `draft_model` option), `load_host_bytes` and
+/// `load_device_bytes` (the model's and its draft's), `fits` (whether those fit in the memory
+/// available now) and `available_memory_bytes` added. Core's `estimate::preflight`, as the C ABI's `uml_estimate` and the CLI show it.
 #[pyfunction]
 #[pyo3(signature = (path, options=None))]
 pub fn estimate<'py>(

@@ -39,6 +39,17 @@ def test_estimate_grows_with_context(smollm2_path: Path) -> None:
         uml.estimate(smollm2_path, n_ctxx=512)  # type: ignore[call-arg]
 
 
+def test_estimate_counts_a_draft_model(smollm2_path: Path) -> None:
+    alone = uml.estimate(smollm2_path, n_ctx=1024)
+    assert alone.draft is None and alone.load_host_bytes == alone.host_bytes
+    paired = uml.estimate(smollm2_path, n_ctx=1024, draft_model=str(smollm2_path))
+    assert isinstance(paired.draft, uml.MemoryEstimate)
+    assert paired.draft.n_ctx == 1024 and paired.host_bytes == alone.host_bytes
+    assert paired.load_host_bytes == alone.host_bytes + paired.draft.host_bytes
+    with pytest.raises(uml.ModelNotFoundError, match="draft model"):
+        uml.estimate(smollm2_path, draft_model=str(smollm2_path) + ".missing")
+
+
 def test_hardware() -> None:
     hw = uml.hardware()
     assert hw.logical_cores >= 1 and hw.total_memory_bytes > 0

@@ -64,6 +64,7 @@ fn load(candidates: Vec<&dyn Backend>, info: ModelInfo) -> Result<Model> {
         &options,
         &hardware::detect(),
         &mut |_, _| true,
+        None,
     )
 }
 
@@ -210,6 +211,7 @@ fn a_model_whose_header_says_context_0_needs_n_ctx() {
         &LoadOptions::default(),
         &hardware::detect(),
         &mut |_, _| true,
+        None,
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
@@ -259,6 +261,7 @@ fn generations_past_max_parallel_wait_in_line_and_can_leave_it() {
         &options,
         &hardware::detect(),
         &mut |_, _| true,
+        None,
     )
     .unwrap();
     assert_eq!(m.plan().max_parallel, 1);
@@ -285,4 +288,56 @@ fn generations_past_max_parallel_wait_in_line_and_can_leave_it() {
         ..GenerateParams::greedy()
     };
     assert_eq!(m.complete("c", &params).unwrap().usage.completion_tokens, 2);
+}
+
+/// A model loaded with a draft is planned with the draft's memory beside it: with room for
+/// the model alone but not the pair, the load is refused before anything loads, naming the
+/// draft; the slots sized from memory leave room for the draft's; and the model still reports
+/// its own share.
+#[cfg(feature = "llamacpp")]
+#[test]
+fn a_model_and_its_draft_are_planned_to_fit_together() {
+    let (dir, info) = tiny();
+    let draft_path = dir.path().join("draft.gguf");
+    uml_test_support::write_tiny_llama_gguf(&draft_path, 2).unwrap();
+    let draft = DraftFile::inspect(&draft_path).unwrap();
+    let backend = backend::registry()[0];
+    let options = LoadOptions {
+        n_ctx: Some(128),
+        max_parallel: Some(2),
+        ..LoadOptions::default()
+    };
+    let mut hw = hardware::detect();
+    hw.gpus.clear();
+    let (_, alone) = plan_load(backend, &info, &options, &hw, None).unwrap();
+    let (_, own) = plan_load(backend, &info, &options, &hw, Some(&draft)).unwrap();
+    assert_eq!(own, alone, "the model's own share is what it reports");
+    let draft_est = draft.estimate(&EstimateOptions::of(&alone, None)).unwrap();
+    let pair = alone.host_bytes + draft_est.host_bytes;
+
+    hw.available_memory_bytes = pair - 1;
+    assert!(plan_load(backend, &info, &options, &hw, None).is_ok());
+    let err = plan_load(backend, &info, &options, &hw, Some(&draft)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+    assert!(err.message().contains("draft model"), "{err}");
+    assert!(err.message().contains("draft.gguf"), "{err}");
+
+    // Slots from memory: room for 4 of the model's, but the draft's slots take room too.
+    let auto = LoadOptions {
+        max_parallel: None,
+        ..options
+    };
+    let per_slot = alone.kv_cache_bytes / 2 + alone.compute_bytes;
+    hw.available_memory_bytes = pair + 2 * 3 * per_slot;
+    let (solo, _) = plan_load(backend, &info, &auto, &hw, None).unwrap();
+    let (paired, _) = plan_load(backend, &info, &auto, &hw, Some(&draft)).unwrap();
+    assert!(
+        paired.max_parallel < solo.max_parallel,
+        "{paired:?} {solo:?}"
+    );
+
+    // A missing draft fails before the model loads, naming it.
+    let err = DraftFile::inspect(&dir.path().join("nope.gguf")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.message().starts_with("draft model "), "{err}");
 }

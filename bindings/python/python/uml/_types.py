@@ -135,8 +135,16 @@ class MemoryEstimate(Record):
     host_bytes: int
     device_bytes: int
     total_bytes: int
+    draft: Optional["MemoryEstimate"]
+    """The draft model's memory (load option ``draft_model``), loaded beside the model; else
+    ``None`` (``uml.estimate`` only)."""
+    load_host_bytes: int
+    """RAM the load needs: the model's and its draft's (``uml.estimate`` only)."""
+    load_device_bytes: int
+    """GPU memory the load needs: the model's and its draft's (``uml.estimate`` only)."""
     fits: bool
-    """Whether it fits in the memory available when estimated (``uml.estimate`` only)."""
+    """Whether ``load_host_bytes`` fit in the memory available when estimated (and
+    ``load_device_bytes`` on the GPUs; ``uml.estimate`` only)."""
     backend: str
     """The backend whose memory model this is: the one a load would try first (``uml.estimate``
     only)."""
@@ -154,6 +162,9 @@ class MemoryEstimate(Record):
         "fits",
     )
     _sizes = ("weights_bytes", "kv_cache_bytes", "compute_bytes", "host_bytes", "device_bytes")
+
+
+MemoryEstimate._nested = {"draft": MemoryEstimate}
 
 
 class Gpu(Record):

@@ -295,7 +295,9 @@ uml_status uml_hardware(char **out_json);
  *   as llama.cpp's convert_lora_to_gguf.py writes them, or Hugging Face PEFT adapter folders,
  *   converted as they load; llama.cpp only), each
  *   `{"path", "scale" (default 1; 0: loaded but off), "name" (default: the file name without
- *   .gguf; generations choose adapters by it)}`: an adapter for another architecture or with
+ *   .gguf; generations choose adapters by it)}`; several at a nonzero scale run together
+ *   (merged into one adapter at load, as llama.cpp's repeated `--lora-scaled` applies them):
+ *   an adapter for another architecture or with
  *   tensors shaped for another model is `UML_ERR_INVALID_ARGUMENT` naming the tensor, a missing
  *   file `UML_ERR_NOT_FOUND`), `draft_model`: the path of a small model of the same
  *   vocabulary that drafts tokens for this one to verify in one decode (speculative decoding:
@@ -462,8 +464,8 @@ uml_status uml_embed(const uml_model *model,
  *   context after its first token and goes on instead of stopping with "length",
  *   `UML_ERR_UNSUPPORTED` for a model whose memory cannot shift, `lora`: an array of
  *   `{"name", "scale"}` choosing among the adapters the model was loaded with (those not
- *   listed are off; `[]` is the base model; omitted: the load scales; one adapter may be on,
- *   else `UML_ERR_UNSUPPORTED`; an unknown name is `UML_ERR_INVALID_ARGUMENT`); omitted keys
+ *   listed are off; `[]` is the base model; omitted: the load scales; several may be on only
+ *   at the scales they were loaded with, else `UML_ERR_UNSUPPORTED`; an unknown name is `UML_ERR_INVALID_ARGUMENT`); omitted keys
  *   take their defaults; with a draft model loaded, `draft_max` (default 16; 0: no drafting),
  *   `draft_min` (default 0) and `draft_p_min` (default 0) shape its drafts. Borrowed.
  * - `on_token`, `user`: optional streaming callback (NULL for none) and its pointer.

@@ -88,8 +88,8 @@ pub(crate) unsafe fn run_generation(
 ///   context after its first token and goes on instead of stopping with "length",
 ///   `UML_ERR_UNSUPPORTED` for a model whose memory cannot shift, `lora`: an array of
 ///   `{"name", "scale"}` choosing among the adapters the model was loaded with (those not
-///   listed are off; `[]` is the base model; omitted: the load scales; one adapter may be on,
-///   else `UML_ERR_UNSUPPORTED`; an unknown name is `UML_ERR_INVALID_ARGUMENT`); omitted keys
+///   listed are off; `[]` is the base model; omitted: the load scales; several may be on only
+///   at the scales they were loaded with, else `UML_ERR_UNSUPPORTED`; an unknown name is `UML_ERR_INVALID_ARGUMENT`); omitted keys
 ///   take their defaults; with a draft model loaded, `draft_max` (default 16; 0: no drafting),
 ///   `draft_min` (default 0) and `draft_p_min` (default 0) shape its drafts. Borrowed.
 /// - `on_token`, `user`: optional streaming callback (NULL for none) and its pointer.

@@ -70,7 +70,9 @@ fn stage_name(stage: LoadStage) -> &'static std::ffi::CStr {
 ///   as llama.cpp's convert_lora_to_gguf.py writes them, or Hugging Face PEFT adapter folders,
 ///   converted as they load; llama.cpp only), each
 ///   `{"path", "scale" (default 1; 0: loaded but off), "name" (default: the file name without
-///   .gguf; generations choose adapters by it)}`: an adapter for another architecture or with
+///   .gguf; generations choose adapters by it)}`; several at a nonzero scale run together
+///   (merged into one adapter at load, as llama.cpp's repeated `--lora-scaled` applies them):
+///   an adapter for another architecture or with
 ///   tensors shaped for another model is `UML_ERR_INVALID_ARGUMENT` naming the tensor, a missing
 ///   file `UML_ERR_NOT_FOUND`), `draft_model`: the path of a small model of the same
 ///   vocabulary that drafts tokens for this one to verify in one decode (speculative decoding:

@@ -1,7 +1,7 @@
 /* LoRA adapters from C on the real SmolLM2: loaded with the "lora" load option, on by default
  * at their load scale, chosen per generation with the "lora" parameter ([] is the base model,
- * token for token), and the errors: an unknown adapter name, two adapters on at once, a file
- * that is not an adapter.
+ * token for token), adapters loaded together running together, and the errors: an unknown
+ * adapter name, two adapters on at once at other scales, a file that is not an adapter.
  *
  *   test_lora MODEL ADAPTER_A ADAPTER_B
  */
@@ -57,6 +57,21 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         uml_string_free(texts[i]);
     }
+
+    /* Both loaded at nonzero scales: they run together, by default or named at those scales. */
+    char both[4096];
+    snprintf(both, sizeof both,
+             "{\"n_ctx\": 256, \"lora\": [{\"path\": \"%s\", \"name\": \"a\"}, {\"path\": \"%s\", \"name\": \"b\", "
+             "\"scale\": 0.5}]}",
+             argv[2], argv[3]);
+    char *together = greedy(path, both, NULL);
+    char *named = greedy(path, both, "[{\"name\": \"b\", \"scale\": 0.5}, {\"name\": \"a\", \"scale\": 1}]");
+    char *a_only = greedy(path, both, "[{\"name\": \"a\", \"scale\": 1}]");
+    CHECK(strcmp(together, named) == 0);
+    CHECK(strcmp(together, a_only) != 0);
+    uml_string_free(together);
+    uml_string_free(named);
+    uml_string_free(a_only);
 
     uml_model *model = NULL;
     CHECK_OK(uml_model_load(path, options, NULL, NULL, &model));

@@ -38,8 +38,9 @@ export interface LoadOptions extends Abortable {
     /** Most callers waiting for a free slot; one more rejects with `BusyError` (default 512). */
     maxQueued?: number;
     /** LoRA adapters to load (GGUF adapter files, as llama.cpp's convert_lora_to_gguf.py writes
-     * them, or Hugging Face PEFT adapter folders, converted as they load; llama.cpp only), each on at its `scale` for generations that do not choose; one may
-     * be on at a time. One made for another architecture or model rejects with
+     * them, or Hugging Face PEFT adapter folders, converted as they load; llama.cpp only), each on at its `scale` for generations that do not choose;
+     * several at a nonzero scale run together (merged into one adapter at load, as llama.cpp's
+     * repeated `--lora-scaled` applies them). One made for another architecture or model rejects with
      * `InvalidArgumentError` naming the tensor and shapes. */
     lora?: LoraAdapter[];
     /** A small model of the same vocabulary that drafts tokens for this one to verify in one
@@ -92,8 +93,8 @@ export interface GenerateOptions extends Abortable {
      * of stopping with 'length' (default false; refused by models that cannot shift). */
     contextShift?: boolean;
     /** The LoRA adapters this generation runs with, by name, each with its scale; those not
-     * listed are off (`[]`: the base model). Omitted: the scales the model was loaded with. One
-     * adapter may be on (else `UnsupportedError`). */
+     * listed are off (`[]`: the base model). Omitted: the scales the model was loaded with.
+     * Several may be on only at the scales they were loaded with (else `UnsupportedError`). */
     lora?: LoraScale[];
     /** With a draft model: the most tokens drafted per step (default 16; 0: no drafting). */
     draftMax?: number;

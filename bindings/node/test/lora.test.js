@@ -1,7 +1,8 @@
 // LoRA adapters from Node on the real SmolLM2 (random adapters written by core's lora_adapter
 // example, as core's tests write them): the `lora` load option, on by default at its scale,
 // chosen per call with `lora: [...]` (`[]` and scale 0 are the base model, token for token), in
-// streams too, and the errors (unknown name, two on at once, a file that is no adapter).
+// streams too, adapters loaded together running together, and the errors (unknown name, two on
+// at once at other scales, a file that is no adapter).
 'use strict'
 
 const test = require('node:test')
@@ -61,6 +62,19 @@ test('adapters load, apply by default and are chosen per call', async () => {
     let streamed = ''
     for await (const piece of model.stream(PROMPT, { ...GREEDY, lora: [{ name: 'other' }] })) streamed += piece
     assert.equal(streamed, (await model.generate(PROMPT, { ...GREEDY, lora: [{ name: 'other' }] })).text)
+  } finally {
+    await model.close()
+  }
+})
+
+test('adapters loaded together run together', async () => {
+  const both = [{ path: a }, { path: b, scale: 0.5 }]
+  const together = await firstText(both)
+  assert.ok(![await firstText([{ path: a }]), await firstText([{ path: b, scale: 0.5 }])].includes(together))
+  assert.equal(await firstText(both, { lora: [{ name: 'b', scale: 0.5 }, { name: 'a', scale: 1 }] }), together)
+  const model = await uml.Loader.load(modelPath(), { nCtx: 256, lora: both })
+  try {
+    await assert.rejects(model.generate('Hi', { lora: [{ name: 'a' }, { name: 'b' }] }), /loaded with/)
   } finally {
     await model.close()
   }

@@ -1,7 +1,8 @@
 """LoRA adapters from Python on the real SmolLM2 (random adapters written by the test hook, as
 core's tests write them): the ``lora`` load option, on by default at its scale, chosen per call
 with ``lora=[...]`` (``[]`` and scale 0 are the base model, token for token), in streams and
-chats too, and the errors (unknown name, two on at once, a file that is no adapter)."""
+chats too, adapters loaded together running together, and the errors (unknown name, two on at
+once at other scales, a file that is no adapter)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,17 @@ def test_adapters_load_apply_and_are_chosen_per_call(adapters: Tuple[Path, Path]
         assert streamed == m.generate(PROMPT, max_tokens=24, temperature=0, lora=[{"name": "other"}]).text
         reply = m.chat([{"role": "user", "content": "Hi"}], max_tokens=8, temperature=0, lora=[])
         assert reply.text
+
+
+def test_adapters_loaded_together_run_together(adapters: Tuple[Path, Path]) -> None:
+    a, b = adapters
+    both: List[uml.LoraAdapter] = [{"path": str(a)}, {"path": str(b), "scale": 0.5}]
+    together = first_text(both)
+    assert together not in (first_text([{"path": str(a)}]), first_text([{"path": str(b), "scale": 0.5}]))
+    assert first_text(both, [{"name": "b", "scale": 0.5}, {"name": "a", "scale": 1.0}]) == together
+    with uml.Loader(model_path(), n_ctx=256, lora=both) as m:
+        with pytest.raises(uml.UnsupportedError, match="loaded with"):
+            m.generate("Hi", lora=[{"name": "a"}, {"name": "b"}])
 
 
 def test_lora_errors_name_the_fix(adapters: Tuple[Path, Path]) -> None:

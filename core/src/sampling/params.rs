@@ -58,7 +58,8 @@ pub struct GenerateParams {
     pub context_shift: bool,
     /// The LoRA adapters this generation runs with, by the names the model loaded them under,
     /// each with its scale; those not listed are off (`[]`: the base model). `None`: the
-    /// scales the model was loaded with. llama.cpp applies one adapter per generation.
+    /// scales the model was loaded with. Several may be on only at the scales they were loaded
+    /// with (see `crate::lora::choose`).
     pub lora: Option<Vec<LoraScale>>,
     /// With a draft model loaded (`LoadOptions::draft_model`): the most tokens it drafts per
     /// step for the model to verify in one decode (default 16; 0: no drafting).

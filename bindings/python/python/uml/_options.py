@@ -86,7 +86,8 @@ class LoadOptions(TypedDict, total=False):
     differs raises :class:`uml.InvalidArgumentError`. llama.cpp only."""
     lora: List[LoraAdapter]
     """LoRA adapters to load (llama.cpp only), each on at its ``scale`` for generations that do
-    not choose; one may be on at a time. An adapter made for another architecture or model
+    not choose; several at a nonzero scale run together (merged into one adapter at load, as
+    llama.cpp's repeated ``--lora-scaled`` applies them). An adapter made for another architecture or model
     raises :class:`uml.InvalidArgumentError` naming the tensor and shapes."""
 
 
@@ -129,7 +130,8 @@ class GenerateOptions(TypedDict, total=False):
     lora: Optional[List[LoraScale]]
     """The LoRA adapters this generation runs with, by name, each with its scale; those not
     listed are off (``[]``: the base model). None (default): the scales the model was loaded
-    with. One adapter may be on (else :class:`uml.UnsupportedError`)."""
+    with. Several may be on only at the scales they were loaded with (else
+    :class:`uml.UnsupportedError`)."""
 
 
 class BenchOptions(TypedDict, total=False):

@@ -41,6 +41,29 @@ impl Adapters {
             })?;
             list.push(loaded);
         }
+        // Several adapters on at load run together, as one merged adapter (see
+        // `crate::lora::choose`): at `combined_index`, one past the loaded ones.
+        let together = crate::lora::load_combination(plan);
+        if together.len() > 1 {
+            let merged = AdapterFile::temporary();
+            let inputs: Vec<(&Path, f32)> = together
+                .iter()
+                .map(|&(i, scale)| (files[i].path.as_path(), scale))
+                .collect();
+            crate::lora::combine_gguf_adapters(&inputs, &merged.path)?;
+            let loaded = model.lora_adapter_init(&merged.path).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidModel,
+                    format!(
+                        "llama.cpp could not load the LoRA adapters combined for {}: {e} (set \
+                         RUST_LOG=llama_cpp_2=info for its log)",
+                        model_path.display()
+                    ),
+                )
+            })?;
+            debug_assert_eq!(list.len(), crate::lora::combined_index(plan));
+            list.push(loaded);
+        }
         Ok(Adapters {
             list: Mutex::new(list),
         })
@@ -118,11 +141,23 @@ pub(super) struct AdapterFile {
 }
 
 impl AdapterFile {
+    /// A file name in the temporary folder for an adapter uml writes, removed on drop.
+    fn temporary() -> AdapterFile {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        AdapterFile {
+            path: std::env::temp_dir().join(format!(
+                "uml-lora-{}-{}.gguf",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            )),
+            temporary: true,
+        }
+    }
+
     #[cfg(feature = "candle")]
     fn converted(dir: &Path, model: &crate::gguf::GgufHeader) -> Result<AdapterFile> {
         use crate::convert::{is_peft_adapter, peft_to_gguf, GgufType, LoraBase};
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         if !is_peft_adapter(dir) {
             return Err(Error::invalid_argument(format!(
                 "LoRA adapter {} is a folder without adapter_config.json; pass a GGUF adapter or \
@@ -130,15 +165,7 @@ impl AdapterFile {
                 dir.display()
             )));
         }
-        let path = std::env::temp_dir().join(format!(
-            "uml-lora-{}-{}.gguf",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = AdapterFile {
-            path,
-            temporary: true,
-        };
+        let file = AdapterFile::temporary();
         peft_to_gguf(dir, &LoraBase::of_gguf(model)?, &file.path, GgufType::F32)?;
         Ok(file)
     }

@@ -244,6 +244,9 @@ struct SamplingArgs {
 
 fn main() -> ExitCode {
     tune_openmp();
+    // uml's own warnings (a context shrunk to fit, a GPU module passed over); RUST_LOG shows
+    // more (RUST_LOG=llama_cpp_2=info: llama.cpp's log).
+    uml_core::logging::init("uml_core=warn");
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

@@ -416,3 +416,29 @@ fn the_cli_sets_the_openmp_spin_budget_unless_the_user_chose_one() {
         }
     }
 }
+
+/// RUST_LOG shows llama.cpp's log on stderr (what uml's load errors tell users to set); without
+/// it, a run prints nothing there but its own output.
+#[test]
+fn rust_log_shows_llama_cpps_log_and_nothing_is_printed_without_it() {
+    let run = |rust_log: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_uml"));
+        cmd.args(["run", &smollm2(), "Hi", "--max-tokens", "2", "--quiet"]);
+        match rust_log {
+            Some(value) => cmd.env("RUST_LOG", value),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let out = cmd.output().expect("run uml");
+        assert!(out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let logged = run(Some("llama_cpp_2=info"));
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.starts_with("[uml] INFO llama.cpp::llama_model_loader: ")),
+        "{logged}"
+    );
+    assert_eq!(run(None), "");
+    assert_eq!(run(Some("off")), "");
+}

@@ -33,6 +33,7 @@ pub mod hardware;
 #[cfg(feature = "candle")]
 mod hf_folder;
 pub mod inspect;
+pub mod logging;
 pub mod lora;
 pub mod manager;
 pub mod model;

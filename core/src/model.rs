@@ -120,6 +120,7 @@ impl Model {
         options: &LoadOptions,
         progress: Option<ProgressFn<'_>>,
     ) -> Result<Model> {
+        crate::logging::init_from_env();
         options.validate()?;
         let mut noop = |_: LoadStage, _: f32| true;
         let progress: ProgressFn<'_> = match progress {

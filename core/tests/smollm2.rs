@@ -250,9 +250,17 @@ fn seeded_sampling_is_reproducible() {
         seed: Some(7),
         ..GenerateParams::default()
     };
-    let a = smollm2().complete("My favourite food is", &params).unwrap();
-    let b = smollm2().complete("My favourite food is", &params).unwrap();
+    // Each a fresh model's first generation: on the shared model, the other tests' generations
+    // batch with this one and a reused prompt prefix was evaluated in another batch, either of
+    // which changes the logits' last bits and, at a near-tie, a sampled token (seen in CI).
+    let sample = || {
+        smollm2_with(test_options())
+            .complete("My favourite food is", &params)
+            .unwrap()
+    };
+    let (a, b) = (sample(), sample());
     assert_eq!(a.text, b.text);
+    assert!(!a.text.is_empty());
 }
 
 #[test]

@@ -131,9 +131,16 @@ def test_info_and_repr(smollm2: uml.Model) -> None:
 def test_grammar_and_json_schema_constrain_the_output(smollm2: uml.Model) -> None:
     out = smollm2.generate("Is the sky blue? Answer:", grammar='root ::= "yes" | "no"', temperature=0)
     assert out.text in ("yes", "no") and out.finish_reason == "stop"
-    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    # Bounded (no other properties, at most 3 digits): the sampled object ends within max_tokens.
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 999}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
     out = smollm2.generate("A number as JSON:", json_schema=schema, max_tokens=32, temperature=0.7, seed=3)
-    assert isinstance(json.loads(out.text)["n"], int)
+    assert out.finish_reason == "stop", out.text
+    assert 0 <= json.loads(out.text)["n"] <= 999
     with pytest.raises(uml.InvalidArgumentError, match="line 1"):
         smollm2.generate("x", grammar='root ::= "unterminated')
 

@@ -61,7 +61,8 @@ test('adapters load, apply by default and are chosen per call', async () => {
   try {
     let streamed = ''
     for await (const piece of model.stream(PROMPT, { ...GREEDY, lora: [{ name: 'other' }] })) streamed += piece
-    assert.equal(streamed, (await model.generate(PROMPT, { ...GREEDY, lora: [{ name: 'other' }] })).text)
+    // The fresh model's first generation, as withB was: a later one reuses cached prompt tokens.
+    assert.equal(streamed, withB)
   } finally {
     await model.close()
   }

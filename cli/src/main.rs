@@ -57,6 +57,9 @@ enum Command {
         /// counted too.
         #[arg(long)]
         draft_model: Option<PathBuf>,
+        /// LoRA adapters loaded with the model: their memory is counted too.
+        #[command(flatten)]
+        lora: LoraArgs,
         #[arg(long)]
         json: bool,
     },
@@ -193,16 +196,38 @@ struct LoadArgs {
     /// model verifies in one decode: faster, the same greedy text).
     #[arg(long, value_name = "FILE")]
     draft_model: Option<PathBuf>,
+    #[command(flatten)]
+    lora: LoraArgs,
+    /// Hide the loading progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The LoRA adapters to load with a model.
+#[derive(Args)]
+struct LoraArgs {
     /// A LoRA adapter to apply at scale 1: a GGUF file or a Hugging Face PEFT adapter folder
-    /// (repeatable; one may be on at a time).
+    /// (repeatable; several run together).
     #[arg(long = "lora", value_name = "FILE")]
     lora: Vec<PathBuf>,
     /// A LoRA adapter at a scale, as FILE:SCALE (repeatable).
     #[arg(long = "lora-scaled", value_name = "FILE:SCALE")]
     lora_scaled: Vec<String>,
-    /// Hide the loading progress bar.
-    #[arg(long)]
-    quiet: bool,
+}
+
+impl LoraArgs {
+    fn adapters(&self) -> Result<Vec<LoraAdapter>, Error> {
+        let mut adapters: Vec<LoraAdapter> = self.lora.iter().map(LoraAdapter::new).collect();
+        for arg in &self.lora_scaled {
+            let adapter = scaled_lora(arg).ok_or_else(|| {
+                Error::invalid_argument(format!(
+                    "--lora-scaled {arg:?}: expected FILE:SCALE, e.g. adapter.gguf:0.5"
+                ))
+            })?;
+            adapters.push(adapter);
+        }
+        Ok(adapters)
+    }
 }
 
 #[derive(Args)]
@@ -315,23 +340,10 @@ impl LoadArgs {
                 .transpose()?,
             embeddings,
             max_parallel: Some(self.parallel),
-            lora: self.lora_adapters()?,
+            lora: self.lora.adapters()?,
             draft_model: self.draft_model.clone(),
             ..LoadOptions::default()
         })
-    }
-
-    fn lora_adapters(&self) -> Result<Vec<LoraAdapter>, Error> {
-        let mut adapters: Vec<LoraAdapter> = self.lora.iter().map(LoraAdapter::new).collect();
-        for arg in &self.lora_scaled {
-            let adapter = scaled_lora(arg).ok_or_else(|| {
-                Error::invalid_argument(format!(
-                    "--lora-scaled {arg:?}: expected FILE:SCALE, e.g. adapter.gguf:0.5"
-                ))
-            })?;
-            adapters.push(adapter);
-        }
-        Ok(adapters)
     }
 
     fn load(&self, path: &PathBuf, options: &LoadOptions) -> Result<Model, Error> {
@@ -583,6 +595,7 @@ fn run(command: Command) -> Result<(), Error> {
             backend,
             parallel,
             draft_model,
+            lora,
             json,
         } => {
             let options = LoadOptions {
@@ -592,6 +605,7 @@ fn run(command: Command) -> Result<(), Error> {
                 backend: parse_enum("backend", &backend)?,
                 max_parallel: Some(parallel),
                 draft_model,
+                lora: lora.adapters()?,
                 ..LoadOptions::default()
             };
             let preflight = uml_core::estimate::preflight(&path, &options)?;
@@ -606,6 +620,9 @@ fn run(command: Command) -> Result<(), Error> {
             println!("kv cache       {}", gib(est.kv_cache_bytes));
             println!("compute        {}", gib(est.compute_bytes));
             println!("overhead       {}", gib(est.overhead_bytes));
+            if est.adapters_bytes > 0 {
+                println!("lora adapters  {}", gib(est.adapters_bytes));
+            }
             println!("host total     {}", gib(est.host_bytes));
             println!("device total   {}", gib(est.device_bytes));
             if let Some(draft) = &preflight.draft {

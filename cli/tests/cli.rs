@@ -336,6 +336,32 @@ fn convert_a_peft_adapter_and_run_with_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The adapter's memory, sized from the folder before it is converted, is the converted
+    // file's (f32 tensors).
+    let adapters_bytes = |lora: &str| -> u64 {
+        let out = uml(&[
+            "estimate",
+            &smollm2(),
+            "--ctx",
+            "256",
+            "--lora",
+            lora,
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["adapters_bytes"].as_u64().unwrap()
+    };
+    let converted = uml_core::gguf::read_header(&gguf)
+        .unwrap()
+        .tensor_data_bytes();
+    assert_eq!(adapters_bytes(&gguf_s), converted);
+    assert_eq!(adapters_bytes(&peft_s), converted);
+
     let smollm2_s = smollm2();
     let run = |lora: Option<&str>| -> String {
         let mut args = vec![

@@ -223,6 +223,7 @@ mod tests {
             compute_bytes: 100,
             compute_reserved_bytes: 100,
             overhead_bytes: 0,
+            adapters_bytes: 0,
             host_bytes: 1400,
             device_bytes: 0,
             total_bytes: 1400,

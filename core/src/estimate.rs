@@ -31,6 +31,9 @@ use crate::inspect::ModelInfo;
 use crate::options::{GpuLayers, KvCacheType, LoadOptions};
 use serde::{Deserialize, Serialize};
 
+mod adapters;
+pub(crate) use adapters::AdapterMemory;
+
 const MIB: u64 = 1 << 20;
 /// The context used when neither the options nor the model give one.
 pub const DEFAULT_N_CTX: u32 = 4096;
@@ -81,7 +84,7 @@ impl Default for EstimateOptions {
 }
 
 /// Memory needed, in bytes. `host_bytes + device_bytes == total_bytes`, and
-/// `weights + kv_cache + compute + overhead == total_bytes`.
+/// `weights + kv_cache + compute + overhead + adapters == total_bytes`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryEstimate {
     /// The context length estimated for (padded to a multiple of 256).
@@ -101,6 +104,10 @@ pub struct MemoryEstimate {
     /// llama.cpp's reserved compute buffer (what it logs as "compute buffer size").
     pub compute_reserved_bytes: u64,
     pub overhead_bytes: u64,
+    /// The LoRA adapters loaded with the model (load option `lora`): their tensors, and the
+    /// merged adapter when several are on at load.
+    #[serde(default)]
+    pub adapters_bytes: u64,
     pub host_bytes: u64,
     pub device_bytes: u64,
     pub total_bytes: u64,
@@ -128,6 +135,7 @@ impl MemoryEstimate {
                 .compute_reserved_bytes
                 .saturating_add(other.compute_reserved_bytes),
             overhead_bytes: self.overhead_bytes.saturating_add(other.overhead_bytes),
+            adapters_bytes: self.adapters_bytes.saturating_add(other.adapters_bytes),
             host_bytes: self.host_bytes.saturating_add(other.host_bytes),
             device_bytes: self.device_bytes.saturating_add(other.device_bytes),
             total_bytes: self.total_bytes.saturating_add(other.total_bytes),
@@ -322,7 +330,25 @@ pub fn for_load_options(
     hw: &Hardware,
 ) -> Result<MemoryEstimate> {
     let backend = first_backend(info, options)?;
-    for_backend(&|i, o| backend.estimate(i, o), info, options, hw)
+    let adapters = AdapterMemory::of(&options.lora)?;
+    for_backend(
+        &|i, o| with_adapters(backend, &adapters, i, o),
+        info,
+        options,
+        hw,
+    )
+}
+
+/// `backend`'s estimate of `info` with `opts`, with the memory of the LoRA adapters loaded
+/// with it: a model's own memory.
+pub(crate) fn with_adapters(
+    backend: &dyn crate::backend::Backend,
+    adapters: &AdapterMemory,
+    info: &ModelInfo,
+    opts: &EstimateOptions,
+) -> Result<MemoryEstimate> {
+    let own = backend.estimate(info, opts)?;
+    Ok(adapters.add_to(own, info.block_count.unwrap_or(0)))
 }
 
 /// The backend a load of `info` with `options` tries first: the first candidate whose check
@@ -353,7 +379,7 @@ pub(crate) fn first_backend(
 /// function, so the C ABI, every binding and the CLI report the same thing.
 #[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct Preflight {
-    /// The model's own memory.
+    /// The model's own memory, its LoRA adapters included.
     #[serde(flatten)]
     pub estimate: MemoryEstimate,
     /// The backend a load would try first, whose memory model this is.
@@ -372,8 +398,8 @@ pub struct Preflight {
 }
 
 /// Inspect `path` (headers only), estimate a load of it with `options` by the backend a load
-/// would pick first (and of its draft model, if the options name one), and check the result
-/// against this machine's free memory.
+/// would pick first (with its LoRA adapters, and its draft model if the options name one),
+/// and check the result against this machine's free memory.
 pub fn preflight(path: &std::path::Path, options: &LoadOptions) -> Result<Preflight> {
     let info = crate::inspect::inspect(path)?;
     let draft = options
@@ -381,9 +407,15 @@ pub fn preflight(path: &std::path::Path, options: &LoadOptions) -> Result<Prefli
         .as_deref()
         .map(crate::speculative::DraftFile::inspect)
         .transpose()?;
+    let adapters = AdapterMemory::of(&options.lora)?;
     let hw = crate::hardware::detect();
     let backend = first_backend(&info, options)?;
-    let estimate = for_backend(&|i, o| backend.estimate(i, o), &info, options, &hw)?;
+    let estimate = for_backend(
+        &|i, o| with_adapters(backend, &adapters, i, o),
+        &info,
+        options,
+        &hw,
+    )?;
     let draft = draft
         .map(|d| d.estimate(&EstimateOptions::of(&estimate, None)))
         .transpose()?;
@@ -525,6 +557,7 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
         compute_bytes: bytes("compute buffer", host_compute + device_compute)?,
         compute_reserved_bytes: bytes("compute buffer", reserved)?,
         overhead_bytes: bytes("overhead", host_overhead + device_overhead)?,
+        adapters_bytes: 0,
         host_bytes: bytes("memory need", host)?,
         device_bytes: bytes("GPU memory need", device)?,
         total_bytes: bytes("memory need", host + device)?,

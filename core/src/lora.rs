@@ -261,6 +261,33 @@ fn read_floats(
     })
 }
 
+/// The weights file of the Hugging Face PEFT adapter folder `dir` (adapter_config.json beside
+/// adapter_model.safetensors, else adapter_model.bin).
+pub(crate) fn peft_weights_file(dir: &Path) -> Result<std::path::PathBuf> {
+    if !dir.join("adapter_config.json").is_file() {
+        return Err(Error::invalid_argument(format!(
+            "LoRA adapter {} is a folder without adapter_config.json; pass a GGUF adapter or a \
+             PEFT adapter folder",
+            dir.display()
+        )));
+    }
+    let file = ["adapter_model.safetensors", "adapter_model.bin"]
+        .map(|name| dir.join(name))
+        .into_iter()
+        .find(|f| f.exists())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "PEFT adapter {} has no adapter_model.safetensors or adapter_model.bin",
+                    dir.display()
+                ),
+            )
+        })?;
+    crate::files::check_regular(&file)?;
+    Ok(file)
+}
+
 /// Check that the GGUF LoRA adapter at `adapter` fits the model whose header is `model`: an
 /// adapter file (not a model), for the same architecture, each `X.lora_a` / `X.lora_b` pair
 /// shaped for the model's tensor `X`. Errors name `shown_as`: the adapter as the user gave it

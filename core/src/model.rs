@@ -344,6 +344,7 @@ impl Model {
             compute_bytes: 0,
             compute_reserved_bytes: 0,
             overhead_bytes: 0,
+            adapters_bytes: 0,
             host_bytes: 0,
             device_bytes: 0,
             total_bytes: 0,
@@ -817,10 +818,14 @@ pub(crate) fn plan_load(
     hw: &Hardware,
     draft: Option<&DraftFile>,
 ) -> Result<(LoadPlan, MemoryEstimate)> {
-    // With a draft, every sizing below (the default context, the slots, the fit check) counts
-    // the draft's memory too: it is loaded beside the model with the same context and slots.
+    // The model's own memory counts its LoRA adapters. With a draft, every sizing below (the
+    // default context, the slots, the fit check) counts the draft's memory too: it is loaded
+    // beside the model with the same context and slots.
+    let adapters = estimate::AdapterMemory::of(&options.lora)?;
+    let own_estimator =
+        |i: &ModelInfo, o: &EstimateOptions| estimate::with_adapters(backend, &adapters, i, o);
     let with_draft = |i: &ModelInfo, o: &EstimateOptions| {
-        let own = backend.estimate(i, o)?;
+        let own = own_estimator(i, o)?;
         match draft {
             Some(d) => Ok(own.plus(&d.estimate(o)?)),
             None => Ok(own),
@@ -923,7 +928,7 @@ pub(crate) fn plan_load(
             gpu_layers: crate::options::GpuLayers::Count(estimate.gpu_layers),
             ..options.clone()
         };
-        estimate = estimate::for_backend(&|i, o| backend.estimate(i, o), info, &planned, hw)?;
+        estimate = estimate::for_backend(&own_estimator, info, &planned, hw)?;
     }
     let n_batch = options.n_batch.min(n_ctx).max(1);
     let plan = LoadPlan {

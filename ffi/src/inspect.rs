@@ -34,16 +34,16 @@ pub unsafe extern "C" fn uml_inspect(
 }
 
 /// Estimate the memory loading a model would take, without loading it. JSON: the
-/// estimate's bytes (weights, KV cache, compute buffers, overhead, host and device totals,
-/// the context size used) plus `"backend"` (whose memory model it is: the backend a load
+/// estimate's bytes (weights, KV cache, compute buffers, overhead, LoRA adapters, host and
+/// device totals, the context size used) plus `"backend"` (whose memory model it is: the backend a load
 /// would try first), `"draft"` (the draft model's estimate for a `draft_model` option, else
 /// null), `"load_host_bytes"` and `"load_device_bytes"` (the model's and its draft's),
 /// `"fits"` (whether those fit in the memory available now) and `"available_memory_bytes"`.
 ///
 /// - `path`: NUL-terminated UTF-8, borrowed.
 /// - `options_json`: NULL, "" or the same JSON object `uml_model_load` takes; `n_ctx`,
-///   `kv_cache_type`, `gpu_layers`, `n_batch`, `n_ubatch`, `max_parallel` and `draft_model`
-///   are used (`gpu_layers` "auto" means the most that fit on the GPUs present).
+///   `kv_cache_type`, `gpu_layers`, `n_batch`, `n_ubatch`, `max_parallel`, `lora` and
+///   `draft_model` are used (`gpu_layers` "auto" means the most that fit on the GPUs present).
 /// - `out_json`: on success a new string the caller frees with `uml_string_free`.
 ///
 /// Thread safety: any thread.

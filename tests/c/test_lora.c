@@ -1,7 +1,8 @@
 /* LoRA adapters from C on the real SmolLM2: loaded with the "lora" load option, on by default
  * at their load scale, chosen per generation with the "lora" parameter ([] is the base model,
  * token for token), adapters loaded together running together, and the errors: an unknown
- * adapter name, two adapters on at once at other scales, a file that is not an adapter.
+ * adapter name, two adapters on at once at other scales, a file that is not an adapter; and the
+ * adapters' memory in the estimate.
  *
  *   test_lora MODEL ADAPTER_A ADAPTER_B
  */
@@ -85,6 +86,16 @@ int main(int argc, char **argv) {
                  UML_ERR_INVALID_ARGUMENT, "nam");
     CHECK(result == NULL);
     uml_model_free(model);
+
+    /* The estimate counts the adapters (a's and b's tensors; none without them). */
+    char *estimate = NULL;
+    CHECK_OK(uml_estimate(path, "{\"n_ctx\": 256}", &estimate));
+    CHECK(strstr(estimate, "\"adapters_bytes\":0,") != NULL);
+    uml_string_free(estimate);
+    CHECK_OK(uml_estimate(path, options, &estimate));
+    CHECK(strstr(estimate, "\"adapters_bytes\":") != NULL);
+    CHECK(strstr(estimate, "\"adapters_bytes\":0,") == NULL);
+    uml_string_free(estimate);
 
     /* The model file itself is no adapter. */
     snprintf(options, sizeof options, "{\"lora\": [{\"path\": \"%s\"}]}", path);

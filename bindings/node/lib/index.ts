@@ -203,6 +203,8 @@ export interface Estimate {
   kvCacheBytes: number
   computeBytes: number
   overheadBytes: number
+  /** The LoRA adapters loaded with the model (load option `lora`), merged copy included. */
+  adaptersBytes: number
   hostBytes: number
   deviceBytes: number
   totalBytes: number

@@ -96,3 +96,15 @@ test('LoRA errors name the fix', async () => {
   await assert.rejects(uml.Loader.load(modelPath(), { lora: [{ path: modelPath() }] }), /not an adapter file/)
   await assert.rejects(uml.Loader.load(modelPath(), { lora: [{ path: '/nonexistent/a.gguf' }] }), uml.ModelNotFoundError)
 })
+
+test('the estimate counts the adapters', async () => {
+  const alone = await uml.estimate(modelPath(), { nCtx: 256 })
+  const one = await uml.estimate(modelPath(), { nCtx: 256, lora: [{ path: a }] })
+  const both = await uml.estimate(modelPath(), { nCtx: 256, lora: [{ path: a }, { path: b }] })
+  assert.equal(alone.adaptersBytes, 0)
+  assert.ok(one.adaptersBytes > 0)
+  assert.equal(one.hostBytes, alone.hostBytes + one.adaptersBytes)
+  // Both on: their tensors and the merged copy (f32, as the test adapters are).
+  assert.equal(both.adaptersBytes, 4 * one.adaptersBytes)
+  await assert.rejects(uml.estimate(modelPath(), { lora: [{ path: '/nonexistent/a.gguf' }] }), uml.ModelNotFoundError)
+})

@@ -2,7 +2,7 @@
 core's tests write them): the ``lora`` load option, on by default at its scale, chosen per call
 with ``lora=[...]`` (``[]`` and scale 0 are the base model, token for token), in streams and
 chats too, adapters loaded together running together, and the errors (unknown name, two on at
-once at other scales, a file that is no adapter)."""
+once at other scales, a file that is no adapter), and their memory counted in the estimate."""
 
 from __future__ import annotations
 
@@ -79,3 +79,18 @@ def test_lora_errors_name_the_fix(adapters: Tuple[Path, Path]) -> None:
         uml.load(model_path(), lora=[{"path": str(model_path())}])
     with pytest.raises(uml.ModelNotFoundError, match="does not exist"):
         uml.load(model_path(), lora=[{"path": "/nonexistent/a.gguf"}])
+
+
+def test_estimate_counts_the_adapters(adapters: Tuple[Path, Path]) -> None:
+    a, b = adapters
+    alone = uml.estimate(model_path(), n_ctx=256)
+    one = uml.estimate(model_path(), n_ctx=256, lora=[{"path": str(a)}])
+    both = uml.estimate(model_path(), n_ctx=256, lora=[{"path": str(a)}, {"path": str(b)}])
+    assert alone.adapters_bytes == 0 and one.adapters_bytes > 0
+    assert one.host_bytes == alone.host_bytes + one.adapters_bytes
+    # Both on: their tensors and the merged copy (f32, as the test adapters are).
+    assert both.adapters_bytes == 4 * one.adapters_bytes
+    with uml.Loader(model_path(), n_ctx=256, max_parallel=1, lora=[{"path": str(a)}]) as m:
+        assert m.memory.adapters_bytes == one.adapters_bytes
+    with pytest.raises(uml.ModelNotFoundError, match="does not exist"):
+        uml.estimate(model_path(), lora=[{"path": "/nonexistent/a.gguf"}])

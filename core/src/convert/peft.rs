@@ -271,27 +271,12 @@ fn classify(name: &str) -> std::result::Result<(String, bool), String> {
 /// adapter_model.safetensors, else adapter_model.bin (a PyTorch checkpoint, whose pickle
 /// `TensorSource` checks before reading it).
 fn adapter_weights(dir: &Path) -> Result<WeightFiles> {
-    let safetensors = dir.join("adapter_model.safetensors");
-    let bin = dir.join("adapter_model.bin");
-    let files = if safetensors.exists() {
-        WeightFiles::Safetensors(vec![safetensors.clone()])
-    } else if bin.exists() {
-        WeightFiles::PyTorch(vec![bin.clone()])
+    let file = crate::lora::peft_weights_file(dir)?;
+    Ok(if file.extension().is_some_and(|e| e == "safetensors") {
+        WeightFiles::Safetensors(vec![file])
     } else {
-        return Err(Error::new(
-            ErrorKind::NotFound,
-            format!(
-                "PEFT adapter {} has no adapter_model.safetensors or adapter_model.bin",
-                dir.display()
-            ),
-        ));
-    };
-    match &files {
-        WeightFiles::Safetensors(p) | WeightFiles::PyTorch(p) => {
-            p.iter().try_for_each(|f| crate::files::check_regular(f))?
-        }
-    }
-    Ok(files)
+        WeightFiles::PyTorch(vec![file])
+    })
 }
 
 /// The parts of adapter_config.json that decide how the adapter is applied.

@@ -3,7 +3,7 @@
 
 mod gguf;
 mod hf;
-mod safetensors;
+pub(crate) mod safetensors;
 
 #[cfg(test)]
 mod tests;

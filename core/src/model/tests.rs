@@ -4,6 +4,7 @@
 use super::*;
 use crate::backend::{BackendChoice, LoadedModel};
 use crate::estimate::EstimateOptions;
+use crate::options::LoraAdapter;
 
 /// A backend that passes or fails `check` and always fails `load` (as one out of memory, or
 /// missing a kernel for this CPU, would).
@@ -340,4 +341,68 @@ fn a_model_and_its_draft_are_planned_to_fit_together() {
     let err = DraftFile::inspect(&dir.path().join("nope.gguf")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.message().starts_with("draft model "), "{err}");
+}
+
+/// LoRA adapters count with the model's memory: their tensors as stored, and a merged f32 copy
+/// when several are on at load; a load that fits only without them is refused.
+#[test]
+fn a_models_lora_adapters_count_in_its_memory() {
+    let (dir, info) = tiny();
+    let write = |name: &str, seed: u64| {
+        let path = dir.path().join(name);
+        uml_test_support::write_lora_adapter(&info.path, &path, seed, 4, 0.01, None).unwrap();
+        let bytes = crate::gguf::read_header(&path).unwrap().tensor_data_bytes();
+        (path, bytes)
+    };
+    let ((a, a_bytes), (b, b_bytes)) = (write("a.gguf", 1), write("b.gguf", 2));
+    assert!(a_bytes > 0 && a_bytes == b_bytes);
+    let backend = backend::registry()[0];
+    let mut hw = hardware::detect();
+    hw.gpus.clear();
+    let with = |adapters: Vec<LoraAdapter>| LoadOptions {
+        n_ctx: Some(128),
+        max_parallel: Some(1),
+        lora: adapters,
+        ..LoadOptions::default()
+    };
+    let off = |path: &std::path::Path| LoraAdapter {
+        scale: 0.0,
+        ..LoraAdapter::new(path)
+    };
+    let (_, alone) = plan_load(backend, &info, &with(vec![]), &hw, None).unwrap();
+    assert_eq!(alone.adapters_bytes, 0);
+    let (_, one) = plan_load(backend, &info, &with(vec![LoraAdapter::new(&a)]), &hw, None).unwrap();
+    assert_eq!(one.adapters_bytes, a_bytes);
+    assert_eq!(one.host_bytes, alone.host_bytes + a_bytes);
+    assert_eq!(one.total_bytes, alone.total_bytes + a_bytes);
+    // Loaded but off: its tensors, no merged copy.
+    let (_, either) = plan_load(
+        backend,
+        &info,
+        &with(vec![LoraAdapter::new(&a), off(&b)]),
+        &hw,
+        None,
+    )
+    .unwrap();
+    assert_eq!(either.adapters_bytes, a_bytes + b_bytes);
+    // Both on: the merged f32 adapter too (the test adapters are f32, so as many bytes again).
+    let both = with(vec![LoraAdapter::new(&a), LoraAdapter::new(&b)]);
+    let (_, together) = plan_load(backend, &info, &both, &hw, None).unwrap();
+    assert_eq!(together.adapters_bytes, 2 * (a_bytes + b_bytes));
+
+    // What every host reports before loading is the same.
+    let p = estimate::preflight(&info.path, &both).unwrap();
+    assert_eq!(p.estimate.adapters_bytes, together.adapters_bytes);
+    assert_eq!(p.load_host_bytes, together.host_bytes);
+
+    hw.available_memory_bytes = alone.host_bytes + a_bytes - 1;
+    assert!(plan_load(backend, &info, &with(vec![]), &hw, None).is_ok());
+    let err = plan_load(backend, &info, &with(vec![LoraAdapter::new(&a)]), &hw, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+
+    // A missing adapter is named before any weights load.
+    let missing = with(vec![LoraAdapter::new(dir.path().join("nope.gguf"))]);
+    let err = estimate::preflight(&info.path, &missing).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(err.message().contains("nope.gguf"), "{err}");
 }

@@ -131,7 +131,8 @@ def inspect(path: Union[str, "os.PathLike[str]"]) -> ModelInfo:
 def estimate(path: Union[str, "os.PathLike[str]"], **options: Unpack[LoadOptions]) -> MemoryEstimate:
     """The memory the model at ``path`` needs when loaded with ``options`` (the same keywords as
     :class:`Loader`; ``n_ctx`` defaults to the model's trained context): weights, KV cache,
-    compute buffers, host and device totals, and ``fits``. Reads headers only."""
+    compute buffers, LoRA adapters, a draft model, host and device totals, and ``fits``. Reads
+    headers only."""
     return MemoryEstimate(_uml.estimate(path, dict(options)))
 
 

@@ -132,6 +132,8 @@ class MemoryEstimate(Record):
     compute_bytes: int
     compute_reserved_bytes: int
     overhead_bytes: int
+    adapters_bytes: int
+    """The LoRA adapters loaded with the model (load option ``lora``), merged copy included."""
     host_bytes: int
     device_bytes: int
     total_bytes: int

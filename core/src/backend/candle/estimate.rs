@@ -68,6 +68,7 @@ pub(super) fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<Memor
         compute_bytes: bytes("compute buffer", compute)?,
         compute_reserved_bytes: bytes("compute buffer", compute)?,
         overhead_bytes: bytes("overhead", overhead)?,
+        adapters_bytes: 0,
         host_bytes: bytes("memory need", total)?,
         device_bytes: 0,
         total_bytes: bytes("memory need", total)?,

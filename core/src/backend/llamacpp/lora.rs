@@ -157,14 +157,8 @@ impl AdapterFile {
 
     #[cfg(feature = "candle")]
     fn converted(dir: &Path, model: &crate::gguf::GgufHeader) -> Result<AdapterFile> {
-        use crate::convert::{is_peft_adapter, peft_to_gguf, GgufType, LoraBase};
-        if !is_peft_adapter(dir) {
-            return Err(Error::invalid_argument(format!(
-                "LoRA adapter {} is a folder without adapter_config.json; pass a GGUF adapter or \
-                 a PEFT adapter folder",
-                dir.display()
-            )));
-        }
+        use crate::convert::{peft_to_gguf, GgufType, LoraBase};
+        crate::lora::peft_weights_file(dir)?;
         let file = AdapterFile::temporary();
         peft_to_gguf(dir, &LoraBase::of_gguf(model)?, &file.path, GgufType::F32)?;
         Ok(file)

@@ -11,6 +11,17 @@ fn uml(args: &[&str]) -> Output {
 
 use uml_test_support::repo_root;
 
+/// `uml args` run successfully (its stderr shown otherwise), its stdout as JSON.
+fn uml_json(args: &[&str]) -> serde_json::Value {
+    let out = uml(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn smollm2() -> String {
     model("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
@@ -76,7 +87,7 @@ fn run_json_reports_text_finish_reason_and_usage() {
 #[test]
 fn run_sizes_a_one_shot_context_that_holds_a_dense_prompt() {
     let prompt = "7,".repeat(300);
-    let out = uml(&[
+    let v = uml_json(&[
         "run",
         &smollm2(),
         &prompt,
@@ -87,12 +98,6 @@ fn run_sizes_a_one_shot_context_that_holds_a_dense_prompt() {
         "--json",
         "--quiet",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["finish_reason"], "length");
     assert_eq!(v["usage"]["completion_tokens"], 8);
     let prompt_tokens = v["usage"]["prompt_tokens"].as_u64().unwrap();
@@ -202,7 +207,7 @@ fn chat_reads_turns_from_stdin() {
 
 #[test]
 fn bench_reports_pp_and_tg() {
-    let out = uml(&[
+    let v = uml_json(&[
         "bench",
         &smollm2(),
         "-p",
@@ -214,12 +219,6 @@ fn bench_reports_pp_and_tg() {
         "--json",
         "--quiet",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tests: Vec<&str> = v["tests"]
         .as_array()
         .unwrap()
@@ -269,7 +268,7 @@ fn convert_to_a_hugging_face_folder_then_run_it_with_candle() {
     ] {
         assert!(folder.join(f).is_file(), "{f} missing");
     }
-    let out = uml(&[
+    let v = uml_json(&[
         "run",
         &folder_s,
         "The capital of France is",
@@ -282,12 +281,6 @@ fn convert_to_a_hugging_face_folder_then_run_it_with_candle() {
         "candle",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["usage"]["completion_tokens"], 4, "{v}");
     // Converting onto something that exists is refused and loses nothing.
     let out = uml(&["convert", &smollm2(), &folder_s, "--to", "hf"]);
@@ -339,7 +332,7 @@ fn convert_a_peft_adapter_and_run_with_it() {
     // The adapter's memory, sized from the folder before it is converted, is the converted
     // file's (f32 tensors).
     let adapters_bytes = |lora: &str| -> u64 {
-        let out = uml(&[
+        let v = uml_json(&[
             "estimate",
             &smollm2(),
             "--ctx",
@@ -348,12 +341,6 @@ fn convert_a_peft_adapter_and_run_with_it() {
             lora,
             "--json",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["adapters_bytes"].as_u64().unwrap()
     };
     let converted = uml_core::gguf::read_header(&gguf)

@@ -397,26 +397,44 @@ pub struct Preflight {
     pub available_memory_bytes: u64,
 }
 
+/// What a load puts beside the model's own weights, read from the files the options name
+/// before any backend is tried (a missing or broken one is one error, not one per backend):
+/// the draft model (`draft_model`) and the LoRA adapters' memory (`lora`).
+#[derive(Debug, Default)]
+pub(crate) struct Beside {
+    pub draft: Option<crate::speculative::DraftFile>,
+    pub adapters: AdapterMemory,
+}
+
+impl Beside {
+    pub fn of(options: &LoadOptions) -> Result<Beside> {
+        Ok(Beside {
+            draft: options
+                .draft_model
+                .as_deref()
+                .map(crate::speculative::DraftFile::inspect)
+                .transpose()?,
+            adapters: AdapterMemory::of(&options.lora)?,
+        })
+    }
+}
+
 /// Inspect `path` (headers only), estimate a load of it with `options` by the backend a load
 /// would pick first (with its LoRA adapters, and its draft model if the options name one),
 /// and check the result against this machine's free memory.
 pub fn preflight(path: &std::path::Path, options: &LoadOptions) -> Result<Preflight> {
     let info = crate::inspect::inspect(path)?;
-    let draft = options
-        .draft_model
-        .as_deref()
-        .map(crate::speculative::DraftFile::inspect)
-        .transpose()?;
-    let adapters = AdapterMemory::of(&options.lora)?;
+    let beside = Beside::of(options)?;
     let hw = crate::hardware::detect();
     let backend = first_backend(&info, options)?;
     let estimate = for_backend(
-        &|i, o| with_adapters(backend, &adapters, i, o),
+        &|i, o| with_adapters(backend, &beside.adapters, i, o),
         &info,
         options,
         &hw,
     )?;
-    let draft = draft
+    let draft = beside
+        .draft
         .map(|d| d.estimate(&EstimateOptions::of(&estimate, None)))
         .transpose()?;
     let load = draft.map_or(estimate, |d| estimate.plus(&d));

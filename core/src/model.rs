@@ -12,7 +12,6 @@ use crate::hardware::{self, Hardware};
 use crate::inspect::{self, ModelInfo};
 use crate::options::LoadOptions;
 use crate::sampling::{Constraint, ConstraintFactory, GenerateParams};
-use crate::speculative::DraftFile;
 use crate::stream::Completion;
 use crate::{CancelToken, Error, ErrorKind, Result};
 use serde::Serialize;
@@ -135,11 +134,7 @@ impl Model {
         if let (Some(d), crate::format::Format::Gguf) = (options.dtype, info.format) {
             return Err(backend::gguf_dtype_error(d));
         }
-        let draft = options
-            .draft_model
-            .as_deref()
-            .map(DraftFile::inspect)
-            .transpose()?;
+        let beside = estimate::Beside::of(options)?;
         let hw = hardware::detect();
         if !progress(LoadStage::Inspect, 1.0) {
             return Err(load_cancelled());
@@ -150,7 +145,7 @@ impl Model {
             options,
             &hw,
             progress,
-            draft.as_ref(),
+            &beside,
         )?;
         if let Some(draft) = &options.draft_model {
             model.draft = Some(Box::new(model.load_draft(draft, options)?));
@@ -193,15 +188,15 @@ impl Model {
         self.draft.as_deref()
     }
 
-    /// The load itself, over an explicit list of candidate backends; with `draft`, the memory
-    /// planned leaves room for that draft model beside this one.
+    /// The load itself, over an explicit list of candidate backends; the memory planned
+    /// counts what the load puts `beside` the model (its draft model, its LoRA adapters).
     pub(crate) fn load_with(
         candidates: Vec<&dyn Backend>,
         info: ModelInfo,
         options: &LoadOptions,
         hw: &Hardware,
         progress: ProgressFn<'_>,
-        draft: Option<&DraftFile>,
+        beside: &estimate::Beside,
     ) -> Result<Model> {
         // Try each candidate in turn; a failed check, estimate or load moves on to the next,
         // and the reasons stay on the model (or make up the error when every one failed).
@@ -217,7 +212,7 @@ impl Model {
                 skipped.push(skip("check", e));
                 continue;
             }
-            let (plan, estimate) = match plan_load(backend, &info, options, hw, draft) {
+            let (plan, estimate) = match plan_load(backend, &info, options, hw, beside) {
                 Ok(planned) => planned,
                 Err(e) => {
                     skipped.push(skip("estimate", e));
@@ -809,21 +804,22 @@ fn chat_template_for(
     }
 }
 
-/// Resolve `LoadOptions` into concrete numbers for `backend` and check its estimate against
-/// free memory.
+/// Resolve `LoadOptions` into concrete numbers for `backend` and check its estimate, with
+/// what the load puts `beside` the model (`Beside::of(options)`), against free memory.
 pub(crate) fn plan_load(
     backend: &dyn Backend,
     info: &ModelInfo,
     options: &LoadOptions,
     hw: &Hardware,
-    draft: Option<&DraftFile>,
+    beside: &estimate::Beside,
 ) -> Result<(LoadPlan, MemoryEstimate)> {
     // The model's own memory counts its LoRA adapters. With a draft, every sizing below (the
     // default context, the slots, the fit check) counts the draft's memory too: it is loaded
     // beside the model with the same context and slots.
-    let adapters = estimate::AdapterMemory::of(&options.lora)?;
-    let own_estimator =
-        |i: &ModelInfo, o: &EstimateOptions| estimate::with_adapters(backend, &adapters, i, o);
+    let draft = beside.draft.as_ref();
+    let own_estimator = |i: &ModelInfo, o: &EstimateOptions| {
+        estimate::with_adapters(backend, &beside.adapters, i, o)
+    };
     let with_draft = |i: &ModelInfo, o: &EstimateOptions| {
         let own = own_estimator(i, o)?;
         match draft {

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::backend::{BackendChoice, LoadedModel};
-use crate::estimate::EstimateOptions;
+use crate::estimate::{Beside, EstimateOptions};
+use crate::speculative::DraftFile;
 use crate::options::LoraAdapter;
 
 /// A backend that passes or fails `check` and always fails `load` (as one out of memory, or
@@ -65,7 +66,7 @@ fn load(candidates: Vec<&dyn Backend>, info: ModelInfo) -> Result<Model> {
         &options,
         &hardware::detect(),
         &mut |_, _| true,
-        None,
+        &Beside::default(),
     )
 }
 
@@ -212,7 +213,7 @@ fn a_model_whose_header_says_context_0_needs_n_ctx() {
         &LoadOptions::default(),
         &hardware::detect(),
         &mut |_, _| true,
-        None,
+        &Beside::default(),
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidModel, "{e}");
@@ -262,7 +263,7 @@ fn generations_past_max_parallel_wait_in_line_and_can_leave_it() {
         &options,
         &hardware::detect(),
         &mut |_, _| true,
-        None,
+        &Beside::default(),
     )
     .unwrap();
     assert_eq!(m.plan().max_parallel, 1);
@@ -302,6 +303,10 @@ fn a_model_and_its_draft_are_planned_to_fit_together() {
     let draft_path = dir.path().join("draft.gguf");
     uml_test_support::write_tiny_llama_gguf(&draft_path, 2).unwrap();
     let draft = DraftFile::inspect(&draft_path).unwrap();
+    let with_draft = Beside {
+        draft: Some(DraftFile::inspect(&draft_path).unwrap()),
+        ..Beside::default()
+    };
     let backend = backend::registry()[0];
     let options = LoadOptions {
         n_ctx: Some(128),
@@ -310,15 +315,15 @@ fn a_model_and_its_draft_are_planned_to_fit_together() {
     };
     let mut hw = hardware::detect();
     hw.gpus.clear();
-    let (_, alone) = plan_load(backend, &info, &options, &hw, None).unwrap();
-    let (_, own) = plan_load(backend, &info, &options, &hw, Some(&draft)).unwrap();
+    let (_, alone) = plan_load(backend, &info, &options, &hw, &Beside::default()).unwrap();
+    let (_, own) = plan_load(backend, &info, &options, &hw, &with_draft).unwrap();
     assert_eq!(own, alone, "the model's own share is what it reports");
     let draft_est = draft.estimate(&EstimateOptions::of(&alone, None)).unwrap();
     let pair = alone.host_bytes + draft_est.host_bytes;
 
     hw.available_memory_bytes = pair - 1;
-    assert!(plan_load(backend, &info, &options, &hw, None).is_ok());
-    let err = plan_load(backend, &info, &options, &hw, Some(&draft)).unwrap_err();
+    assert!(plan_load(backend, &info, &options, &hw, &Beside::default()).is_ok());
+    let err = plan_load(backend, &info, &options, &hw, &with_draft).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
     assert!(err.message().contains("draft model"), "{err}");
     assert!(err.message().contains("draft.gguf"), "{err}");
@@ -330,8 +335,8 @@ fn a_model_and_its_draft_are_planned_to_fit_together() {
     };
     let per_slot = alone.kv_cache_bytes / 2 + alone.compute_bytes;
     hw.available_memory_bytes = pair + 2 * 3 * per_slot;
-    let (solo, _) = plan_load(backend, &info, &auto, &hw, None).unwrap();
-    let (paired, _) = plan_load(backend, &info, &auto, &hw, Some(&draft)).unwrap();
+    let (solo, _) = plan_load(backend, &info, &auto, &hw, &Beside::default()).unwrap();
+    let (paired, _) = plan_load(backend, &info, &auto, &hw, &with_draft).unwrap();
     assert!(
         paired.max_parallel < solo.max_parallel,
         "{paired:?} {solo:?}"
@@ -369,40 +374,43 @@ fn a_models_lora_adapters_count_in_its_memory() {
         scale: 0.0,
         ..LoraAdapter::new(path)
     };
-    let (_, alone) = plan_load(backend, &info, &with(vec![]), &hw, None).unwrap();
+    let plan = |adapters: Vec<LoraAdapter>, hw: &Hardware| {
+        let options = with(adapters);
+        plan_load(backend, &info, &options, hw, &Beside::of(&options)?).map(|(_, e)| e)
+    };
+    let alone = plan(vec![], &hw).unwrap();
     assert_eq!(alone.adapters_bytes, 0);
-    let (_, one) = plan_load(backend, &info, &with(vec![LoraAdapter::new(&a)]), &hw, None).unwrap();
+    let one = plan(vec![LoraAdapter::new(&a)], &hw).unwrap();
     assert_eq!(one.adapters_bytes, a_bytes);
     assert_eq!(one.host_bytes, alone.host_bytes + a_bytes);
     assert_eq!(one.total_bytes, alone.total_bytes + a_bytes);
     // Loaded but off: its tensors, no merged copy.
-    let (_, either) = plan_load(
-        backend,
-        &info,
-        &with(vec![LoraAdapter::new(&a), off(&b)]),
-        &hw,
-        None,
-    )
-    .unwrap();
+    let either = plan(vec![LoraAdapter::new(&a), off(&b)], &hw).unwrap();
     assert_eq!(either.adapters_bytes, a_bytes + b_bytes);
     // Both on: the merged f32 adapter too (the test adapters are f32, so as many bytes again).
-    let both = with(vec![LoraAdapter::new(&a), LoraAdapter::new(&b)]);
-    let (_, together) = plan_load(backend, &info, &both, &hw, None).unwrap();
+    let both = vec![LoraAdapter::new(&a), LoraAdapter::new(&b)];
+    let together = plan(both.clone(), &hw).unwrap();
     assert_eq!(together.adapters_bytes, 2 * (a_bytes + b_bytes));
 
     // What every host reports before loading is the same.
-    let p = estimate::preflight(&info.path, &both).unwrap();
+    let p = estimate::preflight(&info.path, &with(both)).unwrap();
     assert_eq!(p.estimate.adapters_bytes, together.adapters_bytes);
     assert_eq!(p.load_host_bytes, together.host_bytes);
 
     hw.available_memory_bytes = alone.host_bytes + a_bytes - 1;
-    assert!(plan_load(backend, &info, &with(vec![]), &hw, None).is_ok());
-    let err = plan_load(backend, &info, &with(vec![LoraAdapter::new(&a)]), &hw, None).unwrap_err();
+    assert!(plan(vec![], &hw).is_ok());
+    let err = plan(vec![LoraAdapter::new(&a)], &hw).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
 
-    // A missing adapter is named before any weights load.
+    // A missing adapter is named before any weights load: one error, not one per backend.
     let missing = with(vec![LoraAdapter::new(dir.path().join("nope.gguf"))]);
     let err = estimate::preflight(&info.path, &missing).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
     assert!(err.message().contains("nope.gguf"), "{err}");
+    let err = Model::load(&info.path, &missing, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(
+        err.message().starts_with("LoRA adapter ") && !err.message().contains("backend"),
+        "{err}"
+    );
 }

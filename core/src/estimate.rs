@@ -330,6 +330,7 @@ pub fn for_load_options(
     hw: &Hardware,
 ) -> Result<MemoryEstimate> {
     let backend = first_backend(info, options)?;
+    crate::backend::check_lora(backend, options)?;
     let adapters = AdapterMemory::of(&options.lora)?;
     for_backend(
         &|i, o| with_adapters(backend, &adapters, i, o),
@@ -427,6 +428,7 @@ pub fn preflight(path: &std::path::Path, options: &LoadOptions) -> Result<Prefli
     let beside = Beside::of(options)?;
     let hw = crate::hardware::detect();
     let backend = first_backend(&info, options)?;
+    crate::backend::check_lora(backend, options)?;
     let estimate = for_backend(
         &|i, o| with_adapters(backend, &beside.adapters, i, o),
         &info,
@@ -674,12 +676,20 @@ pub fn check_fits(
             KvCacheType::Q8_0 => "a smaller KV cache type (cache_type q4_0), ",
             KvCacheType::Q4_0 => "",
         };
+        let (adapters, adapters_hint) = if est.adapters_bytes > 0 {
+            (
+                format!(", LoRA adapters {}", format_bytes(est.adapters_bytes)),
+                "fewer LoRA adapters (or fewer on at load), ",
+            )
+        } else {
+            (String::new(), "")
+        };
         return Err(Error::new(
             ErrorKind::OutOfMemory,
             format!(
                 "{} needs about {} of RAM at n_ctx {} (weights {}, KV cache {} as {}, compute \
-                 {}, overhead {}) but only {} is available; use {ctx_hint}, {slots_hint}\
-                 {cache_hint}or a smaller quantization of the model",
+                 {}, overhead {}{adapters}) but only {} is available; use {ctx_hint}, \
+                 {slots_hint}{cache_hint}{adapters_hint}or a smaller quantization of the model",
                 info.path.display(),
                 format_bytes(est.host_bytes),
                 est.n_ctx,

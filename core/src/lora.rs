@@ -288,14 +288,10 @@ pub(crate) fn peft_weights_file(dir: &Path) -> Result<std::path::PathBuf> {
     Ok(file)
 }
 
-/// Check that the GGUF LoRA adapter at `adapter` fits the model whose header is `model`: an
-/// adapter file (not a model), for the same architecture, each `X.lora_a` / `X.lora_b` pair
-/// shaped for the model's tensor `X`. Errors name `shown_as`: the adapter as the user gave it
-/// (a PEFT folder, where `adapter` is the GGUF converted from it).
-pub fn check_gguf_adapter(adapter: &Path, shown_as: &Path, model: &GgufHeader) -> Result<()> {
+/// Check that `header` is a LoRA adapter file's: not a model's, not another kind of adapter.
+/// Errors name `shown_as`, the adapter as the user gave it.
+pub(crate) fn check_is_lora(header: &GgufHeader, shown_as: &Path) -> Result<()> {
     let shown = shown_as.display();
-    let header = read_header(adapter)
-        .map_err(|e| Error::new(e.kind(), format!("LoRA adapter {shown}: {}", e.message())))?;
     let mismatch = |why: String| {
         Error::new(
             ErrorKind::InvalidArgument,
@@ -321,6 +317,24 @@ pub fn check_gguf_adapter(adapter: &Path, shown_as: &Path, model: &GgufHeader) -
             )))
         }
     }
+    Ok(())
+}
+
+/// Check that the GGUF LoRA adapter at `adapter` fits the model whose header is `model`: an
+/// adapter file (not a model), for the same architecture, each `X.lora_a` / `X.lora_b` pair
+/// shaped for the model's tensor `X`. Errors name `shown_as`: the adapter as the user gave it
+/// (a PEFT folder, where `adapter` is the GGUF converted from it).
+pub fn check_gguf_adapter(adapter: &Path, shown_as: &Path, model: &GgufHeader) -> Result<()> {
+    let shown = shown_as.display();
+    let header = read_header(adapter)
+        .map_err(|e| Error::new(e.kind(), format!("LoRA adapter {shown}: {}", e.message())))?;
+    let mismatch = |why: String| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("LoRA adapter {shown} does not fit this model: {why}"),
+        )
+    };
+    check_is_lora(&header, shown_as)?;
     let (theirs, ours) = (header.architecture(), model.architecture());
     if theirs != ours {
         return Err(mismatch(format!(

@@ -816,6 +816,7 @@ pub(crate) fn plan_load(
     // The model's own memory counts its LoRA adapters. With a draft, every sizing below (the
     // default context, the slots, the fit check) counts the draft's memory too: it is loaded
     // beside the model with the same context and slots.
+    backend::check_lora(backend, options)?;
     let draft = beside.draft.as_ref();
     let own_estimator = |i: &ModelInfo, o: &EstimateOptions| {
         estimate::with_adapters(backend, &beside.adapters, i, o)

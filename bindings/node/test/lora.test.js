@@ -98,9 +98,11 @@ test('LoRA errors name the fix', async () => {
 })
 
 test('the estimate counts the adapters', async () => {
-  const alone = await uml.estimate(modelPath(), { nCtx: 256 })
-  const one = await uml.estimate(modelPath(), { nCtx: 256, lora: [{ path: a }] })
-  const both = await uml.estimate(modelPath(), { nCtx: 256, lora: [{ path: a }, { path: b }] })
+  // No GPU layers: adapters of offloaded blocks would count on the device.
+  const cpu = { nCtx: 256, gpuLayers: 0 }
+  const alone = await uml.estimate(modelPath(), cpu)
+  const one = await uml.estimate(modelPath(), { ...cpu, lora: [{ path: a }] })
+  const both = await uml.estimate(modelPath(), { ...cpu, lora: [{ path: a }, { path: b }] })
   assert.equal(alone.adaptersBytes, 0)
   assert.ok(one.adaptersBytes > 0)
   assert.equal(one.hostBytes, alone.hostBytes + one.adaptersBytes)

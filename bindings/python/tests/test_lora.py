@@ -83,14 +83,15 @@ def test_lora_errors_name_the_fix(adapters: Tuple[Path, Path]) -> None:
 
 def test_estimate_counts_the_adapters(adapters: Tuple[Path, Path]) -> None:
     a, b = adapters
-    alone = uml.estimate(model_path(), n_ctx=256)
-    one = uml.estimate(model_path(), n_ctx=256, lora=[{"path": str(a)}])
-    both = uml.estimate(model_path(), n_ctx=256, lora=[{"path": str(a)}, {"path": str(b)}])
+    # No GPU layers: adapters of offloaded blocks would count on the device.
+    alone = uml.estimate(model_path(), n_ctx=256, gpu_layers=0)
+    one = uml.estimate(model_path(), n_ctx=256, gpu_layers=0, lora=[{"path": str(a)}])
+    both = uml.estimate(model_path(), n_ctx=256, gpu_layers=0, lora=[{"path": str(a)}, {"path": str(b)}])
     assert alone.adapters_bytes == 0 and one.adapters_bytes > 0
     assert one.host_bytes == alone.host_bytes + one.adapters_bytes
     # Both on: their tensors and the merged copy (f32, as the test adapters are).
     assert both.adapters_bytes == 4 * one.adapters_bytes
-    with uml.Loader(model_path(), n_ctx=256, max_parallel=1, lora=[{"path": str(a)}]) as m:
+    with uml.Loader(model_path(), n_ctx=256, gpu_layers=0, max_parallel=1, lora=[{"path": str(a)}]) as m:
         assert m.memory.adapters_bytes == one.adapters_bytes
     with pytest.raises(uml.ModelNotFoundError, match="does not exist"):
         uml.estimate(model_path(), lora=[{"path": "/nonexistent/a.gguf"}])

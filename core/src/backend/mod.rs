@@ -103,6 +103,10 @@ pub trait Backend: Send + Sync {
     /// The memory this backend would take to run `info` with `opts` (its own weights layout,
     /// KV cache and compute buffers).
     fn estimate(&self, info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstimate>;
+    /// Whether this backend runs LoRA adapters (load option `lora`).
+    fn runs_lora(&self) -> bool {
+        false
+    }
     /// The longest context this backend can give `info`, when it is below the model's own
     /// (the default context shrinks to it; asking for more is an error naming it).
     fn max_context(&self, _info: &ModelInfo) -> Option<u32> {
@@ -291,6 +295,22 @@ pub(crate) fn gguf_dtype_error(d: crate::options::WeightDtype) -> crate::Error {
 /// its own kind and message; several are summarised under the kind of the first (preferred)
 /// one, which is what `auto` would have run: a GGUF too large for llama.cpp is OutOfMemory
 /// even when the candle fallback then refuses its context length.
+/// `options`' LoRA adapters on `backend`: an error naming the way out when it cannot run them
+/// (before anything is sized or loaded for it).
+pub(crate) fn check_lora(backend: &dyn Backend, options: &crate::LoadOptions) -> crate::Result<()> {
+    if options.lora.is_empty() || backend.runs_lora() {
+        return Ok(());
+    }
+    Err(crate::Error::new(
+        crate::ErrorKind::Unsupported,
+        format!(
+            "LoRA adapters run on the llama.cpp backend, not {}: load a GGUF model with backend \
+             \"llamacpp\" (or \"auto\"), or convert this one with `uml convert --to gguf`",
+            backend.name()
+        ),
+    ))
+}
+
 pub(crate) fn no_backend_error(path: &std::path::Path, skipped: &[Skipped]) -> crate::Error {
     let further: Vec<&Skipped> = skipped.iter().filter(|s| s.stage != "check").collect();
     let relevant: Vec<&Skipped> = if further.is_empty() {

@@ -10,18 +10,30 @@ use crate::{Error, ErrorKind, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// One adapter tensor: the block it belongs to (`None`: outside the blocks, the output head),
-/// its bytes as loaded, and its elements (what a merged f32 copy takes, times 4).
+/// Where llama.cpp keeps an adapter tensor: beside the weight it adapts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Place {
+    /// The token embeddings: always on the host.
+    Input,
+    /// Block `n`: on the device when that block is offloaded.
+    Block(u64),
+    /// The output head and anything else outside the blocks: on the device when every block
+    /// and the head are offloaded.
+    Output,
+}
+
+/// One adapter tensor: where it goes, its bytes as loaded, and its elements (what a merged
+/// f32 copy takes, times 4).
 struct AdapterTensor {
-    block: Option<u64>,
+    place: Place,
     bytes: u64,
     elements: u64,
 }
 
-/// Adapter bytes per block (`None`: outside the blocks).
+/// Adapter bytes per place.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct AdapterMemory {
-    per_block: BTreeMap<Option<u64>, u64>,
+    per_place: BTreeMap<Place, u64>,
 }
 
 impl AdapterMemory {
@@ -33,7 +45,7 @@ impl AdapterMemory {
         for adapter in adapters {
             let these = adapter_tensors(&adapter.path)?;
             for t in &these {
-                memory.add(t.block, t.bytes);
+                memory.add(t.place, t.bytes);
             }
             tensors.push(these);
         }
@@ -41,15 +53,15 @@ impl AdapterMemory {
         if together.len() > 1 {
             for &(i, _) in &together {
                 for t in &tensors[i] {
-                    memory.add(t.block, t.elements.saturating_mul(4));
+                    memory.add(t.place, t.elements.saturating_mul(4));
                 }
             }
         }
         Ok(memory)
     }
 
-    fn add(&mut self, block: Option<u64>, bytes: u64) {
-        let sum = self.per_block.entry(block).or_default();
+    fn add(&mut self, place: Place, bytes: u64) {
+        let sum = self.per_place.entry(place).or_default();
         *sum = sum.saturating_add(bytes);
     }
 
@@ -61,10 +73,11 @@ impl AdapterMemory {
         let gpu_layers = u64::from(estimate.gpu_layers);
         let first_offloaded = n_layer.saturating_sub(gpu_layers);
         let (mut host, mut device) = (0u64, 0u64);
-        for (&block, &bytes) in &self.per_block {
-            let on_device = match block {
-                Some(b) => gpu_layers > 0 && b >= first_offloaded,
-                None => gpu_layers > n_layer,
+        for (&place, &bytes) in &self.per_place {
+            let on_device = match place {
+                Place::Input => false,
+                Place::Block(b) => gpu_layers > 0 && b >= first_offloaded,
+                Place::Output => gpu_layers > n_layer,
             };
             let side = if on_device { &mut device } else { &mut host };
             *side = side.saturating_add(bytes);
@@ -91,12 +104,13 @@ fn adapter_tensors(path: &Path) -> Result<Vec<AdapterTensor>> {
     };
     if path.is_file() {
         let header = crate::gguf::read_header(path).map_err(named)?;
+        crate::lora::check_is_lora(&header, path)?;
         return Ok(header
             .tensors
             .iter()
             .filter(|t| t.name.ends_with(".lora_a") || t.name.ends_with(".lora_b"))
             .map(|t| AdapterTensor {
-                block: block_of(&t.name, "blk."),
+                place: place_of(&t.name, "blk.", "token_embd."),
                 bytes: t.n_bytes,
                 elements: t.n_elements,
             })
@@ -119,30 +133,36 @@ fn adapter_tensors(path: &Path) -> Result<Vec<AdapterTensor>> {
             .iter()
             .filter(|t| t.name.contains("lora_A") || t.name.contains("lora_B"))
             .map(|t| AdapterTensor {
-                block: block_of(&t.name, "layers."),
+                place: place_of(&t.name, "layers.", "embed_tokens"),
                 bytes: t.n_elements.saturating_mul(4),
                 elements: t.n_elements,
             })
             .collect());
     }
-    // A PyTorch checkpoint has no header to read without unpickling it: its size, as f32 from
-    // at most half precision, on the host.
+    // A PyTorch checkpoint has no header to read without unpickling it. Its size at most
+    // doubles as f32 (from half precision; an f32 checkpoint is overestimated), and where its
+    // tensors go is unknown: counted outside the blocks.
     let size = std::fs::metadata(&weights)
         .map_err(|e| named(Error::io(&weights, e)))?
         .len();
     Ok(vec![AdapterTensor {
-        block: None,
+        place: Place::Output,
         bytes: size.saturating_mul(2),
         elements: size / 2,
     }])
 }
 
-/// The block index in a tensor name: the number after `prefix` (`blk.3.attn_q.weight.lora_a`,
-/// `base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight`).
-fn block_of(name: &str, prefix: &str) -> Option<u64> {
-    let start = name.find(prefix)? + prefix.len();
-    let digits = name[start..].split('.').next()?;
-    digits.parse().ok()
+/// Where the tensor `name` goes: the block whose number follows `block_prefix`
+/// (`blk.3.attn_q.weight.lora_a`, `base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight`),
+/// the input for names with `input` (the token embeddings), else the output.
+fn place_of(name: &str, block_prefix: &str, input: &str) -> Place {
+    if name.contains(input) {
+        return Place::Input;
+    }
+    name.find(block_prefix)
+        .and_then(|at| name[at + block_prefix.len()..].split('.').next())
+        .and_then(|digits| digits.parse().ok())
+        .map_or(Place::Output, Place::Block)
 }
 
 #[cfg(test)]
@@ -170,34 +190,36 @@ mod tests {
     }
 
     #[test]
-    fn block_indices_come_from_gguf_and_peft_names() {
-        assert_eq!(block_of("blk.12.attn_q.weight.lora_a", "blk."), Some(12));
-        assert_eq!(
-            block_of(
-                "base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight",
-                "layers."
-            ),
-            Some(3)
-        );
-        assert_eq!(block_of("output.weight.lora_b", "blk."), None);
+    fn places_come_from_gguf_and_peft_names() {
+        let gguf = |name| place_of(name, "blk.", "token_embd.");
+        assert_eq!(gguf("blk.12.attn_q.weight.lora_a"), Place::Block(12));
+        assert_eq!(gguf("output.weight.lora_b"), Place::Output);
+        assert_eq!(gguf("token_embd.weight.lora_a"), Place::Input);
+        let peft = "base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight";
+        assert_eq!(place_of(peft, "layers.", "embed_tokens"), Place::Block(3));
     }
 
     #[test]
     fn offloaded_blocks_keep_their_adapters_on_the_device() {
         let memory = AdapterMemory {
-            per_block: BTreeMap::from([(Some(0), 10), (Some(1), 20), (None, 40)]),
+            per_place: BTreeMap::from([
+                (Place::Input, 5),
+                (Place::Block(0), 10),
+                (Place::Block(1), 20),
+                (Place::Output, 40),
+            ]),
         };
         let cpu = memory.add_to(estimate(0), 2);
         assert_eq!(
             (cpu.adapters_bytes, cpu.host_bytes, cpu.device_bytes),
-            (70, 1070, 0)
+            (75, 1075, 0)
         );
-        assert_eq!(cpu.total_bytes, 1070);
-        // The last block on the GPU; then both blocks and the head.
+        assert_eq!(cpu.total_bytes, 1075);
+        // The last block on the GPU; then both blocks and the head (the input stays).
         let one = memory.add_to(estimate(1), 2);
-        assert_eq!((one.host_bytes, one.device_bytes), (1050, 20));
+        assert_eq!((one.host_bytes, one.device_bytes), (1055, 20));
         let all = memory.add_to(estimate(3), 2);
-        assert_eq!((all.host_bytes, all.device_bytes), (1000, 70));
+        assert_eq!((all.host_bytes, all.device_bytes), (1005, 70));
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use super::*;
 use crate::backend::{BackendChoice, LoadedModel};
 use crate::estimate::{Beside, EstimateOptions};
-use crate::speculative::DraftFile;
 use crate::options::LoraAdapter;
+use crate::speculative::DraftFile;
 
 /// A backend that passes or fails `check` and always fails `load` (as one out of memory, or
 /// missing a kernel for this CPU, would).
@@ -364,9 +364,12 @@ fn a_models_lora_adapters_count_in_its_memory() {
     let backend = backend::registry()[0];
     let mut hw = hardware::detect();
     hw.gpus.clear();
+    // No GPU layers: preflight sees this machine's GPUs, where adapters of offloaded blocks
+    // would count on the device.
     let with = |adapters: Vec<LoraAdapter>| LoadOptions {
         n_ctx: Some(128),
         max_parallel: Some(1),
+        gpu_layers: crate::options::GpuLayers::Count(0),
         lora: adapters,
         ..LoadOptions::default()
     };
@@ -413,4 +416,36 @@ fn a_models_lora_adapters_count_in_its_memory() {
         err.message().starts_with("LoRA adapter ") && !err.message().contains("backend"),
         "{err}"
     );
+    // A model file is no adapter, sized as one or loaded.
+    let model_as_adapter = with(vec![LoraAdapter::new(&info.path)]);
+    let err = estimate::preflight(&info.path, &model_as_adapter).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.message().contains("not an adapter file"), "{err}");
+}
+
+/// LoRA adapters run on llama.cpp only: for a model only candle runs, estimating or loading
+/// with adapters is refused with the way out before anything is sized or loaded.
+#[test]
+fn lora_adapters_on_a_backend_without_them_are_refused_up_front() {
+    let (dir, info) = tiny();
+    let folder = dir.path().join("hf");
+    uml_test_support::write_tiny_hf_folder(&folder).unwrap();
+    let adapter = dir.path().join("a.gguf");
+    uml_test_support::write_lora_adapter(&info.path, &adapter, 1, 4, 0.01, None).unwrap();
+    let options = LoadOptions {
+        n_ctx: Some(64),
+        lora: vec![LoraAdapter::new(&adapter)],
+        ..LoadOptions::default()
+    };
+    for err in [
+        estimate::preflight(&folder, &options).unwrap_err(),
+        Model::load(&folder, &options, None).unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        assert!(
+            err.message()
+                .contains("LoRA adapters run on the llama.cpp backend, not candle"),
+            "{err}"
+        );
+    }
 }

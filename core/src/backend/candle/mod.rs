@@ -83,13 +83,6 @@ impl Backend for CandleBackend {
         plan: &LoadPlan,
         progress: &mut dyn FnMut(f32) -> bool,
     ) -> Result<Box<dyn LoadedModel>> {
-        if !plan.lora.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "LoRA adapters run on the llama.cpp backend: load a GGUF model with backend \
-                 \"llamacpp\" (or \"auto\"), or convert this one with `uml convert --to gguf`",
-            ));
-        }
         if !progress(0.0) {
             return Err(Error::new(ErrorKind::Cancelled, "model load cancelled"));
         }

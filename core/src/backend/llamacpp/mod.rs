@@ -88,6 +88,10 @@ impl Backend for LlamaCppBackend {
         BackendChoice::LlamaCpp
     }
 
+    fn runs_lora(&self) -> bool {
+        true
+    }
+
     fn estimate(&self, info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstimate> {
         crate::estimate::estimate(info, opts)
     }

@@ -329,15 +329,27 @@ pub fn for_load_options(
     options: &LoadOptions,
     hw: &Hardware,
 ) -> Result<MemoryEstimate> {
+    let adapters = AdapterMemory::of(&options.lora)?;
+    own_estimate(info, options, &adapters, hw).map(|(_, estimate)| estimate)
+}
+
+/// The backend a load of `info` with `options` tries first, and its estimate of the model's
+/// own memory (`adapters` included) on `hw`.
+fn own_estimate(
+    info: &ModelInfo,
+    options: &LoadOptions,
+    adapters: &AdapterMemory,
+    hw: &Hardware,
+) -> Result<(&'static dyn crate::backend::Backend, MemoryEstimate)> {
     let backend = first_backend(info, options)?;
     crate::backend::check_lora(backend, options)?;
-    let adapters = AdapterMemory::of(&options.lora)?;
-    for_backend(
-        &|i, o| with_adapters(backend, &adapters, i, o),
+    let estimate = for_backend(
+        &|i, o| with_adapters(backend, adapters, i, o),
         info,
         options,
         hw,
-    )
+    )?;
+    Ok((backend, estimate))
 }
 
 /// `backend`'s estimate of `info` with `opts`, with the memory of the LoRA adapters loaded
@@ -427,14 +439,7 @@ pub fn preflight(path: &std::path::Path, options: &LoadOptions) -> Result<Prefli
     let info = crate::inspect::inspect(path)?;
     let beside = Beside::of(options)?;
     let hw = crate::hardware::detect();
-    let backend = first_backend(&info, options)?;
-    crate::backend::check_lora(backend, options)?;
-    let estimate = for_backend(
-        &|i, o| with_adapters(backend, &beside.adapters, i, o),
-        &info,
-        options,
-        &hw,
-    )?;
+    let (backend, estimate) = own_estimate(&info, options, &beside.adapters, &hw)?;
     let draft = beside
         .draft
         .map(|d| d.estimate(&EstimateOptions::of(&estimate, None)))

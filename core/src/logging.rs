@@ -143,25 +143,26 @@ struct Line {
     fields: String,
 }
 
-impl Visit for Line {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        match field.name() {
-            "message" => self.message = value.to_string(),
-            "module" => self.module = Some(value.to_string()),
+impl Line {
+    /// The field `name`: `text` for the message and module, `value` shown as Debug for others.
+    fn put(&mut self, name: &str, text: impl FnOnce() -> String, value: &dyn std::fmt::Debug) {
+        match name {
+            "message" => self.message = text(),
+            "module" => self.module = Some(text()),
             name => {
                 let _ = write!(self.fields, " {name}={value:?}");
             }
         }
     }
+}
+
+impl Visit for Line {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field.name(), || value.to_string(), &value);
+    }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        match field.name() {
-            "message" => self.message = format!("{value:?}"),
-            "module" => self.module = Some(format!("{value:?}")),
-            name => {
-                let _ = write!(self.fields, " {name}={value:?}");
-            }
-        }
+        self.put(field.name(), || format!("{value:?}"), value);
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 /// loaded with) among the `loaded` ones. Adapters at scale 0 are off; with none on, the base
 /// model runs. Several adapters run together only at the scales they were loaded with: a
 /// backend sets one adapter on a context (llama.cpp's API as this build wraps it), so the load
-/// merges the adapters loaded at a nonzero scale into one, [`COMBINED`] in `loaded`'s order.
+/// merges the adapters loaded at a nonzero scale into one, at `combined_index`.
 pub fn choose(
     loaded: &[LoraAdapter],
     asked: Option<&[LoraScale]>,
@@ -288,16 +288,21 @@ pub(crate) fn peft_weights_file(dir: &Path) -> Result<std::path::PathBuf> {
     Ok(file)
 }
 
+/// The error for the adapter `shown_as` (as the user gave it) that does not fit the model.
+fn mismatch(shown_as: &Path, why: String) -> Error {
+    Error::new(
+        ErrorKind::InvalidArgument,
+        format!(
+            "LoRA adapter {} does not fit this model: {why}",
+            shown_as.display()
+        ),
+    )
+}
+
 /// Check that `header` is a LoRA adapter file's: not a model's, not another kind of adapter.
 /// Errors name `shown_as`, the adapter as the user gave it.
 pub(crate) fn check_is_lora(header: &GgufHeader, shown_as: &Path) -> Result<()> {
-    let shown = shown_as.display();
-    let mismatch = |why: String| {
-        Error::new(
-            ErrorKind::InvalidArgument,
-            format!("LoRA adapter {shown} does not fit this model: {why}"),
-        )
-    };
+    let mismatch = |why: String| mismatch(shown_as, why);
     match (
         header.get_str("general.type"),
         header.get_str("adapter.type"),
@@ -328,12 +333,7 @@ pub fn check_gguf_adapter(adapter: &Path, shown_as: &Path, model: &GgufHeader) -
     let shown = shown_as.display();
     let header = read_header(adapter)
         .map_err(|e| Error::new(e.kind(), format!("LoRA adapter {shown}: {}", e.message())))?;
-    let mismatch = |why: String| {
-        Error::new(
-            ErrorKind::InvalidArgument,
-            format!("LoRA adapter {shown} does not fit this model: {why}"),
-        )
-    };
+    let mismatch = |why: String| mismatch(shown_as, why);
     check_is_lora(&header, shown_as)?;
     let (theirs, ours) = (header.architecture(), model.architecture());
     if theirs != ours {

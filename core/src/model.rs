@@ -173,12 +173,8 @@ impl Model {
             gpu_layers: options.gpu_layers,
             ..LoadOptions::default()
         };
-        let draft = Model::load(path, &draft_options, None).map_err(|e| {
-            Error::new(
-                e.kind(),
-                format!("draft model {}: {}", path.display(), e.message()),
-            )
-        })?;
+        let draft = Model::load(path, &draft_options, None)
+            .map_err(|e| crate::speculative::draft_error(path, e))?;
         crate::speculative::check_vocabularies(self.loaded(), draft.loaded(), path)?;
         Ok(draft)
     }
@@ -813,10 +809,10 @@ pub(crate) fn plan_load(
     hw: &Hardware,
     beside: &estimate::Beside,
 ) -> Result<(LoadPlan, MemoryEstimate)> {
+    backend::check_lora(backend, options)?;
     // The model's own memory counts its LoRA adapters. With a draft, every sizing below (the
     // default context, the slots, the fit check) counts the draft's memory too: it is loaded
     // beside the model with the same context and slots.
-    backend::check_lora(backend, options)?;
     let draft = beside.draft.as_ref();
     let own_estimator = |i: &ModelInfo, o: &EstimateOptions| {
         estimate::with_adapters(backend, &beside.adapters, i, o)

@@ -36,15 +36,9 @@ impl std::fmt::Debug for DraftFile {
 
 impl DraftFile {
     pub fn inspect(path: &Path) -> Result<DraftFile> {
-        let named = |e: Error| {
-            Error::new(
-                e.kind(),
-                format!("draft model {}: {}", path.display(), e.message()),
-            )
-        };
-        let info = crate::inspect::inspect(path).map_err(named)?;
-        let backend =
-            crate::estimate::first_backend(&info, &LoadOptions::default()).map_err(named)?;
+        let info = crate::inspect::inspect(path).map_err(|e| draft_error(path, e))?;
+        let backend = crate::estimate::first_backend(&info, &LoadOptions::default())
+            .map_err(|e| draft_error(path, e))?;
         Ok(DraftFile { info, backend })
     }
 
@@ -60,13 +54,18 @@ impl DraftFile {
             dtype: None,
             ..*beside
         };
-        self.backend.estimate(&self.info, &opts).map_err(|e| {
-            Error::new(
-                e.kind(),
-                format!("draft model {}: {}", self.info.path.display(), e.message()),
-            )
-        })
+        self.backend
+            .estimate(&self.info, &opts)
+            .map_err(|e| draft_error(&self.info.path, e))
     }
+}
+
+/// `e`, said of the draft model at `path`.
+pub(crate) fn draft_error(path: &Path, e: Error) -> Error {
+    Error::new(
+        e.kind(),
+        format!("draft model {}: {}", path.display(), e.message()),
+    )
 }
 
 /// The draft side of one generation: its own session on the draft model, kept in step with

@@ -289,12 +289,6 @@ pub(crate) fn gguf_dtype_error(d: crate::options::WeightDtype) -> crate::Error {
     ))
 }
 
-/// The error when no candidate could load the model. Backends that could not even take the
-/// format (a failed check) are left out when another got further: the user needs that one's
-/// reason (out of memory, a corrupt file), not "not a GGUF". A single remaining failure keeps
-/// its own kind and message; several are summarised under the kind of the first (preferred)
-/// one, which is what `auto` would have run: a GGUF too large for llama.cpp is OutOfMemory
-/// even when the candle fallback then refuses its context length.
 /// `options`' LoRA adapters on `backend`: an error naming the way out when it cannot run them
 /// (before anything is sized or loaded for it).
 pub(crate) fn check_lora(backend: &dyn Backend, options: &crate::LoadOptions) -> crate::Result<()> {
@@ -311,6 +305,12 @@ pub(crate) fn check_lora(backend: &dyn Backend, options: &crate::LoadOptions) ->
     ))
 }
 
+/// The error when no candidate could load the model. Backends that could not even take the
+/// format (a failed check) are left out when another got further: the user needs that one's
+/// reason (out of memory, a corrupt file), not "not a GGUF". A single remaining failure keeps
+/// its own kind and message; several are summarised under the kind of the first (preferred)
+/// one, which is what `auto` would have run: a GGUF too large for llama.cpp is OutOfMemory
+/// even when the candle fallback then refuses its context length.
 pub(crate) fn no_backend_error(path: &std::path::Path, skipped: &[Skipped]) -> crate::Error {
     let further: Vec<&Skipped> = skipped.iter().filter(|s| s.stage != "check").collect();
     let relevant: Vec<&Skipped> = if further.is_empty() {

@@ -196,6 +196,10 @@ struct LoadArgs {
     /// model verifies in one decode: faster, the same greedy text).
     #[arg(long, value_name = "FILE")]
     draft_model: Option<PathBuf>,
+    /// Draft with the model's own multi-token-prediction heads (Qwen3.5, GLM-4.5 and
+    /// DeepSeek-V3 GGUFs carry them; `uml inspect` shows mtp_layers): faster, the same text.
+    #[arg(long, conflicts_with = "draft_model")]
+    mtp: bool,
     #[command(flatten)]
     lora: LoraArgs,
     /// Hide the loading progress bar.
@@ -342,6 +346,7 @@ impl LoadArgs {
             max_parallel: Some(self.parallel),
             lora: self.lora.adapters()?,
             draft_model: self.draft_model.clone(),
+            mtp: self.mtp,
             ..LoadOptions::default()
         })
     }
@@ -555,6 +560,13 @@ fn run(command: Command) -> Result<(), Error> {
             println!("file size      {}", gib(info.file_size));
             println!("context        {}", num(info.context_length));
             println!("layers         {}", num(info.block_count));
+            if info.mtp_layers > 0 {
+                // Counted in `layers`; what --mtp drafts with.
+                println!(
+                    "mtp heads      {} (--mtp drafts with them)",
+                    info.mtp_layers
+                );
+            }
             println!("embedding      {}", num(info.embedding_length));
             println!(
                 "heads (kv)     {} ({})",

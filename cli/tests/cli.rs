@@ -455,3 +455,44 @@ fn rust_log_shows_llama_cpps_log_and_nothing_is_printed_without_it() {
     assert_eq!(run(None), "");
     assert_eq!(run(Some("off")), "");
 }
+
+/// `--mtp` drafts with the model's own prediction heads: the same greedy text as without,
+/// drafted and accepted tokens in the usage; `inspect` shows the heads, and a model without
+/// them is refused with the way out.
+#[test]
+fn run_mtp_drafts_with_the_models_own_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-qwen35-mtp.gguf");
+    uml_test_support::write_tiny_qwen35_mtp_gguf(&path, 7, true).unwrap();
+    let path = path.to_string_lossy().into_owned();
+    let info = uml_json(&["inspect", &path, "--json"]);
+    assert_eq!(info["mtp_layers"], 1);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            &path,
+            "once upon a time",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "48",
+            "--json",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        uml_json(&args)
+    };
+    let plain = run(&[]);
+    let mtp = run(&["--mtp"]);
+    assert_eq!(mtp["text"], plain["text"]);
+    assert!(mtp["usage"]["drafted_tokens"].as_u64().unwrap() > 0);
+    assert!(mtp["usage"]["accepted_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(plain["usage"]["drafted_tokens"], 0);
+
+    let llama = dir.path().join("llama.gguf");
+    uml_test_support::write_tiny_llama_gguf(&llama, 0).unwrap();
+    let out = uml(&["run", &llama.to_string_lossy(), "hi", "--mtp", "--quiet"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no multi-token-prediction heads"), "{err}");
+}

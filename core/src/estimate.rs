@@ -342,7 +342,8 @@ fn own_estimate(
     hw: &Hardware,
 ) -> Result<(&'static dyn crate::backend::Backend, MemoryEstimate)> {
     let backend = first_backend(info, options)?;
-    crate::backend::check_lora(backend, options)?;
+    crate::backend::check_extras(backend, options)?;
+    crate::backend::check_mtp_heads(info, options)?;
     let estimate = for_backend(
         &|i, o| with_adapters(backend, adapters, i, o),
         info,

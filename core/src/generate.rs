@@ -1,9 +1,10 @@
 //! The generation loop, shared by every backend: prompt evaluation in cancellable chunks,
 //! sampling, UTF-8-safe streaming with stop strings, finish reasons and usage; with a draft
-//! model, each step verifies the draft's tokens in one decode (`speculative`), and every token
-//! still goes through the same sampling and streaming.
+//! model, or the model's own prediction heads (`Session::draft_own`), each step verifies the
+//! drafted tokens in one decode (`speculative`), and every token still goes through the same
+//! sampling and streaming.
 
-use crate::backend::{ConversationId, LoadedModel, Session, SessionRequest, Token};
+use crate::backend::{ConversationId, DraftLimits, LoadedModel, Session, SessionRequest, Token};
 use crate::sampling::{Constraint, GenerateParams, Sampler};
 use crate::speculative::Drafter;
 use crate::stream::{Completion, FinishReason, TextStream, Usage};
@@ -40,20 +41,30 @@ pub(crate) fn generate_tokens(
     // leave each thread's OpenMP team spinning on the cores the other one needs (measured
     // with SmolLM2 F32 and its Q4_1 draft on 2 cores: 57 tokens/s that way, 77 this way, 54
     // without a draft).
-    let alone = params.deterministic || draft.is_some();
+    let adapter = crate::lora::choose(model.lora_adapters(), params.lora.as_deref())?;
+    // Or the model drafts with its own prediction heads (load option `mtp`), in a context
+    // pair of this generation's own; they draft for the base model, not for an adapter.
+    let own_draft = (draft.is_none()
+        && adapter.is_none()
+        && model.drafts_itself()
+        && params.draft_max > 0
+        && !params.context_shift)
+        .then_some(DraftLimits {
+            max: params.draft_max,
+            min: params.draft_min,
+            p_min: params.draft_p_min,
+        });
+    let alone = params.deterministic || draft.is_some() || own_draft.is_some();
     let mut session = model.new_session(SessionRequest {
         alone,
         conversation,
-        adapter: crate::lora::choose(model.lora_adapters(), params.lora.as_deref())?,
+        adapter,
+        own_draft,
     })?;
     let mut drafter = match draft {
         Some(draft) => Some(Drafter::new(
             draft,
-            SessionRequest {
-                alone: true,
-                conversation: None,
-                adapter: None,
-            },
+            SessionRequest::ALONE,
             params.draft_max,
             params.draft_min,
             params.draft_p_min,
@@ -115,7 +126,7 @@ pub(crate) fn generate_tokens(
         max_tokens: params.max_tokens,
     };
     // The generation's tokens so far (what the draft continues), kept only with a draft.
-    let mut history: Vec<Token> = if drafter.is_some() {
+    let mut history: Vec<Token> = if drafter.is_some() || own_draft.is_some() {
         prompt.to_vec()
     } else {
         Vec::new()
@@ -146,16 +157,18 @@ pub(crate) fn generate_tokens(
             session.shift(keep as u32, count as u32)?;
             pos -= count;
         }
-        let drafts = match drafter.as_mut() {
-            Some(drafter) => {
-                history.push(token);
-                // Room for the drafts and the token after them, in the context and the budget.
-                let room = (n_ctx - pos - 2)
-                    .min((params.max_tokens - out.usage.completion_tokens) as usize)
-                    .min(session.n_batch() as usize - 1);
-                drafter.propose(&history, room)?
+        let drafts = if drafter.is_some() || own_draft.is_some() {
+            history.push(token);
+            // Room for the drafts and the token after them, in the context and the budget.
+            let room = (n_ctx - pos - 2)
+                .min((params.max_tokens - out.usage.completion_tokens) as usize)
+                .min(session.n_batch() as usize - 1);
+            match drafter.as_mut() {
+                Some(drafter) => drafter.propose(&history, room)?,
+                None => session.draft_own(&history, room)?,
             }
-            None => Vec::new(),
+        } else {
+            Vec::new()
         };
         if drafts.is_empty() {
             session.decode(&[token], pos as u32)?;

@@ -134,6 +134,7 @@ impl Model {
         if let (Some(d), crate::format::Format::Gguf) = (options.dtype, info.format) {
             return Err(backend::gguf_dtype_error(d));
         }
+        backend::check_mtp_heads(&info, options)?;
         let beside = estimate::Beside::of(options)?;
         let hw = hardware::detect();
         if !progress(LoadStage::Inspect, 1.0) {
@@ -322,6 +323,7 @@ impl Model {
             max_parallel: options.max_parallel.unwrap_or(16).max(1),
             max_queued: options.max_queued.unwrap_or(admission::DEFAULT_MAX_QUEUED),
             lora: Vec::new(),
+            mtp: false,
         };
         let estimate = MemoryEstimate {
             n_ctx: 0,
@@ -809,7 +811,7 @@ pub(crate) fn plan_load(
     hw: &Hardware,
     beside: &estimate::Beside,
 ) -> Result<(LoadPlan, MemoryEstimate)> {
-    backend::check_lora(backend, options)?;
+    backend::check_extras(backend, options)?;
     // The model's own memory counts its LoRA adapters. With a draft, every sizing below (the
     // default context, the slots, the fit check) counts the draft's memory too: it is loaded
     // beside the model with the same context and slots.
@@ -941,6 +943,7 @@ pub(crate) fn plan_load(
         max_parallel,
         max_queued: options.max_queued.unwrap_or(admission::DEFAULT_MAX_QUEUED),
         lora: options.lora.clone(),
+        mtp: options.mtp,
     };
     Ok((plan, estimate))
 }

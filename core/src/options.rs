@@ -222,6 +222,12 @@ pub struct LoadOptions {
     /// (speculative decoding): loaded beside it with the same context, threads and slots.
     /// Generations use it unless they set `draft_max` to 0. llama.cpp only.
     pub draft_model: Option<std::path::PathBuf>,
+    /// Draft with the model's own multi-token-prediction heads (speculative decoding without
+    /// a second model; Qwen3.5, GLM-4.5 and DeepSeek-V3 GGUFs carry them, `ModelInfo::mtp_layers`
+    /// says how many): each generation runs in a context of its own beside a small one for the
+    /// heads, and verifies what they propose as it would a draft model's tokens. Generations
+    /// use it unless they set `draft_max` to 0. llama.cpp only; not with `draft_model`.
+    pub mtp: bool,
 }
 
 /// One LoRA adapter of `LoadOptions::lora`.
@@ -287,6 +293,7 @@ impl Default for LoadOptions {
             max_queued: None,
             lora: Vec::new(),
             draft_model: None,
+            mtp: false,
         }
     }
 }
@@ -315,6 +322,7 @@ impl LoadOptions {
         "max_queued",
         "lora",
         "draft_model",
+        "mtp",
     ];
 
     /// Parse a JSON object of load options (an empty string, `null` or `{}` gives the
@@ -390,6 +398,18 @@ impl LoadOptions {
                      adapter differently with \"name\""
                 )));
             }
+        }
+        if self.mtp && self.draft_model.is_some() {
+            return Err(Error::invalid_argument(
+                "load options mtp and draft_model are both set: a generation drafts with one or \
+                 the other; keep mtp for a model with its own prediction heads, or draft_model",
+            ));
+        }
+        if self.mtp && self.embeddings {
+            return Err(Error::invalid_argument(
+                "load option mtp drafts tokens for generation, but embeddings is set: load for \
+                 one or the other",
+            ));
         }
         if let Some(src) = &self.chat_template {
             if src.trim().is_empty() {

@@ -77,7 +77,10 @@ fn stage_name(stage: LoadStage) -> &'static std::ffi::CStr {
 ///   file `UML_ERR_NOT_FOUND`), `draft_model`: the path of a small model of the same
 ///   vocabulary that drafts tokens for this one to verify in one decode (speculative decoding:
 ///   faster, the same greedy text; a draft whose vocabulary differs is
-///   `UML_ERR_INVALID_ARGUMENT`); omitted keys take their defaults. Numbers out of range
+///   `UML_ERR_INVALID_ARGUMENT`), `mtp` (bool): draft with the model's own
+///   multi-token-prediction heads instead (Qwen3.5, GLM-4.5, DeepSeek-V3 GGUFs; `uml_inspect`'s
+///   `mtp_layers` counts them; none is `UML_ERR_INVALID_ARGUMENT`); omitted keys take their
+///   defaults. Numbers out of range
 ///   (`n_ctx`, `n_batch`, `n_ubatch`: 1 to 16777216; thread counts: 1 to 512) are
 ///   `UML_ERR_INVALID_ARGUMENT`. Borrowed for the call.
 /// - `progress`, `user`: optional progress callback (NULL for none) and the pointer passed to

@@ -75,6 +75,11 @@ export interface LoadOptions extends Abortable {
    * decode (speculative decoding: faster, the same greedy text); rejects with
    * `InvalidArgumentError` when its vocabulary differs. llama.cpp only. */
   draftModel?: string
+  /** Draft with the model's own multi-token-prediction heads (speculative decoding without a
+   * second model: faster, the same text). Qwen3.5, GLM-4.5 and DeepSeek-V3 GGUFs carry them;
+   * `inspect(path).mtpLayers` says how many. A model without them rejects with
+   * `InvalidArgumentError`. llama.cpp only; not with `draftModel`. */
+  mtp?: boolean
   /** Called as the load goes on; return false to cancel it. */
   onProgress?: (stage: 'inspect' | 'weights' | 'ready', fraction: number) => boolean | void
 }
@@ -183,6 +188,8 @@ export interface ModelInfo {
   contextLength: number | null
   blockCount: number | null
   embeddingLength: number | null
+  /** Multi-token-prediction blocks the model carries (0: none); what the `mtp` load option drafts with. */
+  mtpLayers: number
   headCount: number | null
   headCountKv: number | null
   vocabSize: number | null

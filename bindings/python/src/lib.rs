@@ -34,6 +34,7 @@ fn _uml(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(test_hooks::write_tiny_llama_gguf, m)?)?;
         m.add_function(wrap_pyfunction!(test_hooks::write_tiny_hf_folder, m)?)?;
         m.add_function(wrap_pyfunction!(test_hooks::write_lora_adapter, m)?)?;
+        m.add_function(wrap_pyfunction!(test_hooks::write_tiny_qwen35_mtp_gguf, m)?)?;
     }
     m.add_function(wrap_pyfunction!(worker::shutdown, m)?)?;
     Ok(())

@@ -39,6 +39,19 @@ pub fn write_tiny_hf_folder(py: Python<'_>, path: PathBuf) -> PyResult<()> {
         .map_err(to_py)
 }
 
+/// Write the tiny Qwen3.5 with a multi-token-prediction head (core's `mtp` tests' model;
+/// `echo`: its head's drafts are mostly kept).
+#[pyfunction(name = "_write_tiny_qwen35_mtp_gguf")]
+pub fn write_tiny_qwen35_mtp_gguf(
+    py: Python<'_>,
+    path: PathBuf,
+    seed: u64,
+    echo: bool,
+) -> PyResult<()> {
+    py.detach(move || uml_test_support::write_tiny_qwen35_mtp_gguf(&path, seed, echo))
+        .map_err(to_py)
+}
+
 /// Write a random LoRA adapter for the GGUF model at `model` (core's test adapters:
 /// `uml_test_support::write_lora_adapter`).
 #[pyfunction(name = "_write_lora_adapter")]

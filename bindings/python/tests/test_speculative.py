@@ -4,9 +4,12 @@ draft_max=0, and a draft of another vocabulary (Gemma 3) is refused at load."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import uml
+from uml import _uml
 from conftest import model_path
 
 
@@ -32,3 +35,22 @@ def test_a_draft_of_another_vocabulary_is_refused() -> None:
     with pytest.raises(uml.InvalidArgumentError, match="draft_p_min"):
         with uml.Loader(model_path(), n_ctx=256, draft_model=str(model_path())) as m:
             m.generate("Hi", draft_p_min=2.0)
+
+
+def test_mtp_drafts_with_the_models_own_heads(tmp_path: Path) -> None:
+    """The ``mtp`` load option on a tiny Qwen3.5 with one prediction head (written by core's
+    test support; its "echo" head drafts what the model mostly does): the same greedy text as
+    without it, drafted and accepted tokens in the usage."""
+    path = tmp_path / "tiny-qwen35-mtp.gguf"
+    _uml._write_tiny_qwen35_mtp_gguf(path, 7, True)
+    assert uml.inspect(path).mtp_layers == 1
+    prompt = "once upon a time"
+    with uml.Loader(path, n_ctx=256) as plain:
+        expected = plain.generate(prompt, max_tokens=48, temperature=0)
+    with uml.Loader(path, n_ctx=256, mtp=True) as m:
+        out = m.generate(prompt, max_tokens=48, temperature=0)
+        assert out.text == expected.text
+        assert 0 < out.usage.accepted_tokens <= out.usage.drafted_tokens
+        assert "".join(m.stream(prompt, max_tokens=48, temperature=0)) == expected.text
+    with pytest.raises(uml.InvalidArgumentError, match="no multi-token-prediction heads"):
+        uml.load(model_path(), mtp=True)

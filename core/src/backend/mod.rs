@@ -51,6 +51,9 @@ pub struct SessionRequest {
     /// The LoRA adapter to run with (`None`: the base model). A cache evaluated with another
     /// adapter, or none, is not reused.
     pub adapter: Option<AdapterChoice>,
+    /// Draft with the model's own prediction heads (`Session::draft_own`), within these
+    /// limits; only where `LoadedModel::drafts_itself`.
+    pub own_draft: Option<DraftLimits>,
 }
 
 impl SessionRequest {
@@ -59,7 +62,20 @@ impl SessionRequest {
         alone: true,
         conversation: None,
         adapter: None,
+        own_draft: None,
     };
+}
+
+/// How much a generation drafts per step (`GenerateParams::draft_max` / `draft_min` /
+/// `draft_p_min`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DraftLimits {
+    /// Most tokens per draft (at least 1).
+    pub max: u32,
+    /// Fewer than this: no draft.
+    pub min: u32,
+    /// A drafted token less likely than this ends the draft.
+    pub p_min: f32,
 }
 
 /// Everything a backend needs to load a model, resolved by core from `LoadOptions`, the
@@ -89,6 +105,8 @@ pub struct LoadPlan {
     pub max_queued: u32,
     /// LoRA adapters to load with the weights (empty for a backend that has none).
     pub lora: Vec<crate::options::LoraAdapter>,
+    /// Load the model's multi-token-prediction heads and draft with them (`LoadOptions::mtp`).
+    pub mtp: bool,
 }
 
 /// An engine that can load some models.
@@ -105,6 +123,11 @@ pub trait Backend: Send + Sync {
     fn estimate(&self, info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstimate>;
     /// Whether this backend runs LoRA adapters (load option `lora`).
     fn runs_lora(&self) -> bool {
+        false
+    }
+    /// Whether this backend drafts with a model's own multi-token-prediction heads (load
+    /// option `mtp`).
+    fn runs_mtp(&self) -> bool {
         false
     }
     /// The longest context this backend can give `info`, when it is below the model's own
@@ -153,6 +176,11 @@ pub trait LoadedModel: Send + Sync {
     /// How batched decoding has gone, for a backend that batches generations.
     fn batch_stats(&self) -> Option<BatchStats> {
         None
+    }
+    /// Whether sessions can draft with the model's own prediction heads (`Session::draft_own`,
+    /// asked for with `SessionRequest::own_draft`).
+    fn drafts_itself(&self) -> bool {
+        false
     }
     /// The LoRA adapters loaded with the weights (`LoadPlan::lora`), which
     /// `SessionRequest::adapter` indexes.
@@ -217,6 +245,14 @@ pub trait Session {
     /// ones back by `count` positions, so decoding goes on at `held - count`.
     fn shift(&mut self, _keep: u32, _count: u32) -> Result<()> {
         self.can_shift()
+    }
+    /// Up to `limit` tokens to follow `history` (the generation's tokens: what this session
+    /// evaluated and kept, then its last sampled token, not evaluated yet), drafted by the
+    /// model's own prediction heads, for a session asked for with `SessionRequest::own_draft`.
+    /// The next `decode` from position `history.len() - 1` verifies them; whatever it does
+    /// not keep (it decodes from an earlier position later) is forgotten. None by default.
+    fn draft_own(&mut self, _history: &[Token], _limit: usize) -> Result<Vec<Token>> {
+        Ok(Vec::new())
     }
 }
 
@@ -289,20 +325,44 @@ pub(crate) fn gguf_dtype_error(d: crate::options::WeightDtype) -> crate::Error {
     ))
 }
 
-/// `options`' LoRA adapters on `backend`: an error naming the way out when it cannot run them
-/// (before anything is sized or loaded for it).
-pub(crate) fn check_lora(backend: &dyn Backend, options: &crate::LoadOptions) -> crate::Result<()> {
-    if options.lora.is_empty() || backend.runs_lora() {
+/// `options`' LoRA adapters and MTP drafting on `backend`: an error naming the way out when it
+/// cannot run them (before anything is sized or loaded for it).
+pub(crate) fn check_extras(
+    backend: &dyn Backend,
+    options: &crate::LoadOptions,
+) -> crate::Result<()> {
+    let refuse = |what: &str| {
+        Err(crate::Error::new(
+            crate::ErrorKind::Unsupported,
+            format!(
+                "{what} run on the llama.cpp backend, not {}: load a GGUF model with backend \
+                 \"llamacpp\" (or \"auto\"), or convert this one with `uml convert --to gguf`",
+                backend.name()
+            ),
+        ))
+    };
+    if !options.lora.is_empty() && !backend.runs_lora() {
+        return refuse("LoRA adapters");
+    }
+    if options.mtp && !backend.runs_mtp() {
+        return refuse("multi-token-prediction drafts (load option mtp)");
+    }
+    Ok(())
+}
+
+/// The `mtp` load option on `info`: an error when the model has no prediction heads to draft
+/// with.
+pub(crate) fn check_mtp_heads(info: &ModelInfo, options: &crate::LoadOptions) -> crate::Result<()> {
+    if !options.mtp || info.mtp_layers > 0 {
         return Ok(());
     }
-    Err(crate::Error::new(
-        crate::ErrorKind::Unsupported,
-        format!(
-            "LoRA adapters run on the llama.cpp backend, not {}: load a GGUF model with backend \
-             \"llamacpp\" (or \"auto\"), or convert this one with `uml convert --to gguf`",
-            backend.name()
-        ),
-    ))
+    Err(crate::Error::invalid_argument(format!(
+        "load option mtp: {} has no multi-token-prediction heads to draft with (no {}.nextn_predict_layers; \
+         Qwen3.5, GLM-4.5 and DeepSeek-V3 GGUFs have them): load it without mtp, or give a \
+         draft_model of the same vocabulary",
+        info.path.display(),
+        info.architecture.as_deref().unwrap_or("<architecture>")
+    )))
 }
 
 /// The error when no candidate could load the model. Backends that could not even take the

@@ -39,6 +39,7 @@ pub(super) fn from_header(path: &Path, h: &GgufHeader) -> ModelInfo {
     info.block_count = h.get_u64(&key("block_count"));
     info.embedding_length = h.get_u64(&key("embedding_length"));
     info.feed_forward_length = h.get_u64(&key("feed_forward_length"));
+    info.mtp_layers = h.get_u64(&key("nextn_predict_layers")).unwrap_or(0);
     info.head_count = h.get_u64(&key("attention.head_count"));
     info.head_count_kv = h.get_u64(&key("attention.head_count_kv"));
     info.key_length = h.get_u64(&key("attention.key_length"));

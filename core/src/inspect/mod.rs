@@ -41,6 +41,11 @@ pub struct ModelInfo {
     pub block_count: Option<u64>,
     pub embedding_length: Option<u64>,
     pub feed_forward_length: Option<u64>,
+    /// Multi-token-prediction (NextN) blocks the file carries after the `block_count - mtp_layers`
+    /// blocks of the model proper (GGUF `{arch}.nextn_predict_layers`: Qwen3.5, GLM-4.5,
+    /// DeepSeek-V3): what the `mtp` load option drafts with. 0 when it has none.
+    #[serde(default)]
+    pub mtp_layers: u64,
     pub head_count: Option<u64>,
     /// KV heads (grouped-query attention); equals `head_count` when the model does not say.
     pub head_count_kv: Option<u64>,
@@ -106,6 +111,7 @@ impl ModelInfo {
             block_count: None,
             embedding_length: None,
             feed_forward_length: None,
+            mtp_layers: 0,
             head_count: None,
             head_count_kv: None,
             key_length: None,

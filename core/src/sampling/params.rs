@@ -62,7 +62,9 @@ pub struct GenerateParams {
     /// with (see `crate::lora::choose`).
     pub lora: Option<Vec<LoraScale>>,
     /// With a draft model loaded (`LoadOptions::draft_model`): the most tokens it drafts per
-    /// step for the model to verify in one decode (default 16; 0: no drafting).
+    /// step for the model to verify in one decode (default 16; 0: no drafting). With the
+    /// model's own prediction heads (`LoadOptions::mtp`) at most 3, llama.cpp's MTP default:
+    /// a head trained to look one token ahead guesses worse at each further step.
     pub draft_max: u32,
     /// Drafts shorter than this are not verified (the step decodes one token as without a
     /// draft). Default 0.

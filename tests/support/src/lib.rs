@@ -249,6 +249,166 @@ pub fn write_tiny_llama_gguf(path: &Path, seed: u64) -> Result<()> {
     tiny_llama_writer(seed)?.write(path)
 }
 
+/// The tiny Qwen3.5's layers: block 0 a linear-attention (gated delta net) block, block 1 a
+/// full-attention block (`full_attention_interval` 2, as Qwen3.5's hybrid stack alternates),
+/// then one multi-token-prediction (NextN) block, so `block_count` is 3.
+pub const TINY_QWEN35_TRUNK_LAYERS: u64 = 2;
+
+/// Write a random-weight `qwen35` model that carries one multi-token-prediction head (as the
+/// Qwen3.5 GGUFs do: `qwen35.nextn_predict_layers` 1 and the `blk.N.nextn.*` tensors), in the
+/// shapes llama.cpp's `models/qwen35.cpp` loads: `n_embd` 64, 4 heads of 16 (2 KV heads, the Q
+/// projection doubled for the output gate), SSM state 16 in 2 key groups and 4 value heads,
+/// convolution kernel 4, and the tiny llama's vocabulary. Deterministic from `seed`.
+///
+/// With `echo`, the model is made to be predictable, so drafts get accepted: its blocks add
+/// only a little (their output projections scaled by 0.8) to a tied embedding, so greedy text
+/// mostly repeats a token until the blocks' state turns it, and the prediction head passes
+/// the model's last hidden state through unchanged, so it drafts "the same token again".
+/// Without it every weight is random and nearly every draft is rejected.
+pub fn write_tiny_qwen35_mtp_gguf(path: &Path, seed: u64, echo: bool) -> Result<()> {
+    const ARCH: &str = "qwen35";
+    let (e, head, n_head, n_head_kv, n_ff) = (TINY_N_EMBD, 16u64, 4u64, 2u64, TINY_N_FF);
+    let (conv_kernel, state, groups, v_heads) = (4u64, 16u64, 2u64, 4u64);
+    let (key_dim, value_dim) = (state * groups, state * v_heads);
+    let vocab = tiny_vocab();
+    let n_vocab = vocab.len() as u64;
+    let n_layer_all = TINY_QWEN35_TRUNK_LAYERS + 1;
+    let k = |s: &str| format!("{ARCH}.{s}");
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", ARCH)
+        .add_metadata("general.name", "uml-tiny-qwen35-mtp")
+        .add_metadata("general.file_type", 0u32)
+        .add_metadata(k("context_length"), TINY_N_CTX as u32)
+        .add_metadata(k("embedding_length"), e as u32)
+        .add_metadata(k("block_count"), n_layer_all as u32)
+        .add_metadata(k("nextn_predict_layers"), 1u32)
+        .add_metadata(k("feed_forward_length"), n_ff as u32)
+        .add_metadata(k("attention.head_count"), n_head as u32)
+        .add_metadata(k("attention.head_count_kv"), n_head_kv as u32)
+        .add_metadata(k("attention.key_length"), head as u32)
+        .add_metadata(k("attention.value_length"), head as u32)
+        .add_metadata(k("attention.layer_norm_rms_epsilon"), TINY_RMS_EPS)
+        .add_metadata(k("rope.dimension_count"), head as u32)
+        .add_metadata(k("rope.dimension_sections"), GgufValue::i32s([3, 3, 2, 0]))
+        .add_metadata(k("rope.freq_base"), TINY_ROPE_BASE)
+        .add_metadata(k("full_attention_interval"), 2u32)
+        .add_metadata(k("ssm.conv_kernel"), conv_kernel as u32)
+        .add_metadata(k("ssm.inner_size"), value_dim as u32)
+        .add_metadata(k("ssm.state_size"), state as u32)
+        .add_metadata(k("ssm.time_step_rank"), v_heads as u32)
+        .add_metadata(k("ssm.group_count"), groups as u32)
+        .add_metadata("tokenizer.ggml.model", "llama")
+        .add_metadata(
+            "tokenizer.ggml.tokens",
+            GgufValue::strings(vocab.iter().map(|t| t.text.clone())),
+        )
+        .add_metadata(
+            "tokenizer.ggml.scores",
+            GgufValue::f32s(vocab.iter().map(|t| t.score)),
+        )
+        .add_metadata(
+            "tokenizer.ggml.token_type",
+            GgufValue::i32s(vocab.iter().map(|t| t.token_type)),
+        )
+        .add_metadata("tokenizer.ggml.unknown_token_id", 0u32)
+        .add_metadata("tokenizer.ggml.bos_token_id", 1u32)
+        .add_metadata("tokenizer.ggml.eos_token_id", 2u32)
+        .add_metadata("tokenizer.ggml.add_bos_token", true)
+        .add_metadata("tokenizer.ggml.add_eos_token", false)
+        .add_metadata("tokenizer.chat_template", TINY_CHAT_TEMPLATE);
+
+    let mut rng = Rng::new(seed);
+    // GGUF dims, innermost first: [n_in, n_out] for a projection. A block's output
+    // projections are `damped` in an echo model.
+    let damping = if echo { 0.8 } else { 1.0 };
+    let mut scaled = |w: &mut GgufWriter, name: String, n_in: u64, n_out: u64, factor: f32| {
+        let scale = factor / (n_in as f32).sqrt();
+        let data: Vec<f32> = (0..n_in * n_out).map(|_| rng.unit() * scale).collect();
+        w.add_tensor_f32(&name, &[n_in, n_out], &data).map(|_| ())
+    };
+    let filled = |w: &mut GgufWriter, name: String, n: u64, value: f32| {
+        w.add_tensor_f32(&name, &[n], &vec![value; n as usize])
+            .map(|_| ())
+    };
+    let zero = |w: &mut GgufWriter, name: String, n_in: u64, n_out: u64| {
+        w.add_tensor_f32(&name, &[n_in, n_out], &vec![0.0; (n_in * n_out) as usize])
+            .map(|_| ())
+    };
+    scaled(&mut w, "token_embd.weight".into(), e, n_vocab, 1.0)?;
+    if !echo {
+        // An echo model ties its output to the embedding (qwen35 falls back to it).
+        scaled(&mut w, "output.weight".into(), e, n_vocab, 1.0)?;
+    }
+    filled(&mut w, "output_norm.weight".into(), e, 1.0)?;
+    for i in 0..n_layer_all {
+        let t = |s: &str| format!("blk.{i}.{s}");
+        let mtp_block = i == n_layer_all - 1;
+        filled(&mut w, t("attn_norm.weight"), e, 1.0)?;
+        filled(&mut w, t("post_attention_norm.weight"), e, 1.0)?;
+        if i == 0 {
+            // Gated delta net: fused QKV and gate projections, the short convolution over
+            // Q, K and V, per-head decay (A < 0) and step bias, beta and alpha projections.
+            scaled(
+                &mut w,
+                t("attn_qkv.weight"),
+                e,
+                key_dim * 2 + value_dim,
+                1.0,
+            )?;
+            scaled(&mut w, t("attn_gate.weight"), e, value_dim, 1.0)?;
+            scaled(
+                &mut w,
+                t("ssm_conv1d.weight"),
+                conv_kernel,
+                key_dim * 2 + value_dim,
+                1.0,
+            )?;
+            filled(&mut w, t("ssm_dt.bias"), v_heads, 0.5)?;
+            filled(&mut w, t("ssm_a"), v_heads, -1.0)?;
+            scaled(&mut w, t("ssm_beta.weight"), e, v_heads, 1.0)?;
+            scaled(&mut w, t("ssm_alpha.weight"), e, v_heads, 1.0)?;
+            filled(&mut w, t("ssm_norm.weight"), state, 1.0)?;
+            scaled(&mut w, t("ssm_out.weight"), value_dim, e, damping)?;
+        } else {
+            // Full attention (the trunk's block 1 and the MTP block alike): Q and its
+            // output gate in one projection, Q/K norms.
+            scaled(&mut w, t("attn_q.weight"), e, head * n_head * 2, 1.0)?;
+            scaled(&mut w, t("attn_k.weight"), e, head * n_head_kv, 1.0)?;
+            scaled(&mut w, t("attn_v.weight"), e, head * n_head_kv, 1.0)?;
+            if echo && mtp_block {
+                zero(&mut w, t("attn_output.weight"), head * n_head, e)?;
+            } else {
+                scaled(&mut w, t("attn_output.weight"), head * n_head, e, damping)?;
+            }
+            filled(&mut w, t("attn_q_norm.weight"), head, 1.0)?;
+            filled(&mut w, t("attn_k_norm.weight"), head, 1.0)?;
+        }
+        scaled(&mut w, t("ffn_gate.weight"), e, n_ff, 1.0)?;
+        scaled(&mut w, t("ffn_up.weight"), e, n_ff, 1.0)?;
+        if echo && mtp_block {
+            zero(&mut w, t("ffn_down.weight"), n_ff, e)?;
+        } else {
+            scaled(&mut w, t("ffn_down.weight"), n_ff, e, damping)?;
+        }
+        if mtp_block {
+            // The NextN block: [embedding of the next token, the trunk's hidden state]
+            // normed and projected back to n_embd. The echo head keeps the hidden half.
+            if echo {
+                let mut pass = vec![0.0; (2 * e * e) as usize];
+                for j in 0..e {
+                    pass[(j * 2 * e + e + j) as usize] = 1.0;
+                }
+                w.add_tensor_f32(&t("nextn.eh_proj.weight"), &[2 * e, e], &pass)?;
+            } else {
+                scaled(&mut w, t("nextn.eh_proj.weight"), 2 * e, e, 1.0)?;
+            }
+            filled(&mut w, t("nextn.enorm.weight"), e, 1.0)?;
+            filled(&mut w, t("nextn.hnorm.weight"), e, 1.0)?;
+        }
+    }
+    w.write(path)
+}
+
 /// One tensor for [`write_safetensors`]: name, dtype (`"F32"`, `"F16"`, `"BF16"`, ...),
 /// shape (outermost first) and raw little-endian bytes.
 #[derive(Clone)]

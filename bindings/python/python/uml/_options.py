@@ -84,6 +84,11 @@ class LoadOptions(TypedDict, total=False):
     """A small model of the same vocabulary that drafts tokens for this one to verify in one
     decode (speculative decoding: faster, the same greedy text); a draft whose vocabulary
     differs raises :class:`uml.InvalidArgumentError`. llama.cpp only."""
+    mtp: bool
+    """Draft with the model's own multi-token-prediction heads (speculative decoding without a
+    second model: faster, the same text). Qwen3.5, GLM-4.5 and DeepSeek-V3 GGUFs carry them;
+    ``inspect(path).mtp_layers`` says how many. A model without them raises
+    :class:`uml.InvalidArgumentError`. llama.cpp only; not with ``draft_model``."""
     lora: List[LoraAdapter]
     """LoRA adapters to load (llama.cpp only), each on at its ``scale`` for generations that do
     not choose; several at a nonzero scale run together (merged into one adapter at load, as

@@ -96,6 +96,7 @@ class ModelInfo(Record):
     block_count: Optional[int]
     embedding_length: Optional[int]
     feed_forward_length: Optional[int]
+    mtp_layers: int
     head_count: Optional[int]
     head_count_kv: Optional[int]
     vocab_size: Optional[int]

@@ -544,6 +544,7 @@ fn a_chat_sessions_cache_is_parked_between_turns() {
         alone: false,
         conversation: Some(7),
         adapter: None,
+        own_draft: None,
     };
     let ids = candle.tokenize("the cat sat on the mat", true).unwrap();
     {

@@ -7,6 +7,7 @@
 
 mod cpu_backend;
 mod lora;
+mod mtp;
 mod slots;
 
 use super::{
@@ -92,6 +93,10 @@ impl Backend for LlamaCppBackend {
         true
     }
 
+    fn runs_mtp(&self) -> bool {
+        true
+    }
+
     fn estimate(&self, info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstimate> {
         crate::estimate::estimate(info, opts)
     }
@@ -139,6 +144,7 @@ impl Backend for LlamaCppBackend {
             .with_n_gpu_layers(plan.gpu_layers)
             .with_use_mmap(plan.use_mmap)
             .with_use_mlock(plan.use_mlock)
+            .with_load_mtp(plan.mtp)
             .with_progress_callback(move |fraction| {
                 // SAFETY: the closure lives in `params`, which is dropped before `load` returns,
                 // and llama.cpp calls it only inside `load_from_file` below, on this thread;
@@ -196,6 +202,15 @@ impl Backend for LlamaCppBackend {
                 SlotEngine::new(shared, loaded.adapters.clone()),
                 plan.max_parallel,
             )?);
+        }
+        // A model whose heads this llama.cpp cannot run fails the load, not its generations.
+        if plan.mtp {
+            let limits = super::DraftLimits {
+                max: mtp::MTP_MAX_DRAFT,
+                min: 0,
+                p_min: 0.0,
+            };
+            drop(mtp::MtpSession::new(&loaded, limits)?);
         }
         Ok(Box::new(loaded))
     }
@@ -362,6 +377,35 @@ impl LlamaLoaded {
     }
 
     fn new_context(&self, kind: ContextKind) -> Result<PooledContext> {
+        let (params, n_ctx) = self.context_params(kind);
+        let ctx = self.create_context(params, n_ctx)?;
+        // SAFETY: the context borrows the model; we store an `Arc` of that same model beside it in
+        // `PooledContext`, whose field order drops the context first, so the borrow never
+        // outlives the model.
+        let ctx: LlamaContext<'static> = unsafe { std::mem::transmute(ctx) };
+        Ok(PooledContext {
+            ctx,
+            cached: Vec::new(),
+            adapter: None,
+            _model: self.model.clone(),
+        })
+    }
+
+    /// A context of `n_ctx` tokens on the model (llama.cpp cannot create two at once).
+    fn create_context(&self, params: LlamaContextParams, n_ctx: u32) -> Result<LlamaContext<'_>> {
+        let _guard = NEW_CONTEXT_LOCK.lock();
+        self.model.new_context(llama()?, params).map_err(|e| {
+            Error::new(
+                ErrorKind::OutOfMemory,
+                format!(
+                    "llama.cpp could not create a context of {n_ctx} tokens: {e} (try a smaller n_ctx or kv_cache_type \"q8_0\")"
+                ),
+            )
+        })
+    }
+
+    /// The parameters of a context of `kind`, and its length in tokens.
+    fn context_params(&self, kind: ContextKind) -> (LlamaContextParams, u32) {
         let plan = &self.plan;
         let n_threads = i32::try_from(plan.n_threads).unwrap_or(i32::MAX);
         let n_threads_batch = i32::try_from(plan.n_threads_batch).unwrap_or(i32::MAX);
@@ -405,28 +449,7 @@ impl LlamaLoaded {
         if embeddings {
             params = params.with_embeddings(true).with_pooling_type(self.pooling);
         }
-        let ctx = {
-            let _guard = NEW_CONTEXT_LOCK.lock();
-            self.model.new_context(llama()?, params)
-        }
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::OutOfMemory,
-                format!(
-                    "llama.cpp could not create a context of {n_ctx} tokens: {e} (try a smaller n_ctx or kv_cache_type \"q8_0\")"
-                ),
-            )
-        })?;
-        // SAFETY: the context borrows the model; we store an `Arc` of that same model beside it in
-        // `PooledContext`, whose field order drops the context first, so the borrow never
-        // outlives the model.
-        let ctx: LlamaContext<'static> = unsafe { std::mem::transmute(ctx) };
-        Ok(PooledContext {
-            ctx,
-            cached: Vec::new(),
-            adapter: None,
-            _model: self.model.clone(),
-        })
+        (params, n_ctx)
     }
 
     fn pool(&self, embeddings: bool) -> &Mutex<Vec<PooledContext>> {
@@ -499,6 +522,10 @@ impl LoadedModel for LlamaLoaded {
     }
 
     fn new_session(&self, request: SessionRequest) -> Result<Box<dyn Session + '_>> {
+        // The heads draft for the base model: a generation with an adapter runs undrafted.
+        if let (Some(limits), true, None) = (request.own_draft, self.plan.mtp, request.adapter) {
+            return Ok(Box::new(mtp::MtpSession::new(self, limits)?));
+        }
         if let (Some(slots), false) = (&self.slots, request.alone) {
             return Ok(Box::new(SlotSession::new(self, slots, request)?));
         }
@@ -589,6 +616,10 @@ impl LoadedModel for LlamaLoaded {
         self.slots.as_ref().map(Slots::stats)
     }
 
+    fn drafts_itself(&self) -> bool {
+        self.plan.mtp
+    }
+
     fn lora_adapters(&self) -> &[crate::options::LoraAdapter] {
         &self.plan.lora
     }
@@ -650,15 +681,20 @@ impl LlamaSession<'_> {
             // What the failed batch left behind is unknown: start the next generation afresh.
             Err(_) => pooled.forget(),
         }
-        result.map_err(|e| match e {
-            llama_cpp_2::DecodeError::NoKvCacheSlot => Error::new(
-                ErrorKind::ContextOverflow,
-                format!("the context of {} tokens is full", self.owner.plan.n_ctx),
-            ),
-            other => Error::backend(format!("llama.cpp decode failed: {other}")),
-        })?;
+        result.map_err(|e| decode_error(e, self.owner.plan.n_ctx))?;
         self.last_index = last as i32;
         Ok(())
+    }
+}
+
+/// A failed decode of a context of `n_ctx` tokens, as core's error.
+fn decode_error(e: llama_cpp_2::DecodeError, n_ctx: u32) -> Error {
+    match e {
+        llama_cpp_2::DecodeError::NoKvCacheSlot => Error::new(
+            ErrorKind::ContextOverflow,
+            format!("the context of {n_ctx} tokens is full"),
+        ),
+        other => Error::backend(format!("llama.cpp decode failed: {other}")),
     }
 }
 

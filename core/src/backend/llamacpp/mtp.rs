@@ -1,0 +1,249 @@
+//! Drafting with the model's own multi-token-prediction heads (load option `mtp`), through
+//! llama.cpp's MTP drafter (`MtpSpeculative`). The drafter runs the heads in a context of
+//! their own, fed with the hidden state of every position the model decodes, and it is bound
+//! to sequence 0 of one model context: so a drafting generation runs in a context pair of its
+//! own, outside the shared slots, decoded on the calling thread (as a draft model's generation
+//! does). The generation loop verifies the drafts exactly as it verifies a draft model's.
+
+use super::{decode_error, ContextKind, LlamaLoaded};
+use crate::backend::{DraftLimits, Session, Token};
+use crate::{Error, Result};
+use llama_cpp_2::context::params::LlamaContextType;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::speculative::{MtpSpeculative, MtpSpeculativeParams};
+use llama_cpp_2::token::LlamaToken;
+use std::sync::Arc;
+
+/// Most tokens the heads draft per step, whatever `draft_max` asks: a head trained to look
+/// one token ahead guesses worse at each further step (llama.cpp's MTP default is 3), and
+/// every drafted position costs the model's context a recurrent-state snapshot to roll back.
+pub(super) const MTP_MAX_DRAFT: u32 = 3;
+
+/// A draft handed out by `draft_own` and not yet settled with the drafter.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// The position of the token the draft follows (verification decodes from there).
+    at: u32,
+    /// Tokens drafted.
+    len: u32,
+    /// Whether verification has decoded it.
+    verified: bool,
+}
+
+/// One generation's context pair: the model's context and the heads', owned by the drafter.
+pub(super) struct MtpSession<'m> {
+    owner: &'m LlamaLoaded,
+    /// Owns both contexts; declared before `_model`, so it is dropped before the model its
+    /// contexts borrow.
+    drafter: MtpSpeculative<'static>,
+    _model: Arc<LlamaModel>,
+    batch: LlamaBatch<'static>,
+    /// Tokens the model's context holds, at positions `0..held`.
+    held: u32,
+    last_index: i32,
+    pending: Option<Pending>,
+    /// Whether the drafter was told the prompt (`begin`, before the first draft).
+    begun: bool,
+}
+
+// SAFETY: llama.cpp contexts may be used from any thread, one thread at a time; the session,
+// and with it the drafter's two contexts, belongs to one generation.
+unsafe impl Send for MtpSession<'_> {}
+
+impl<'m> MtpSession<'m> {
+    pub fn new(owner: &'m LlamaLoaded, limits: DraftLimits) -> Result<Self> {
+        let max = limits.max.clamp(1, MTP_MAX_DRAFT);
+        let (params, n_ctx) = owner.context_params(ContextKind::Alone);
+        // The model's context keeps a snapshot of its recurrent state (Qwen3.5's linear
+        // attention blocks) per drafted position, so a rejected draft can be rolled back;
+        // llama.cpp ignores it for models without one.
+        let model_ctx = owner.create_context(params.clone().with_n_rs_seq(max), n_ctx)?;
+        let heads_ctx =
+            owner.create_context(params.with_context_type(LlamaContextType::Mtp), n_ctx)?;
+        let drafter = MtpSpeculative::new(
+            model_ctx,
+            heads_ctx,
+            MtpSpeculativeParams {
+                n_max: max as i32,
+                n_min: limits.min.min(max) as i32,
+                p_min: limits.p_min,
+            },
+        )
+        .map_err(|e| {
+            Error::backend(format!(
+                "llama.cpp cannot draft with this model's prediction heads: {e} (its \
+                 architecture may carry MTP tensors that this llama.cpp does not run yet); load \
+                 it without mtp"
+            ))
+        })?;
+        // SAFETY: the drafter's contexts borrow the model; an `Arc` of that same model is kept
+        // beside it, and the field order drops the drafter first.
+        let drafter: MtpSpeculative<'static> = unsafe { std::mem::transmute(drafter) };
+        Ok(MtpSession {
+            owner,
+            drafter,
+            _model: owner.model.clone(),
+            batch: LlamaBatch::new(owner.plan.n_batch as usize, 1),
+            held: 0,
+            last_index: -1,
+            pending: None,
+            begun: false,
+        })
+    }
+
+    /// Tell the drafter how much of its last draft the model kept, now that the generation
+    /// goes on from position `at`: the tokens between the draft's start and `at`.
+    fn settle(&mut self, at: u32) -> Result<()> {
+        let Some(pending) = self.pending else {
+            return Ok(());
+        };
+        if !pending.verified && at == pending.at {
+            return Ok(()); // the verification itself
+        }
+        let kept = if pending.verified {
+            at.saturating_sub(pending.at + 1).min(pending.len)
+        } else {
+            0
+        };
+        self.pending = None;
+        self.drafter
+            .accept(kept as u16)
+            .map_err(|e| Error::backend(format!("llama.cpp MTP drafter: {e}")))
+    }
+
+    /// Forget what both contexts hold from position `from` on (a rejected draft).
+    fn forget_from(&mut self, from: u32) -> Result<()> {
+        let heads = self.drafter.draft_context_mut();
+        if heads.kv_cache_seq_pos_max(0) >= from as i32 {
+            heads
+                .clear_kv_cache_seq(Some(0), Some(from), None)
+                .map_err(|e| Error::internal(format!("MTP context: {e}")))?;
+        }
+        if from >= self.held {
+            return Ok(());
+        }
+        let removed = self
+            .drafter
+            .target_context_mut()
+            .clear_kv_cache_seq(Some(0), Some(from), None)
+            .unwrap_or(false);
+        if !removed {
+            return Err(Error::backend(format!(
+                "llama.cpp could not roll the context back to position {from} after a rejected \
+                 draft"
+            )));
+        }
+        self.held = from;
+        Ok(())
+    }
+
+    fn decode_batch(&mut self, tokens: &[Token], first_pos: u32, all_logits: bool) -> Result<()> {
+        if tokens.is_empty() || tokens.len() > self.owner.plan.n_batch as usize {
+            return Err(Error::internal(format!(
+                "decode: {} tokens for a batch of {}",
+                tokens.len(),
+                self.owner.plan.n_batch
+            )));
+        }
+        if first_pos > self.held {
+            return Err(Error::internal(format!(
+                "decode at position {first_pos} but the context holds {} tokens",
+                self.held
+            )));
+        }
+        self.settle(first_pos)?;
+        self.forget_from(first_pos)?;
+        self.batch.clear();
+        let last = tokens.len() - 1;
+        for (i, &t) in tokens.iter().enumerate() {
+            self.batch
+                .add(
+                    LlamaToken(t),
+                    (first_pos as usize + i) as i32,
+                    &[0],
+                    i == last || all_logits,
+                )
+                .map_err(|e| Error::internal(format!("decode: batch add failed: {e}")))?;
+        }
+        self.drafter
+            .target_context_mut()
+            .decode(&mut self.batch)
+            .map_err(|e| decode_error(e, self.owner.plan.n_ctx))?;
+        self.held = first_pos + tokens.len() as u32;
+        self.last_index = last as i32;
+        if let Some(pending) = self.pending.as_mut() {
+            pending.verified = true;
+        }
+        // The heads see the hidden state of every position the model decodes.
+        self.drafter
+            .process(&self.batch)
+            .map_err(|e| Error::backend(format!("llama.cpp MTP drafter: {e}")))
+    }
+}
+
+impl Session for MtpSession<'_> {
+    fn n_ctx(&self) -> u32 {
+        self.owner.plan.n_ctx
+    }
+
+    fn n_batch(&self) -> u32 {
+        self.owner.plan.prompt_chunk()
+    }
+
+    fn decode(&mut self, tokens: &[Token], first_pos: u32) -> Result<()> {
+        self.decode_batch(tokens, first_pos, false)
+    }
+
+    fn decode_all(&mut self, tokens: &[Token], first_pos: u32) -> Result<Vec<Vec<f32>>> {
+        self.decode_batch(tokens, first_pos, true)?;
+        let ctx = self.drafter.target_context();
+        Ok((0..tokens.len() as i32)
+            .map(|i| ctx.get_logits_ith(i).to_vec())
+            .collect())
+    }
+
+    fn logits(&self) -> Result<&[f32]> {
+        // Checked here because llama-cpp-2 panics on a position without logits.
+        if self.last_index < 0 {
+            return Err(Error::internal("logits read before decode"));
+        }
+        Ok(self
+            .drafter
+            .target_context()
+            .get_logits_ith(self.last_index))
+    }
+
+    fn draft_own(&mut self, history: &[Token], limit: usize) -> Result<Vec<Token>> {
+        let Some((&last, before)) = history.split_last() else {
+            return Ok(Vec::new());
+        };
+        let at = before.len() as u32;
+        self.settle(at)?;
+        self.forget_from(at)?;
+        if limit == 0 || at != self.held {
+            return Ok(Vec::new());
+        }
+        let drafter_error = |e| Error::backend(format!("llama.cpp MTP drafter: {e}"));
+        if !self.begun {
+            let prompt: Vec<LlamaToken> = before.iter().map(|&t| LlamaToken(t)).collect();
+            self.drafter.begin(&prompt).map_err(drafter_error)?;
+            self.begun = true;
+        }
+        // The heads draft from the hidden states they were fed; the token history is for
+        // llama.cpp's n-gram drafters only, so none is copied over.
+        let mut drafts = self
+            .drafter
+            .draft(at as i32, LlamaToken(last), &[])
+            .map_err(drafter_error)?;
+        drafts.truncate(limit);
+        if !drafts.is_empty() {
+            self.pending = Some(Pending {
+                at,
+                len: drafts.len() as u32,
+                verified: false,
+            });
+        }
+        Ok(drafts.into_iter().map(|t| t.0).collect())
+    }
+}

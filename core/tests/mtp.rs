@@ -1,0 +1,189 @@
+//! Drafting with a model's own multi-token-prediction heads (load option `mtp`), on tiny
+//! Qwen3.5 models written by the test support (a hybrid stack: a linear-attention block, whose
+//! recurrent state must roll back when a draft is rejected, then a full-attention block, then
+//! the prediction head). No registry ships a Qwen3.5 small enough for CI, so two made ones
+//! stand in: a random one, whose head's drafts are nearly all rejected, and an "echo" one,
+//! whose head drafts what the model mostly does (repeat a token), so nearly all are kept.
+//! Either way the text must be the model's own, token for token.
+#![cfg(feature = "llamacpp")]
+
+use std::path::PathBuf;
+use uml_core::options::LoadOptions;
+use uml_core::{ChatMessage, ErrorKind, GenerateParams, Model};
+
+const PROMPTS: [&str; 3] = ["once upon a time", "the cat sat on the mat", "hello world"];
+
+fn tiny(echo: bool) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-qwen35-mtp.gguf");
+    uml_test_support::write_tiny_qwen35_mtp_gguf(&path, 7, echo).unwrap();
+    (dir, path)
+}
+
+fn options(mtp: bool) -> LoadOptions {
+    LoadOptions {
+        n_ctx: Some(256),
+        max_parallel: Some(1),
+        mtp,
+        ..LoadOptions::default()
+    }
+}
+
+fn greedy(n: u32) -> GenerateParams {
+    GenerateParams {
+        max_tokens: n,
+        ..GenerateParams::greedy()
+    }
+}
+
+#[test]
+fn inspect_counts_the_prediction_heads() {
+    let (_dir, path) = tiny(false);
+    assert_eq!(uml_core::inspect::inspect(&path).unwrap().mtp_layers, 1);
+    let (_dir, llama) = {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("llama.gguf");
+        uml_test_support::write_tiny_llama_gguf(&p, 0).unwrap();
+        (dir, p)
+    };
+    assert_eq!(uml_core::inspect::inspect(&llama).unwrap().mtp_layers, 0);
+}
+
+/// Greedy text with the heads drafting equals the model's own, whether its drafts are
+/// rejected (random heads: every step rolls the recurrent state back) or kept (echo heads).
+#[test]
+fn greedy_text_drafted_by_the_heads_is_the_models_own() {
+    for echo in [false, true] {
+        let (_dir, path) = tiny(echo);
+        let plain = Model::load(&path, &options(false), None).unwrap();
+        let mtp = Model::load(&path, &options(true), None).unwrap();
+        let (mut drafted, mut accepted) = (0, 0);
+        for prompt in PROMPTS {
+            let without = plain
+                .generate(prompt, &greedy(200), None, &mut |_| true)
+                .unwrap();
+            let with = mtp
+                .generate(prompt, &greedy(200), None, &mut |_| true)
+                .unwrap();
+            assert_eq!(with.text, without.text, "echo {echo}, {prompt:?}");
+            assert_eq!(with.finish_reason, without.finish_reason);
+            assert_eq!(
+                with.usage.completion_tokens,
+                without.usage.completion_tokens
+            );
+            assert_eq!(without.usage.drafted_tokens, 0);
+            drafted += with.usage.drafted_tokens;
+            accepted += with.usage.accepted_tokens;
+        }
+        assert!(drafted > 100, "echo {echo}: {drafted} drafted");
+        assert!(accepted <= drafted);
+        if echo {
+            assert!(
+                accepted * 10 >= drafted * 9,
+                "echo heads: {accepted} of {drafted} kept"
+            );
+        } else {
+            assert!(
+                accepted * 10 < drafted,
+                "random heads: {accepted} of {drafted} kept"
+            );
+        }
+        // draft_max 0: no drafting.
+        let off = GenerateParams {
+            draft_max: 0,
+            ..greedy(32)
+        };
+        let c = mtp.generate(PROMPTS[0], &off, None, &mut |_| true).unwrap();
+        assert_eq!(c.usage.drafted_tokens, 0);
+    }
+}
+
+/// A fixed seed samples the same text with the heads drafting as without: verification runs
+/// the generation's own sampler at each drafted position, in order.
+#[test]
+fn a_fixed_seed_samples_the_same_text_with_the_heads_drafting() {
+    let (_dir, path) = tiny(true);
+    let plain = Model::load(&path, &options(false), None).unwrap();
+    let mtp = Model::load(&path, &options(true), None).unwrap();
+    let params = GenerateParams {
+        max_tokens: 120,
+        temperature: 0.7,
+        seed: Some(42),
+        ..GenerateParams::default()
+    };
+    for prompt in PROMPTS {
+        let without = plain
+            .generate(prompt, &params, None, &mut |_| true)
+            .unwrap();
+        let with = mtp.generate(prompt, &params, None, &mut |_| true).unwrap();
+        assert_eq!(with.text, without.text, "{prompt:?}");
+        assert!(with.usage.drafted_tokens > 0);
+    }
+}
+
+/// Streaming, stop strings and chat behave as without drafting.
+#[test]
+fn streams_stops_and_chats_work_with_the_heads_drafting() {
+    let (_dir, path) = tiny(true);
+    let plain = Model::load(&path, &options(false), None).unwrap();
+    let mtp = Model::load(&path, &options(true), None).unwrap();
+    let whole = plain
+        .generate(PROMPTS[1], &greedy(60), None, &mut |_| true)
+        .unwrap();
+    let mut streamed = String::new();
+    let c = mtp
+        .generate(PROMPTS[1], &greedy(60), None, &mut |piece| {
+            streamed.push_str(piece);
+            true
+        })
+        .unwrap();
+    assert_eq!(streamed, whole.text);
+    assert_eq!(c.text, whole.text);
+    // A stop string inside the text: cut there, as without drafting.
+    let stop: String = whole.text.chars().skip(8).take(6).collect();
+    let stopped = GenerateParams {
+        stop: vec![stop.clone()],
+        ..greedy(60)
+    };
+    let a = plain
+        .generate(PROMPTS[1], &stopped, None, &mut |_| true)
+        .unwrap();
+    let b = mtp
+        .generate(PROMPTS[1], &stopped, None, &mut |_| true)
+        .unwrap();
+    assert_eq!(b.text, a.text);
+    assert!(!b.text.contains(&stop));
+    let messages = [ChatMessage::user("hello")];
+    let a = plain
+        .chat(&messages, &greedy(40), None, &mut |_| true)
+        .unwrap();
+    let b = mtp
+        .chat(&messages, &greedy(40), None, &mut |_| true)
+        .unwrap();
+    assert_eq!(b.text, a.text);
+}
+
+#[test]
+fn mtp_on_a_model_without_heads_or_with_a_draft_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let llama = dir.path().join("llama.gguf");
+    uml_test_support::write_tiny_llama_gguf(&llama, 0).unwrap();
+    let e = Model::load(&llama, &options(true), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(
+        e.message().contains("no multi-token-prediction heads"),
+        "{e}"
+    );
+    let both = LoadOptions {
+        draft_model: Some(llama.clone()),
+        ..options(true)
+    };
+    let e = Model::load(&llama, &both, None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.message().contains("mtp and draft_model"), "{e}");
+    let e = uml_core::estimate::preflight(&llama, &options(true)).unwrap_err();
+    assert!(
+        e.message().contains("no multi-token-prediction heads"),
+        "{e}"
+    );
+}

@@ -160,9 +160,11 @@ pub(crate) fn generate_tokens(
         let drafts = if drafter.is_some() || own_draft.is_some() {
             history.push(token);
             // Room for the drafts and the token after them, in the context and the budget.
+            // And what the model's memory can roll back when they are rejected.
             let room = (n_ctx - pos - 2)
                 .min((params.max_tokens - out.usage.completion_tokens) as usize)
-                .min(session.n_batch() as usize - 1);
+                .min(session.n_batch() as usize - 1)
+                .min(session.draft_window().unwrap_or(usize::MAX));
             match drafter.as_mut() {
                 Some(drafter) => drafter.propose(&history, room)?,
                 None => session.draft_own(&history, room)?,

@@ -176,6 +176,16 @@ impl Model {
         };
         let draft = Model::load(path, &draft_options, None)
             .map_err(|e| crate::speculative::draft_error(path, e))?;
+        if draft.loaded().has_recurrent_state() {
+            return Err(Error::invalid_argument(format!(
+                "draft model {}: its {} architecture keeps a recurrent state, which cannot drop \
+                 the tokens it drafted one at a time when the model rejects them; draft with a \
+                 transformer of the same vocabulary, or with the model's own prediction heads \
+                 (load option mtp) where it has them",
+                path.display(),
+                draft.info().architecture.as_deref().unwrap_or("model's")
+            )));
+        }
         crate::speculative::check_vocabularies(self.loaded(), draft.loaded(), path)?;
         Ok(draft)
     }
@@ -324,6 +334,7 @@ impl Model {
             max_queued: options.max_queued.unwrap_or(admission::DEFAULT_MAX_QUEUED),
             lora: Vec::new(),
             mtp: false,
+            draft_window: 0,
         };
         let estimate = MemoryEstimate {
             n_ctx: 0,
@@ -944,6 +955,11 @@ pub(crate) fn plan_load(
         max_queued: options.max_queued.unwrap_or(admission::DEFAULT_MAX_QUEUED),
         lora: options.lora.clone(),
         mtp: options.mtp,
+        draft_window: if options.draft_model.is_some() {
+            crate::speculative::RECURRENT_DRAFT_WINDOW
+        } else {
+            0
+        },
     };
     Ok((plan, estimate))
 }

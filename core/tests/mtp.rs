@@ -4,7 +4,8 @@
 //! the prediction head). No registry ships a Qwen3.5 small enough for CI, so two made ones
 //! stand in: a random one, whose head's drafts are nearly all rejected, and an "echo" one,
 //! whose head drafts what the model mostly does (repeat a token), so nearly all are kept.
-//! Either way the text must be the model's own, token for token.
+//! Either way the text must be the model's own, token for token. The same hybrid model also
+//! verifies a draft model's tokens (its recurrent state rolled back by snapshots).
 #![cfg(feature = "llamacpp")]
 
 use std::path::PathBuf;
@@ -186,4 +187,95 @@ fn mtp_on_a_model_without_heads_or_with_a_draft_model_is_refused() {
         e.message().contains("no multi-token-prediction heads"),
         "{e}"
     );
+}
+
+/// A model with a recurrent state (the tiny Qwen3.5's linear-attention block) verifies a
+/// draft model's tokens too: its drafting context keeps snapshots of the state, so a rejected
+/// draft rolls back, and the text is its own. A recurrent draft is refused at load: it would
+/// have to drop tokens it decoded one at a time.
+#[test]
+fn a_recurrent_model_verifies_a_draft_models_tokens_and_a_recurrent_draft_is_refused() {
+    let (dir, path) = tiny(true);
+    // The tiny llama shares the tiny Qwen3.5's vocabulary; its random drafts are mostly
+    // rejected.
+    let llama = dir.path().join("llama.gguf");
+    uml_test_support::write_tiny_llama_gguf(&llama, 3).unwrap();
+    let plain = Model::load(&path, &options(false), None).unwrap();
+    let drafted = LoadOptions {
+        draft_model: Some(llama),
+        ..options(false)
+    };
+    let model = Model::load(&path, &drafted, None).unwrap();
+    let (mut n_drafted, mut n_accepted) = (0, 0);
+    for prompt in PROMPTS {
+        let without = plain
+            .generate(prompt, &greedy(120), None, &mut |_| true)
+            .unwrap();
+        let with = model
+            .generate(prompt, &greedy(120), None, &mut |_| true)
+            .unwrap();
+        assert_eq!(with.text, without.text, "{prompt:?}");
+        n_drafted += with.usage.drafted_tokens;
+        n_accepted += with.usage.accepted_tokens;
+    }
+    assert!(
+        n_drafted > 100 && n_accepted < n_drafted,
+        "{n_accepted} of {n_drafted}"
+    );
+
+    let (_other, recurrent_draft) = tiny(false);
+    let e = Model::load(
+        &path,
+        &LoadOptions {
+            draft_model: Some(recurrent_draft),
+            ..options(false)
+        },
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.message().contains("recurrent state"), "{e}");
+}
+
+/// A recurrent state rolls back only to a snapshot of its last decode: a later generation
+/// that shares a prefix with what a drafting context holds, further back than that, must
+/// evaluate its prompt afresh rather than restore a stale state.
+#[test]
+fn a_recurrent_state_is_not_rolled_back_past_its_last_decode() {
+    let (dir, path) = tiny(true);
+    let llama = dir.path().join("llama.gguf");
+    uml_test_support::write_tiny_llama_gguf(&llama, 3).unwrap();
+    let drafted = LoadOptions {
+        draft_model: Some(llama),
+        ..options(false)
+    };
+    let model = Model::load(&path, &drafted, None).unwrap();
+    let plain = Model::load(&path, &options(false), None).unwrap();
+    // One token per decode, in the private context a draft model's load gives its
+    // generations (with state snapshots).
+    let alone = GenerateParams {
+        deterministic: true,
+        draft_max: 0,
+        ..greedy(2)
+    };
+    let long = "once upon a time the cat sat on the mat and the dog sat on the cat";
+    model.generate(long, &alone, None, &mut |_| true).unwrap();
+    // A few tokens shorter: its prefix is held, a few decodes back.
+    let short = "once upon a time the cat sat on the mat and the dog";
+    let expected = plain
+        .generate(short, &greedy(40), None, &mut |_| true)
+        .unwrap();
+    let second = model
+        .generate(
+            short,
+            &GenerateParams {
+                max_tokens: 40,
+                ..alone
+            },
+            None,
+            &mut |_| true,
+        )
+        .unwrap();
+    assert_eq!(second.text, expected.text);
+    assert_eq!(second.usage.cached_prompt_tokens, 0);
 }

@@ -107,6 +107,10 @@ pub struct LoadPlan {
     pub lora: Vec<crate::options::LoraAdapter>,
     /// Load the model's multi-token-prediction heads and draft with them (`LoadOptions::mtp`).
     pub mtp: bool,
+    /// Drafted tokens one verification may reject in a generation's private context, with a
+    /// draft model (0 without one): a recurrent state (Qwen3.5's linear attention, Mamba)
+    /// rolls back only to a snapshot, and llama.cpp keeps this many per context.
+    pub draft_window: u32,
 }
 
 /// An engine that can load some models.
@@ -182,6 +186,11 @@ pub trait LoadedModel: Send + Sync {
     fn drafts_itself(&self) -> bool {
         false
     }
+    /// Whether the model keeps a recurrent state (Mamba, or a hybrid such as Qwen3.5) that
+    /// cannot drop the tokens of several decodes at once: such a model cannot be a draft.
+    fn has_recurrent_state(&self) -> bool {
+        false
+    }
     /// The LoRA adapters loaded with the weights (`LoadPlan::lora`), which
     /// `SessionRequest::adapter` indexes.
     fn lora_adapters(&self) -> &[crate::options::LoraAdapter] {
@@ -245,6 +254,11 @@ pub trait Session {
     /// ones back by `count` positions, so decoding goes on at `held - count`.
     fn shift(&mut self, _keep: u32, _count: u32) -> Result<()> {
         self.can_shift()
+    }
+    /// Most drafted tokens one `decode_all` may verify when some may be rejected (dropped by
+    /// the next decode): `None` when any number may (the memory drops any suffix).
+    fn draft_window(&self) -> Option<usize> {
+        None
     }
     /// Up to `limit` tokens to follow `history` (the generation's tokens: what this session
     /// evaluated and kept, then its last sampled token, not evaluated yet), drafted by the

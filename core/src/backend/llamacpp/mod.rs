@@ -289,6 +289,10 @@ struct PooledContext {
     /// The tokens whose state the context holds, at positions 0.. of sequence 0: what an
     /// earlier generation evaluated, kept so the next one can start from a shared prefix.
     cached: Vec<Token>,
+    /// Tokens at the end of `cached` that a recurrent state can drop: llama.cpp snapshots the
+    /// state only within the last decode (the one before a rejected draft's), and a second
+    /// rollback before the next decode is refused.
+    rollback_room: usize,
     /// The LoRA adapter set on the context (`cached` was evaluated with it).
     adapter: Option<AdapterChoice>,
     _model: Arc<LlamaModel>,
@@ -299,6 +303,7 @@ impl PooledContext {
     fn forget(&mut self) {
         self.ctx.clear_kv_cache();
         self.cached.clear();
+        self.rollback_room = 0;
     }
 
     /// Keep the first `n` cached tokens and forget the rest; false when the memory cannot
@@ -311,16 +316,31 @@ impl PooledContext {
             self.forget();
             return false;
         };
-        let kept = drop_from(&mut self.ctx, 0, from);
+        let recurrent = self.has_recurrent_state();
+        // Past the snapshots, llama.cpp would restore a stale state: start afresh instead.
+        if recurrent && self.cached.len() - n > self.rollback_room {
+            self.forget();
+            return false;
+        }
+        let kept = drop_from(&mut self.ctx, 0, from, recurrent);
         self.cached.truncate(if kept { n } else { 0 });
+        self.rollback_room = 0;
         kept
+    }
+
+    /// Whether the model keeps a recurrent state (Mamba, or a hybrid such as Qwen3.5), which
+    /// rolls back only to a snapshot of the last decode.
+    fn has_recurrent_state(&self) -> bool {
+        self._model.is_recurrent() || self._model.is_hybrid()
     }
 }
 
 /// Drop what sequence `seq` holds from position `from` on. False when the memory cannot drop
 /// a suffix (a sliding window or a recurrent state already lost the start, so the prefix is
-/// not all there to keep): then the whole sequence is dropped.
-fn drop_from(ctx: &mut LlamaContext<'static>, seq: i32, from: u32) -> bool {
+/// not all there to keep): then the whole sequence is dropped. A `recurrent` state refuses a
+/// removal it cannot make exactly (it rolls back only to a snapshot it kept), so there a
+/// removal that succeeded keeps the whole prefix.
+fn drop_from(ctx: &mut LlamaContext<'static>, seq: i32, from: u32, recurrent: bool) -> bool {
     let seq_id = seq as u32;
     if ctx.kv_cache_seq_pos_max(seq) < i32::try_from(from).unwrap_or(i32::MAX) {
         // Nothing at or after `from`: the usual case, the next token of a generation.
@@ -335,7 +355,7 @@ fn drop_from(ctx: &mut LlamaContext<'static>, seq: i32, from: u32) -> bool {
     let removed = ctx
         .clear_kv_cache_seq(Some(seq_id), Some(from), None)
         .unwrap_or(false);
-    if whole && removed {
+    if removed && (whole || recurrent) {
         return true;
     }
     let _ = ctx.clear_kv_cache_seq(Some(seq_id), None, None);
@@ -386,6 +406,7 @@ impl LlamaLoaded {
         Ok(PooledContext {
             ctx,
             cached: Vec::new(),
+            rollback_room: 0,
             adapter: None,
             _model: self.model.clone(),
         })
@@ -448,6 +469,11 @@ impl LlamaLoaded {
             });
         if embeddings {
             params = params.with_embeddings(true).with_pooling_type(self.pooling);
+        }
+        if kind == ContextKind::Alone {
+            // Snapshots of a recurrent state to roll a rejected draft back to (llama.cpp
+            // keeps none for a model without one).
+            params = params.with_n_rs_seq(plan.draft_window);
         }
         (params, n_ctx)
     }
@@ -620,6 +646,10 @@ impl LoadedModel for LlamaLoaded {
         self.plan.mtp
     }
 
+    fn has_recurrent_state(&self) -> bool {
+        self.model.is_recurrent() || self.model.is_hybrid()
+    }
+
     fn lora_adapters(&self) -> &[crate::options::LoraAdapter] {
         &self.plan.lora
     }
@@ -677,7 +707,10 @@ impl LlamaSession<'_> {
             .ok_or_else(|| Error::internal("session used after its context was returned"))?;
         let result = pooled.ctx.decode(&mut self.batch);
         match &result {
-            Ok(()) => pooled.cached.extend_from_slice(tokens),
+            Ok(()) => {
+                pooled.cached.extend_from_slice(tokens);
+                pooled.rollback_room = tokens.len() - 1;
+            }
             // What the failed batch left behind is unknown: start the next generation afresh.
             Err(_) => pooled.forget(),
         }
@@ -733,6 +766,13 @@ impl Session for LlamaSession<'_> {
             .as_mut()
             .ok_or_else(|| Error::internal("session used after its context was returned"))?;
         shift_sequence(&mut pooled.ctx, 0, &mut pooled.cached, keep, count)
+    }
+
+    fn draft_window(&self) -> Option<usize> {
+        let pooled = self.ctx.as_ref()?;
+        pooled
+            .has_recurrent_state()
+            .then_some(self.owner.plan.draft_window as usize)
     }
 
     fn reuse_prefix(&mut self, prompt: &[Token]) -> Result<usize> {

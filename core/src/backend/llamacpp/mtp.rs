@@ -45,6 +45,8 @@ pub(super) struct MtpSession<'m> {
     pending: Option<Pending>,
     /// Whether the drafter was told the prompt (`begin`, before the first draft).
     begun: bool,
+    /// Most tokens per draft, and the recurrent-state snapshots kept to roll them back.
+    window: u32,
 }
 
 // SAFETY: llama.cpp contexts may be used from any thread, one thread at a time; the session,
@@ -89,6 +91,7 @@ impl<'m> MtpSession<'m> {
             last_index: -1,
             pending: None,
             begun: false,
+            window: max,
         })
     }
 
@@ -201,6 +204,10 @@ impl Session for MtpSession<'_> {
         Ok((0..tokens.len() as i32)
             .map(|i| ctx.get_logits_ith(i).to_vec())
             .collect())
+    }
+
+    fn draft_window(&self) -> Option<usize> {
+        Some(self.window as usize)
     }
 
     fn logits(&self) -> Result<&[f32]> {

@@ -41,7 +41,8 @@ impl SlotEngine {
 
     /// Drop the tokens of `seq` from position `from` on (see `drop_from`).
     fn truncate(&mut self, seq: i32, from: u32) -> bool {
-        drop_from(&mut self.pooled.ctx, seq, from)
+        let recurrent = self.pooled.has_recurrent_state();
+        drop_from(&mut self.pooled.ctx, seq, from, recurrent)
     }
 
     fn forget(&mut self, seq: i32) {

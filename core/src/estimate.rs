@@ -418,6 +418,9 @@ pub struct Preflight {
 pub(crate) struct Beside {
     pub draft: Option<crate::speculative::DraftFile>,
     pub adapters: AdapterMemory,
+    /// This load is another model's draft (`Model::load_draft`): its generations all draft
+    /// for that model, each in a private context.
+    pub for_draft: bool,
 }
 
 impl Beside {
@@ -429,6 +432,7 @@ impl Beside {
                 .map(crate::speculative::DraftFile::inspect)
                 .transpose()?,
             adapters: AdapterMemory::of(&options.lora)?,
+            for_draft: false,
         })
     }
 }

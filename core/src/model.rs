@@ -119,6 +119,16 @@ impl Model {
         options: &LoadOptions,
         progress: Option<ProgressFn<'_>>,
     ) -> Result<Model> {
+        Model::load_as(path.as_ref(), options, progress, false)
+    }
+
+    /// `load`, of a model or (`for_draft`) of another model's draft.
+    fn load_as(
+        path: &Path,
+        options: &LoadOptions,
+        progress: Option<ProgressFn<'_>>,
+        for_draft: bool,
+    ) -> Result<Model> {
         crate::logging::init_from_env();
         options.validate()?;
         let mut noop = |_: LoadStage, _: f32| true;
@@ -129,13 +139,16 @@ impl Model {
         if !progress(LoadStage::Inspect, 0.0) {
             return Err(load_cancelled());
         }
-        let info = inspect::inspect(path.as_ref())?;
+        let info = inspect::inspect(path)?;
         // One clear error rather than the same one from every backend.
         if let (Some(d), crate::format::Format::Gguf) = (options.dtype, info.format) {
             return Err(backend::gguf_dtype_error(d));
         }
         backend::check_mtp_heads(&info, options)?;
-        let beside = estimate::Beside::of(options)?;
+        let beside = estimate::Beside {
+            for_draft,
+            ..estimate::Beside::of(options)?
+        };
         let hw = hardware::detect();
         if !progress(LoadStage::Inspect, 1.0) {
             return Err(load_cancelled());
@@ -154,8 +167,8 @@ impl Model {
         Ok(model)
     }
 
-    /// Load `path` as this model's draft: the same context, threads and slots (each
-    /// generation drafts in a slot of its own), checked to share the vocabulary.
+    /// Load `path` as this model's draft: the same context, threads and slots (each drafting
+    /// generation has a private context of it), checked to share the vocabulary.
     fn load_draft(&self, path: &Path, options: &LoadOptions) -> Result<Model> {
         let plan = &self.plan;
         let draft_options = LoadOptions {
@@ -174,7 +187,7 @@ impl Model {
             gpu_layers: options.gpu_layers,
             ..LoadOptions::default()
         };
-        let draft = Model::load(path, &draft_options, None)
+        let draft = Model::load_as(path, &draft_options, None, true)
             .map_err(|e| crate::speculative::draft_error(path, e))?;
         if draft.loaded().has_recurrent_state() {
             return Err(Error::invalid_argument(format!(
@@ -335,6 +348,7 @@ impl Model {
             lora: Vec::new(),
             mtp: false,
             draft_window: 0,
+            private_generations: false,
         };
         let estimate = MemoryEstimate {
             n_ctx: 0,
@@ -960,6 +974,7 @@ pub(crate) fn plan_load(
         } else {
             0
         },
+        private_generations: options.draft_model.is_some() || options.mtp || beside.for_draft,
     };
     Ok((plan, estimate))
 }

@@ -220,7 +220,8 @@ pub struct LoadOptions {
     pub lora: Vec<LoraAdapter>,
     /// A small model of the same vocabulary that drafts tokens for this one to verify
     /// (speculative decoding): loaded beside it with the same context, threads and slots.
-    /// Generations use it unless they set `draft_max` to 0. llama.cpp only.
+    /// Generations use it unless they set `draft_max` to 0. Each generation runs in private
+    /// contexts of the pair (none is batched with another). llama.cpp only.
     pub draft_model: Option<std::path::PathBuf>,
     /// Draft with the model's own multi-token-prediction heads (speculative decoding without
     /// a second model; Qwen3.5, GLM-4.5 and DeepSeek-V3 GGUFs carry them, `ModelInfo::mtp_layers`

@@ -279,3 +279,36 @@ fn a_recurrent_state_is_not_rolled_back_past_its_last_decode() {
     assert_eq!(second.text, expected.text);
     assert_eq!(second.usage.cached_prompt_tokens, 0);
 }
+
+/// A load whose generations all draft in private contexts (MTP heads, a draft model), and a
+/// draft itself, make no shared batched context: it would hold its slots' memory unused
+/// beside the private ones.
+#[test]
+fn drafting_loads_make_no_shared_context() {
+    let (dir, path) = tiny(true);
+    let llama = dir.path().join("llama.gguf");
+    uml_test_support::write_tiny_llama_gguf(&llama, 3).unwrap();
+    let plain = Model::load(&path, &options(false), None).unwrap();
+    assert!(plain.batch_stats().is_some(), "an undrafted load batches");
+    let mtp = Model::load(&path, &options(true), None).unwrap();
+    assert!(mtp.batch_stats().is_none());
+    let drafted = LoadOptions {
+        draft_model: Some(llama),
+        ..options(false)
+    };
+    let model = Model::load(&path, &drafted, None).unwrap();
+    assert!(model.batch_stats().is_none());
+    assert!(model.draft().unwrap().batch_stats().is_none());
+    // Undrafted generations still run, in a private context.
+    let off = GenerateParams {
+        draft_max: 0,
+        ..greedy(16)
+    };
+    let expected = plain
+        .generate(PROMPTS[2], &off, None, &mut |_| true)
+        .unwrap();
+    for m in [&mtp, &model] {
+        let c = m.generate(PROMPTS[2], &off, None, &mut |_| true).unwrap();
+        assert_eq!(c.text, expected.text);
+    }
+}

@@ -111,6 +111,10 @@ pub struct LoadPlan {
     /// draft model (0 without one): a recurrent state (Qwen3.5's linear attention, Mamba)
     /// rolls back only to a snapshot, and llama.cpp keeps this many per context.
     pub draft_window: u32,
+    /// Every generation runs in private contexts, because it drafts (a draft model, MTP heads)
+    /// or is a draft: no shared batched context is made, and the memory planned for the
+    /// slots goes to those contexts (at most `max_parallel` at once).
+    pub private_generations: bool,
 }
 
 /// An engine that can load some models.

@@ -3,7 +3,8 @@
 //! Weights live in one `LlamaModel` shared by every thread (mmap by default). Generations run
 //! on the slots of one shared context and are decoded together (`slots`); a generation that
 //! asks to run alone (`deterministic`), and every embedding call, borrows a private context
-//! from a small pool instead.
+//! from a small pool instead. A load whose generations draft (a draft model, MTP heads), or
+//! that is a draft, makes no shared context: each generation runs in private ones.
 
 mod cpu_backend;
 mod lora;
@@ -196,6 +197,13 @@ impl Backend for LlamaCppBackend {
         if plan.embeddings {
             let ctx = loaded.new_context(ContextKind::Embedding)?;
             loaded.return_context(ctx, true);
+        } else if plan.private_generations {
+            // Every generation drafts (or is a draft) in private contexts: a shared one would
+            // hold its slots' memory unused.
+            if !plan.mtp {
+                let ctx = loaded.new_context(ContextKind::Alone)?;
+                loaded.return_context(ctx, false);
+            }
         } else {
             let shared = loaded.new_context(ContextKind::Slots)?;
             loaded.slots = Some(Slots::new(

@@ -185,6 +185,7 @@ impl Backend for LlamaCppBackend {
             shift_refused,
             generation_pool: Mutex::new(Vec::new()),
             embedding_pool: Mutex::new(Vec::new()),
+            mtp_pool: Mutex::new(Vec::new()),
             slots: None,
             plan: plan.clone(),
             pooling,
@@ -211,14 +212,16 @@ impl Backend for LlamaCppBackend {
                 plan.max_parallel,
             )?);
         }
-        // A model whose heads this llama.cpp cannot run fails the load, not its generations.
+        // A model whose heads this llama.cpp cannot run fails the load, not its generations;
+        // the pair made to find out serves generations with the default limits.
         if plan.mtp {
             let limits = super::DraftLimits {
                 max: mtp::MTP_MAX_DRAFT,
                 min: 0,
                 p_min: 0.0,
             };
-            drop(mtp::MtpSession::new(&loaded, limits)?);
+            let pair = mtp::MtpPair::new(&loaded, limits)?;
+            loaded.return_mtp_pair(pair);
         }
         Ok(Box::new(loaded))
     }
@@ -380,6 +383,8 @@ struct LlamaLoaded {
     /// Private contexts for generations that run alone.
     generation_pool: Mutex<Vec<PooledContext>>,
     embedding_pool: Mutex<Vec<PooledContext>>,
+    /// Idle context pairs of generations that drafted with the model's own heads.
+    mtp_pool: Mutex<Vec<mtp::MtpPair>>,
     /// The shared generation context (none when loaded for embeddings).
     slots: Option<Slots>,
     plan: LoadPlan,
@@ -507,6 +512,20 @@ impl LlamaLoaded {
             }
             None if embeddings => self.new_context(ContextKind::Embedding),
             None => self.new_context(ContextKind::Alone),
+        }
+    }
+
+    /// An idle context pair that drafts within `limits`, if the pool has one.
+    fn take_mtp_pair(&self, limits: super::DraftLimits) -> Option<mtp::MtpPair> {
+        let mut pool = self.mtp_pool.lock();
+        let at = pool.iter().position(|pair| pair.drafts_within(limits))?;
+        Some(pool.swap_remove(at))
+    }
+
+    fn return_mtp_pair(&self, pair: mtp::MtpPair) {
+        let mut pool = self.mtp_pool.lock();
+        if pool.len() < IDLE_CONTEXTS {
+            pool.push(pair);
         }
     }
 

@@ -20,6 +20,16 @@ use std::sync::Arc;
 /// every drafted position costs the model's context a recurrent-state snapshot to roll back.
 pub(super) const MTP_MAX_DRAFT: u32 = 3;
 
+/// `limits` as a pair drafts them: at most `MTP_MAX_DRAFT` tokens, and a minimum no larger.
+fn clamped(limits: DraftLimits) -> DraftLimits {
+    let max = limits.max.clamp(1, MTP_MAX_DRAFT);
+    DraftLimits {
+        max,
+        min: limits.min.min(max),
+        p_min: limits.p_min,
+    }
+}
+
 /// A draft handed out by `draft_own` and not yet settled with the drafter.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -31,44 +41,40 @@ struct Pending {
     verified: bool,
 }
 
-/// One generation's context pair: the model's context and the heads', owned by the drafter.
-pub(super) struct MtpSession<'m> {
-    owner: &'m LlamaLoaded,
+/// A context pair, the model's and the heads', owned by llama.cpp's drafter: what a drafting
+/// generation runs in, kept in the model's pool between generations (making one reserves
+/// both contexts' memory and compute graphs).
+pub(super) struct MtpPair {
     /// Owns both contexts; declared before `_model`, so it is dropped before the model its
     /// contexts borrow.
     drafter: MtpSpeculative<'static>,
     _model: Arc<LlamaModel>,
-    batch: LlamaBatch<'static>,
-    /// Tokens the model's context holds, at positions `0..held`.
-    held: u32,
-    last_index: i32,
-    pending: Option<Pending>,
-    /// Whether the drafter was told the prompt (`begin`, before the first draft).
-    begun: bool,
-    /// Most tokens per draft, and the recurrent-state snapshots kept to roll them back.
-    window: u32,
+    /// What it drafts: `max` is also the recurrent-state snapshots kept to roll a draft back.
+    limits: DraftLimits,
 }
 
-// SAFETY: llama.cpp contexts may be used from any thread, one thread at a time; the session,
-// and with it the drafter's two contexts, belongs to one generation.
-unsafe impl Send for MtpSession<'_> {}
+// SAFETY: llama.cpp contexts may be used from any thread, one thread at a time; a pair
+// belongs to one generation, or to the pool's mutex.
+unsafe impl Send for MtpPair {}
 
-impl<'m> MtpSession<'m> {
-    pub fn new(owner: &'m LlamaLoaded, limits: DraftLimits) -> Result<Self> {
-        let max = limits.max.clamp(1, MTP_MAX_DRAFT);
+impl MtpPair {
+    /// A pair drafting within `limits` (`max` clamped to 1..=`MTP_MAX_DRAFT`).
+    pub fn new(owner: &LlamaLoaded, limits: DraftLimits) -> Result<MtpPair> {
+        let limits = clamped(limits);
+        let window = limits.max;
         let (params, n_ctx) = owner.context_params(ContextKind::Alone);
         // The model's context keeps a snapshot of its recurrent state (Qwen3.5's linear
         // attention blocks) per drafted position, so a rejected draft can be rolled back;
         // llama.cpp ignores it for models without one.
-        let model_ctx = owner.create_context(params.clone().with_n_rs_seq(max), n_ctx)?;
+        let model_ctx = owner.create_context(params.clone().with_n_rs_seq(window), n_ctx)?;
         let heads_ctx =
             owner.create_context(params.with_context_type(LlamaContextType::Mtp), n_ctx)?;
         let drafter = MtpSpeculative::new(
             model_ctx,
             heads_ctx,
             MtpSpeculativeParams {
-                n_max: max as i32,
-                n_min: limits.min.min(max) as i32,
+                n_max: window as i32,
+                n_min: limits.min as i32,
                 p_min: limits.p_min,
             },
         )
@@ -82,17 +88,87 @@ impl<'m> MtpSession<'m> {
         // SAFETY: the drafter's contexts borrow the model; an `Arc` of that same model is kept
         // beside it, and the field order drops the drafter first.
         let drafter: MtpSpeculative<'static> = unsafe { std::mem::transmute(drafter) };
-        Ok(MtpSession {
-            owner,
+        Ok(MtpPair {
             drafter,
             _model: owner.model.clone(),
+            limits,
+        })
+    }
+
+    /// Whether it drafts as a generation asking for `limits` would.
+    pub fn drafts_within(&self, limits: DraftLimits) -> bool {
+        self.limits == clamped(limits)
+    }
+
+    /// Forget everything both contexts hold, for the next generation.
+    fn clear(&mut self) {
+        self.drafter.target_context_mut().clear_kv_cache();
+        self.drafter.draft_context_mut().clear_kv_cache();
+    }
+}
+
+/// One generation's run in a context pair.
+pub(super) struct MtpSession<'m> {
+    owner: &'m LlamaLoaded,
+    /// `None` only once returned to the pool (in `Drop`).
+    pair: Option<MtpPair>,
+    batch: LlamaBatch<'static>,
+    /// Tokens the model's context holds, at positions `0..held`.
+    held: u32,
+    last_index: i32,
+    pending: Option<Pending>,
+    /// Whether the drafter was told the prompt (`begin`, before the first draft).
+    begun: bool,
+    /// A call failed: what the pair holds is unknown, so it is not pooled again.
+    failed: bool,
+}
+
+fn returned() -> Error {
+    Error::internal("MTP session used after its contexts were returned")
+}
+
+fn drafter_of(pair: &mut Option<MtpPair>) -> Result<&mut MtpSpeculative<'static>> {
+    pair.as_mut()
+        .map(|pair| &mut pair.drafter)
+        .ok_or_else(returned)
+}
+
+impl Drop for MtpSession<'_> {
+    fn drop(&mut self) {
+        let Some(mut pair) = self.pair.take() else {
+            return;
+        };
+        // A draft handed out and not settled would make the drafter refuse the next one.
+        if self.pending.is_some() && pair.drafter.accept(0).is_err() {
+            return;
+        }
+        if !self.failed {
+            self.owner.return_mtp_pair(pair);
+        }
+    }
+}
+
+impl<'m> MtpSession<'m> {
+    pub fn new(owner: &'m LlamaLoaded, limits: DraftLimits) -> Result<Self> {
+        let mut pair = match owner.take_mtp_pair(limits) {
+            Some(pair) => pair,
+            None => MtpPair::new(owner, limits)?,
+        };
+        pair.clear();
+        Ok(MtpSession {
+            owner,
+            pair: Some(pair),
             batch: LlamaBatch::new(owner.plan.n_batch as usize, 1),
             held: 0,
             last_index: -1,
             pending: None,
             begun: false,
-            window: max,
+            failed: false,
         })
+    }
+
+    fn drafter(&mut self) -> Result<&mut MtpSpeculative<'static>> {
+        drafter_of(&mut self.pair)
     }
 
     /// Tell the drafter how much of its last draft the model kept, now that the generation
@@ -110,14 +186,14 @@ impl<'m> MtpSession<'m> {
             0
         };
         self.pending = None;
-        self.drafter
+        self.drafter()?
             .accept(kept as u16)
             .map_err(|e| Error::backend(format!("llama.cpp MTP drafter: {e}")))
     }
 
     /// Forget what both contexts hold from position `from` on (a rejected draft).
     fn forget_from(&mut self, from: u32) -> Result<()> {
-        let heads = self.drafter.draft_context_mut();
+        let heads = self.drafter()?.draft_context_mut();
         if heads.kv_cache_seq_pos_max(0) >= from as i32 {
             heads
                 .clear_kv_cache_seq(Some(0), Some(from), None)
@@ -127,7 +203,7 @@ impl<'m> MtpSession<'m> {
             return Ok(());
         }
         let removed = self
-            .drafter
+            .drafter()?
             .target_context_mut()
             .clear_kv_cache_seq(Some(0), Some(from), None)
             .unwrap_or(false);
@@ -141,7 +217,19 @@ impl<'m> MtpSession<'m> {
         Ok(())
     }
 
+    /// `decode_batch_in`, after which a failed pair is not pooled again.
     fn decode_batch(&mut self, tokens: &[Token], first_pos: u32, all_logits: bool) -> Result<()> {
+        let result = self.decode_batch_in(tokens, first_pos, all_logits);
+        self.failed |= result.is_err();
+        result
+    }
+
+    fn decode_batch_in(
+        &mut self,
+        tokens: &[Token],
+        first_pos: u32,
+        all_logits: bool,
+    ) -> Result<()> {
         if tokens.is_empty() || tokens.len() > self.owner.plan.n_batch as usize {
             return Err(Error::internal(format!(
                 "decode: {} tokens for a batch of {}",
@@ -169,7 +257,7 @@ impl<'m> MtpSession<'m> {
                 )
                 .map_err(|e| Error::internal(format!("decode: batch add failed: {e}")))?;
         }
-        self.drafter
+        drafter_of(&mut self.pair)?
             .target_context_mut()
             .decode(&mut self.batch)
             .map_err(|e| decode_error(e, self.owner.plan.n_ctx))?;
@@ -179,7 +267,7 @@ impl<'m> MtpSession<'m> {
             pending.verified = true;
         }
         // The heads see the hidden state of every position the model decodes.
-        self.drafter
+        drafter_of(&mut self.pair)?
             .process(&self.batch)
             .map_err(|e| Error::backend(format!("llama.cpp MTP drafter: {e}")))
     }
@@ -200,14 +288,14 @@ impl Session for MtpSession<'_> {
 
     fn decode_all(&mut self, tokens: &[Token], first_pos: u32) -> Result<Vec<Vec<f32>>> {
         self.decode_batch(tokens, first_pos, true)?;
-        let ctx = self.drafter.target_context();
+        let ctx = self.target()?;
         Ok((0..tokens.len() as i32)
             .map(|i| ctx.get_logits_ith(i).to_vec())
             .collect())
     }
 
     fn draft_window(&self) -> Option<usize> {
-        Some(self.window as usize)
+        self.pair.as_ref().map(|pair| pair.limits.max as usize)
     }
 
     fn logits(&self) -> Result<&[f32]> {
@@ -215,13 +303,25 @@ impl Session for MtpSession<'_> {
         if self.last_index < 0 {
             return Err(Error::internal("logits read before decode"));
         }
-        Ok(self
-            .drafter
-            .target_context()
-            .get_logits_ith(self.last_index))
+        Ok(self.target()?.get_logits_ith(self.last_index))
     }
 
     fn draft_own(&mut self, history: &[Token], limit: usize) -> Result<Vec<Token>> {
+        let result = self.draft_own_in(history, limit);
+        self.failed |= result.is_err();
+        result
+    }
+}
+
+impl MtpSession<'_> {
+    fn target(&self) -> Result<&llama_cpp_2::context::LlamaContext<'static>> {
+        self.pair
+            .as_ref()
+            .map(|pair| pair.drafter.target_context())
+            .ok_or_else(returned)
+    }
+
+    fn draft_own_in(&mut self, history: &[Token], limit: usize) -> Result<Vec<Token>> {
         let Some((&last, before)) = history.split_last() else {
             return Ok(Vec::new());
         };
@@ -234,13 +334,13 @@ impl Session for MtpSession<'_> {
         let drafter_error = |e| Error::backend(format!("llama.cpp MTP drafter: {e}"));
         if !self.begun {
             let prompt: Vec<LlamaToken> = before.iter().map(|&t| LlamaToken(t)).collect();
-            self.drafter.begin(&prompt).map_err(drafter_error)?;
+            self.drafter()?.begin(&prompt).map_err(drafter_error)?;
             self.begun = true;
         }
         // The heads draft from the hidden states they were fed; the token history is for
         // llama.cpp's n-gram drafters only, so none is copied over.
         let mut drafts = self
-            .drafter
+            .drafter()?
             .draft(at as i32, LlamaToken(last), &[])
             .map_err(drafter_error)?;
         drafts.truncate(limit);

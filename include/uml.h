@@ -290,7 +290,8 @@ uml_status uml_hardware(char **out_json);
  *   up to 4, fewer when the memory left after loading holds fewer) or 1 to 256, the most
  *   `uml_generate` / `uml_chat` / `uml_embed` calls running on the model at once (with
  *   llama.cpp, the slots of one shared context, each with `n_ctx` KV cells, allocated at
- *   load and counted in the estimate; their decodes are batched); more wait in line, in
+ *   load and counted in the estimate; their decodes are batched; a load that drafts runs
+ *   each in private contexts instead); more wait in line, in
  *   arrival order, and leave it when their `uml_cancel` is cancelled; `max_queued`: null
  *   (default 512) or 0 to 1048576, the most calls waiting in that line: one more fails at
  *   once with `UML_ERR_BUSY`), `lora`: an array of LoRA adapters to load (GGUF adapter files,

@@ -610,3 +610,29 @@ fn a_model_served_with_a_draft_gives_its_greedy_text() {
     );
     assert_eq!(status, 400, "{reply}");
 }
+
+/// `--mtp ID` serves the model drafting with its own prediction heads: the same greedy text,
+/// Without a --model of that id it is refused.
+#[test]
+fn a_model_served_with_mtp_gives_its_greedy_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-qwen35-mtp.gguf");
+    uml_test_support::write_tiny_qwen35_mtp_gguf(&path, 7, true).unwrap();
+    let model = format!("q={}", path.display());
+    let body = json!({"model": "q", "prompt": "once upon a time", "temperature": 0,
+                      "max_tokens": 40});
+    let plain = Server::start(&["--model", &model]);
+    let (status, expected) = plain.post("/v1/completions", &body);
+    assert_eq!(status, 200, "{expected}");
+    drop(plain);
+    let server = Server::start(&["--model", &model, "--mtp", "q"]);
+    let (status, reply) = server.post("/v1/completions", &body);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["choices"][0]["text"], expected["choices"][0]["text"]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_uml"))
+        .args(["serve", "--model", &model, "--mtp", "other", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--mtp other"));
+}

@@ -951,12 +951,22 @@ pub(crate) fn plan_load(
         estimate = estimate::for_backend(&own_estimator, info, &planned, hw)?;
     }
     let n_batch = options.n_batch.min(n_ctx).max(1);
+    let n_ubatch = options.n_ubatch.min(n_batch).max(1);
+    // llama.cpp decodes the positions a recurrent state may roll back to in one micro-batch,
+    // beside at least one more token.
+    let rollback_room = n_ubatch.saturating_sub(2);
+    if options.mtp && rollback_room == 0 {
+        return Err(Error::invalid_argument(format!(
+            "load option mtp needs micro-batches of at least 3 tokens to verify a draft in, \
+             but n_ubatch is {n_ubatch} (n_ubatch, n_batch and n_ctx bound it): raise them"
+        )));
+    }
     let plan = LoadPlan {
         n_ctx,
         n_threads: threads,
         n_threads_batch: options.n_threads_batch.unwrap_or(threads).max(1),
         n_batch,
-        n_ubatch: options.n_ubatch.min(n_batch).max(1),
+        n_ubatch,
         gpu_layers: estimate.gpu_layers,
         use_mmap: options.use_mmap,
         use_mlock: options.use_mlock,
@@ -970,7 +980,7 @@ pub(crate) fn plan_load(
         lora: options.lora.clone(),
         mtp: options.mtp,
         draft_window: if options.draft_model.is_some() {
-            crate::speculative::RECURRENT_DRAFT_WINDOW
+            crate::speculative::RECURRENT_DRAFT_WINDOW.min(rollback_room)
         } else {
             0
         },

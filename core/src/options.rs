@@ -207,7 +207,8 @@ pub struct LoadOptions {
     pub control_tokens_in_messages: bool,
     /// Most generations and embedding calls running on this model at once. With llama.cpp
     /// these are the slots of the shared generation context, each with `n_ctx` KV cells
-    /// (allocated at load, and counted in the memory estimate); their decodes are batched.
+    /// (allocated at load, and counted in the memory estimate); their decodes are batched. A
+    /// load that drafts (`draft_model`, `mtp`) runs each in private contexts instead.
     /// More callers wait in line, in arrival order and cancellably. `None` = up to 4, fewer
     /// when the memory left after loading holds fewer.
     pub max_parallel: Option<u32>,
@@ -227,7 +228,8 @@ pub struct LoadOptions {
     /// a second model; Qwen3.5, GLM-4.5 and DeepSeek-V3 GGUFs carry them, `ModelInfo::mtp_layers`
     /// says how many): each generation runs in a context of its own beside a small one for the
     /// heads, and verifies what they propose as it would a draft model's tokens. Generations
-    /// use it unless they set `draft_max` to 0. llama.cpp only; not with `draft_model`.
+    /// use it unless they set `draft_max` to 0; one with a LoRA adapter runs undrafted (the
+    /// heads draft for the base model). llama.cpp only; not with `draft_model`.
     pub mtp: bool,
 }
 

@@ -18,8 +18,8 @@ use crate::{Error, ErrorKind, Result};
 use std::path::Path;
 
 /// Most drafted tokens one step verifies for a model that keeps a recurrent state (Qwen3.5's
-/// linear attention, Mamba): such a state rolls back only to a snapshot, and each position
-/// of the window costs a snapshot of it in every drafting context. The default `draft_max`.
+/// linear attention): such a state rolls back only to a snapshot, and each position of the
+/// window costs a snapshot of it in every drafting context. The default `draft_max`.
 pub const RECURRENT_DRAFT_WINDOW: u32 = 16;
 
 /// A draft model file (load option `draft_model`), inspected before its model loads: a

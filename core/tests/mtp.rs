@@ -89,13 +89,24 @@ fn greedy_text_drafted_by_the_heads_is_the_models_own() {
                 "random heads: {accepted} of {drafted} kept"
             );
         }
-        // draft_max 0: no drafting.
-        let off = GenerateParams {
-            draft_max: 0,
-            ..greedy(32)
-        };
-        let c = mtp.generate(PROMPTS[0], &off, None, &mut |_| true).unwrap();
-        assert_eq!(c.usage.drafted_tokens, 0);
+        // draft_max 0: no drafting; a draft_min above the heads' 3 tokens: none verified.
+        for off in [
+            GenerateParams {
+                draft_max: 0,
+                ..greedy(32)
+            },
+            GenerateParams {
+                draft_min: 4,
+                ..greedy(32)
+            },
+        ] {
+            let c = mtp.generate(PROMPTS[0], &off, None, &mut |_| true).unwrap();
+            let expected = plain
+                .generate(PROMPTS[0], &off, None, &mut |_| true)
+                .unwrap();
+            assert_eq!(c.text, expected.text);
+            assert_eq!(c.usage.drafted_tokens, 0);
+        }
     }
 }
 
@@ -311,4 +322,65 @@ fn drafting_loads_make_no_shared_context() {
         let c = m.generate(PROMPTS[2], &off, None, &mut |_| true).unwrap();
         assert_eq!(c.text, expected.text);
     }
+}
+
+/// The snapshots a recurrent state rolls back to share a micro-batch with one more token
+/// (llama.cpp aborts the process otherwise): small micro-batches draft less, or, for mtp,
+/// are refused at load.
+#[test]
+fn small_micro_batches_bound_the_draft_and_never_abort() {
+    let (dir, path) = tiny(true);
+    let llama = dir.path().join("llama.gguf");
+    uml_test_support::write_tiny_llama_gguf(&llama, 3).unwrap();
+    let plain = Model::load(&path, &options(false), None).unwrap();
+    let expected = plain
+        .generate(PROMPTS[1], &greedy(64), None, &mut |_| true)
+        .unwrap();
+    let small = |n_ubatch| LoadOptions {
+        n_ubatch,
+        ..options(false)
+    };
+    for n_ubatch in [1, 3, 4, 8] {
+        let drafted = LoadOptions {
+            draft_model: Some(llama.clone()),
+            ..small(n_ubatch)
+        };
+        let model = Model::load(&path, &drafted, None).unwrap();
+        let c = model
+            .generate(PROMPTS[1], &greedy(64), None, &mut |_| true)
+            .unwrap();
+        assert_eq!(c.text, expected.text, "n_ubatch {n_ubatch}");
+        assert_eq!(
+            c.usage.drafted_tokens == 0,
+            n_ubatch < 3,
+            "n_ubatch {n_ubatch}"
+        );
+        if n_ubatch >= 3 {
+            let mtp = Model::load(
+                &path,
+                &LoadOptions {
+                    mtp: true,
+                    ..small(n_ubatch)
+                },
+                None,
+            )
+            .unwrap();
+            let c = mtp
+                .generate(PROMPTS[1], &greedy(64), None, &mut |_| true)
+                .unwrap();
+            assert_eq!(c.text, expected.text, "mtp, n_ubatch {n_ubatch}");
+            assert!(c.usage.drafted_tokens > 0);
+        }
+    }
+    let e = Model::load(
+        &path,
+        &LoadOptions {
+            mtp: true,
+            ..small(2)
+        },
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.message().contains("n_ubatch"), "{e}");
 }

@@ -61,7 +61,8 @@ export interface LoadOptions extends Abortable {
   /** Let text in chat messages that spells a control token become that token. */
   controlTokensInMessages?: boolean
   /** Most generations running at once on this model (with llama.cpp, the slots of one shared
-   * context, decoded together; default up to 4); others wait in line, in arrival order. */
+   * context, decoded together, or private contexts for a load that drafts; default up to 4);
+   * others wait in line, in arrival order. */
   maxParallel?: number
   /** Most callers waiting for a free slot; one more rejects with `BusyError` (default 512). */
   maxQueued?: number

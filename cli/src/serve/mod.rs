@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// `draft_min` and `draft_p_min`.
     #[arg(long = "draft", value_name = "ID=FILE")]
     pub drafts: Vec<String>,
+    /// Draft for the --model ID with its own multi-token-prediction heads (Qwen3.5, GLM-4.5
+    /// and DeepSeek-V3 GGUFs carry them): the same text, faster; repeatable.
+    #[arg(long = "mtp", value_name = "ID")]
+    pub mtp: Vec<String>,
     /// A LoRA adapter (GGUF) for the --model ID, on at SCALE (default 1) unless a request's
     /// `lora` (`[{"name", "scale"}]`, names: the file names without .gguf) chooses; repeatable.
     #[arg(long = "lora", value_name = "ID=FILE[:SCALE]")]
@@ -197,9 +201,21 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
             LoadOptions {
                 lora,
                 draft_model,
+                mtp: args.mtp.iter().any(|m| m == id),
                 ..options.clone()
             },
         )?;
+    }
+    for id in &args.mtp {
+        if !args
+            .models
+            .iter()
+            .any(|m| m.split_once('=').is_some_and(|(m, _)| m == id))
+        {
+            return Err(Error::invalid_argument(format!(
+                "--mtp {id}: no --model {id}=PATH to apply it to"
+            )));
+        }
     }
     for (flag, specs) in [("lora", &args.loras), ("draft", &args.drafts)] {
         for spec in specs {

@@ -108,8 +108,10 @@ pub struct LoadPlan {
     /// Load the model's multi-token-prediction heads and draft with them (`LoadOptions::mtp`).
     pub mtp: bool,
     /// Drafted tokens one verification may reject in a generation's private context, with a
-    /// draft model (0 without one): a recurrent state (Qwen3.5's linear attention, Mamba)
-    /// rolls back only to a snapshot, and llama.cpp keeps this many per context.
+    /// draft model (0 without one): a recurrent state (Qwen3.5's linear attention) rolls back
+    /// only to a snapshot of the last decode, and llama.cpp keeps this many per context, for
+    /// the architectures it can roll back. Below `n_ubatch - 1`: the snapshots' positions
+    /// and one more token share a micro-batch.
     pub draft_window: u32,
     /// Every generation runs in private contexts, because it drafts (a draft model, MTP heads)
     /// or is a draft: no shared batched context is made, and the memory planned for the
@@ -371,7 +373,8 @@ pub(crate) fn check_extras(
 /// The `mtp` load option on `info`: an error when the model has no prediction heads to draft
 /// with.
 pub(crate) fn check_mtp_heads(info: &ModelInfo, options: &crate::LoadOptions) -> crate::Result<()> {
-    if !options.mtp || info.mtp_layers > 0 {
+    // Only a GGUF says (a folder goes to candle, which refuses mtp for a reason of its own).
+    if !options.mtp || info.mtp_layers > 0 || info.format != crate::format::Format::Gguf {
         return Ok(());
     }
     Err(crate::Error::invalid_argument(format!(

@@ -75,8 +75,10 @@ class LoadOptions(TypedDict, total=False):
     max_parallel: Optional[int]
     """Most generations and embedding calls running on the model at once. With llama.cpp these
     are the slots of one shared context, each with ``n_ctx`` KV cells (allocated at load and
-    counted in the estimate), and their decodes are batched. More wait in line, in arrival
-    order, and leave it when cancelled. None (default): up to 4, fewer when memory is short."""
+    counted in the estimate), and their decodes are batched; a load that drafts
+    (``draft_model``, ``mtp``) runs each in private contexts instead. More wait in line, in
+    arrival order, and leave it when cancelled. None (default): up to 4, fewer when memory is
+    short."""
     max_queued: Optional[int]
     """Most callers waiting in that line; one more raises :class:`uml.BusyError` at once.
     None (default): 512."""

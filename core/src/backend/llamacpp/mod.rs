@@ -202,7 +202,13 @@ impl Backend for LlamaCppBackend {
             // Every generation drafts (or is a draft) in private contexts: a shared one would
             // hold its slots' memory unused.
             if !plan.mtp {
-                let ctx = loaded.new_context(ContextKind::Alone)?;
+                let mut ctx = loaded.new_context(ContextKind::Alone)?;
+                if plan.draft_window > 0
+                    && loaded.has_recurrent_state()
+                    && !rolls_back(&mut ctx.ctx)
+                {
+                    return Err(no_rollback(info, "load it without draft_model"));
+                }
                 loaded.return_context(ctx, false);
             }
         } else {
@@ -220,11 +226,44 @@ impl Backend for LlamaCppBackend {
                 min: 0,
                 p_min: 0.0,
             };
-            let pair = mtp::MtpPair::new(&loaded, limits)?;
+            let mut pair = mtp::MtpPair::new(&loaded, limits)?;
+            if loaded.has_recurrent_state() && !pair.rolls_back() {
+                return Err(no_rollback(info, "load it without mtp"));
+            }
             loaded.return_mtp_pair(pair);
         }
         Ok(Box::new(loaded))
     }
+}
+
+/// Whether `ctx` (empty) can drop the last of two tokens it decoded: a recurrent state rolls
+/// back only to the snapshots llama.cpp keeps, which it does only for the architectures it
+/// knows how to (Qwen3.5, LFM2, Nemotron-H, ...; not Mamba, RWKV or Qwen3-Next). Leaves the
+/// context empty.
+fn rolls_back(ctx: &mut LlamaContext<'_>) -> bool {
+    let mut batch = LlamaBatch::new(2, 1);
+    let decoded = batch.add(LlamaToken(0), 0, &[0], false).is_ok()
+        && batch.add(LlamaToken(0), 1, &[0], true).is_ok()
+        && ctx.decode(&mut batch).is_ok();
+    let dropped = decoded
+        && ctx
+            .clear_kv_cache_seq(Some(0), Some(1), None)
+            .unwrap_or(false);
+    ctx.clear_kv_cache();
+    dropped
+}
+
+/// The error for a drafting load of a model whose recurrent state llama.cpp cannot roll back.
+fn no_rollback(info: &ModelInfo, fix: &str) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "speculative decoding needs to roll a rejected draft back, and this llama.cpp cannot \
+             roll back the recurrent state of {} ({} architecture): {fix}",
+            info.path.display(),
+            info.architecture.as_deref().unwrap_or("its")
+        ),
+    )
 }
 
 /// A raw pointer to the caller's progress callback, movable into llama-cpp-2's 'static closure.
@@ -348,9 +387,10 @@ impl PooledContext {
 
 /// Drop what sequence `seq` holds from position `from` on. False when the memory cannot drop
 /// a suffix (a sliding window or a recurrent state already lost the start, so the prefix is
-/// not all there to keep): then the whole sequence is dropped. A `recurrent` state refuses a
-/// removal it cannot make exactly (it rolls back only to a snapshot it kept), so there a
-/// removal that succeeded keeps the whole prefix.
+/// not all there to keep): then the whole sequence is dropped. A `recurrent` state's removal
+/// succeeds only back to a snapshot llama.cpp kept, and keeps the whole prefix when it
+/// does; the caller must not ask for more than the last decode (see
+/// `PooledContext::rollback_room`): past it, llama.cpp would restore a stale snapshot.
 fn drop_from(ctx: &mut LlamaContext<'static>, seq: i32, from: u32, recurrent: bool) -> bool {
     let seq_id = seq as u32;
     if ctx.kv_cache_seq_pos_max(seq) < i32::try_from(from).unwrap_or(i32::MAX) {
@@ -385,7 +425,8 @@ struct LlamaLoaded {
     embedding_pool: Mutex<Vec<PooledContext>>,
     /// Idle context pairs of generations that drafted with the model's own heads.
     mtp_pool: Mutex<Vec<mtp::MtpPair>>,
-    /// The shared generation context (none when loaded for embeddings).
+    /// The shared generation context (none when loaded for embeddings, or when every
+    /// generation drafts in private contexts: `LoadPlan::private_generations`).
     slots: Option<Slots>,
     plan: LoadPlan,
     pooling: LlamaPoolingType,
@@ -518,15 +559,21 @@ impl LlamaLoaded {
     /// An idle context pair that drafts within `limits`, if the pool has one.
     fn take_mtp_pair(&self, limits: super::DraftLimits) -> Option<mtp::MtpPair> {
         let mut pool = self.mtp_pool.lock();
-        let at = pool.iter().position(|pair| pair.drafts_within(limits))?;
+        let n_ubatch = self.plan.n_ubatch;
+        let at = pool
+            .iter()
+            .position(|pair| pair.drafts_within(limits, n_ubatch))?;
         Some(pool.swap_remove(at))
     }
 
+    /// Keep `pair` for the next generation; the most recent pairs win (their limits are
+    /// likely the next generation's).
     fn return_mtp_pair(&self, pair: mtp::MtpPair) {
         let mut pool = self.mtp_pool.lock();
-        if pool.len() < IDLE_CONTEXTS {
-            pool.push(pair);
+        if pool.len() >= IDLE_CONTEXTS {
+            pool.remove(0);
         }
+        pool.push(pair);
     }
 
     fn return_context(&self, pooled: PooledContext, embeddings: bool) {

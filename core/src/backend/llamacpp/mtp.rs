@@ -2,8 +2,13 @@
 //! llama.cpp's MTP drafter (`MtpSpeculative`). The drafter runs the heads in a context of
 //! their own, fed with the hidden state of every position the model decodes, and it is bound
 //! to sequence 0 of one model context: so a drafting generation runs in a context pair of its
-//! own, outside the shared slots, decoded on the calling thread (as a draft model's generation
-//! does). The generation loop verifies the drafts exactly as it verifies a draft model's.
+//! own, decoded on the calling thread (as a draft model's generation does), and pooled for the
+//! next one. The generation loop verifies the drafts exactly as it verifies a draft model's.
+//!
+//! A pooled pair's KV caches are cleared for the next generation, but llama.cpp's drafter
+//! keeps the last hidden state it saw until the new prompt is processed: the first draft can
+//! differ from a fresh pair's (the text never does), as in llama-server, which reuses its
+//! drafter the same way.
 
 use super::{decode_error, ContextKind, LlamaLoaded};
 use crate::backend::{DraftLimits, Session, Token};
@@ -20,14 +25,13 @@ use std::sync::Arc;
 /// every drafted position costs the model's context a recurrent-state snapshot to roll back.
 pub(super) const MTP_MAX_DRAFT: u32 = 3;
 
-/// `limits` as a pair drafts them: at most `MTP_MAX_DRAFT` tokens, and a minimum no larger.
-fn clamped(limits: DraftLimits) -> DraftLimits {
-    let max = limits.max.clamp(1, MTP_MAX_DRAFT);
-    DraftLimits {
-        max,
-        min: limits.min.min(max),
-        p_min: limits.p_min,
-    }
+/// The most tokens a pair drafts for a generation asking `max`: at most `MTP_MAX_DRAFT`, and
+/// fewer than `n_ubatch - 1`, since the positions a recurrent state may roll back to share
+/// a micro-batch with one more token (plan_load refuses mtp when that leaves none).
+fn window(max: u32, n_ubatch: u32) -> u32 {
+    max.min(MTP_MAX_DRAFT)
+        .min(n_ubatch.saturating_sub(2))
+        .max(1)
 }
 
 /// A draft handed out by `draft_own` and not yet settled with the drafter.
@@ -49,8 +53,10 @@ pub(super) struct MtpPair {
     /// contexts borrow.
     drafter: MtpSpeculative<'static>,
     _model: Arc<LlamaModel>,
-    /// What it drafts: `max` is also the recurrent-state snapshots kept to roll a draft back.
-    limits: DraftLimits,
+    /// Most tokens a draft, and the recurrent-state snapshots kept to roll one back.
+    window: u32,
+    /// The drafter stops at a token less likely than this (`draft_p_min`).
+    p_min: f32,
 }
 
 // SAFETY: llama.cpp contexts may be used from any thread, one thread at a time; a pair
@@ -58,23 +64,34 @@ pub(super) struct MtpPair {
 unsafe impl Send for MtpPair {}
 
 impl MtpPair {
-    /// A pair drafting within `limits` (`max` clamped to 1..=`MTP_MAX_DRAFT`).
+    /// A pair for generations asking `limits` (its `min` is applied per generation).
     pub fn new(owner: &LlamaLoaded, limits: DraftLimits) -> Result<MtpPair> {
-        let limits = clamped(limits);
-        let window = limits.max;
+        let window = window(limits.max, owner.plan.n_ubatch);
         let (params, n_ctx) = owner.context_params(ContextKind::Alone);
         // The model's context keeps a snapshot of its recurrent state (Qwen3.5's linear
         // attention blocks) per drafted position, so a rejected draft can be rolled back;
         // llama.cpp ignores it for models without one.
         let model_ctx = owner.create_context(params.clone().with_n_rs_seq(window), n_ctx)?;
-        let heads_ctx =
-            owner.create_context(params.with_context_type(LlamaContextType::Mtp), n_ctx)?;
+        let heads_ctx = {
+            let _guard = super::NEW_CONTEXT_LOCK.lock();
+            owner.model.new_context(
+                super::llama()?,
+                params.with_context_type(LlamaContextType::Mtp),
+            )
+        }
+        .map_err(|e| {
+            Error::backend(format!(
+                "llama.cpp could not make a context for this model's prediction heads: {e} \
+                 (it may have too little memory, or heads this llama.cpp does not run); load it \
+                 without mtp"
+            ))
+        })?;
         let drafter = MtpSpeculative::new(
             model_ctx,
             heads_ctx,
             MtpSpeculativeParams {
                 n_max: window as i32,
-                n_min: limits.min as i32,
+                n_min: 0,
                 p_min: limits.p_min,
             },
         )
@@ -91,13 +108,20 @@ impl MtpPair {
         Ok(MtpPair {
             drafter,
             _model: owner.model.clone(),
-            limits,
+            window,
+            p_min: limits.p_min,
         })
     }
 
-    /// Whether it drafts as a generation asking for `limits` would.
-    pub fn drafts_within(&self, limits: DraftLimits) -> bool {
-        self.limits == clamped(limits)
+    /// Whether it drafts as a generation asking for `limits` of a model with micro-batches
+    /// of `n_ubatch` tokens would.
+    pub fn drafts_within(&self, limits: DraftLimits, n_ubatch: u32) -> bool {
+        self.window == window(limits.max, n_ubatch) && self.p_min == limits.p_min
+    }
+
+    /// Whether the model's context can roll a rejected draft back (see `rolls_back`).
+    pub fn rolls_back(&mut self) -> bool {
+        super::rolls_back(self.drafter.target_context_mut())
     }
 
     /// Forget everything both contexts hold, for the next generation.
@@ -112,6 +136,8 @@ pub(super) struct MtpSession<'m> {
     owner: &'m LlamaLoaded,
     /// `None` only once returned to the pool (in `Drop`).
     pair: Option<MtpPair>,
+    /// Drafts shorter than this are not verified (`draft_min`).
+    min: usize,
     batch: LlamaBatch<'static>,
     /// Tokens the model's context holds, at positions `0..held`.
     held: u32,
@@ -158,6 +184,7 @@ impl<'m> MtpSession<'m> {
         Ok(MtpSession {
             owner,
             pair: Some(pair),
+            min: limits.min as usize,
             batch: LlamaBatch::new(owner.plan.n_batch as usize, 1),
             held: 0,
             last_index: -1,
@@ -194,10 +221,14 @@ impl<'m> MtpSession<'m> {
     /// Forget what both contexts hold from position `from` on (a rejected draft).
     fn forget_from(&mut self, from: u32) -> Result<()> {
         let heads = self.drafter()?.draft_context_mut();
-        if heads.kv_cache_seq_pos_max(0) >= from as i32 {
-            heads
+        if heads.kv_cache_seq_pos_max(0) >= from as i32
+            && !heads
                 .clear_kv_cache_seq(Some(0), Some(from), None)
-                .map_err(|e| Error::internal(format!("MTP context: {e}")))?;
+                .unwrap_or(false)
+        {
+            return Err(Error::backend(format!(
+                "llama.cpp could not roll the prediction heads' context back to position {from}"
+            )));
         }
         if from >= self.held {
             return Ok(());
@@ -295,7 +326,7 @@ impl Session for MtpSession<'_> {
     }
 
     fn draft_window(&self) -> Option<usize> {
-        self.pair.as_ref().map(|pair| pair.limits.max as usize)
+        self.pair.as_ref().map(|pair| pair.window as usize)
     }
 
     fn logits(&self) -> Result<&[f32]> {
@@ -344,6 +375,11 @@ impl MtpSession<'_> {
             .draft(at as i32, LlamaToken(last), &[])
             .map_err(drafter_error)?;
         drafts.truncate(limit);
+        if !drafts.is_empty() && drafts.len() < self.min {
+            // Too short to verify: settled at once as all rejected.
+            self.drafter()?.accept(0).map_err(drafter_error)?;
+            drafts.clear();
+        }
         if !drafts.is_empty() {
             self.pending = Some(Pending {
                 at,

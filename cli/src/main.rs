@@ -57,6 +57,9 @@ enum Command {
         /// counted too.
         #[arg(long)]
         draft_model: Option<PathBuf>,
+        /// Drafting with the model's own prediction heads: their contexts are counted too.
+        #[arg(long, conflicts_with = "draft_model")]
+        mtp: bool,
         /// LoRA adapters loaded with the model: their memory is counted too.
         #[command(flatten)]
         lora: LoraArgs,
@@ -607,6 +610,7 @@ fn run(command: Command) -> Result<(), Error> {
             backend,
             parallel,
             draft_model,
+            mtp,
             lora,
             json,
         } => {
@@ -617,6 +621,7 @@ fn run(command: Command) -> Result<(), Error> {
                 backend: parse_enum("backend", &backend)?,
                 max_parallel: Some(parallel),
                 draft_model,
+                mtp,
                 lora: lora.adapters()?,
                 ..LoadOptions::default()
             };

@@ -482,6 +482,8 @@ fn run_mtp_drafts_with_the_models_own_heads() {
         args.extend_from_slice(extra);
         uml_json(&args)
     };
+    let estimate = uml_json(&["estimate", &path, "--ctx", "256", "--mtp", "--json"]);
+    assert_eq!(estimate["private_contexts"], 2, "{estimate}");
     let plain = run(&[]);
     let mtp = run(&["--mtp"]);
     assert_eq!(mtp["text"], plain["text"]);

@@ -218,6 +218,7 @@ mod tests {
             n_ubatch: 512,
             flash_attention: true,
             parallel: 1,
+            private_contexts: 0,
             weights_bytes: 1000,
             kv_cache_bytes: 300,
             compute_bytes: 100,

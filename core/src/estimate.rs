@@ -66,6 +66,10 @@ pub struct EstimateOptions {
     /// them all at load; candle allocates a cache per running generation, so its estimate is
     /// for one).
     pub parallel: u32,
+    /// Contexts each running generation has of its own, in place of the slots' shared one: a
+    /// load that drafts (`draft_model`) 1, with the model's own heads (`mtp`) 2 (the heads'
+    /// context beside the model's). Each has its own compute buffer. 0: generations share one.
+    pub private_contexts: u32,
 }
 
 impl Default for EstimateOptions {
@@ -79,6 +83,7 @@ impl Default for EstimateOptions {
             flash_attention: true,
             dtype: None,
             parallel: 1,
+            private_contexts: 0,
         }
     }
 }
@@ -97,6 +102,10 @@ pub struct MemoryEstimate {
     /// Generation slots counted in `kv_cache_bytes` (each `n_ctx` cells).
     #[serde(default = "one_slot")]
     pub parallel: u32,
+    /// Contexts each generation has of its own (see `EstimateOptions::private_contexts`):
+    /// `compute_bytes` counts a compute buffer for each of them in every slot.
+    #[serde(default)]
+    pub private_contexts: u32,
     pub weights_bytes: u64,
     pub kv_cache_bytes: u64,
     /// Compute memory counted in the totals (resident on the host, committed on a GPU).
@@ -290,6 +299,7 @@ impl EstimateOptions {
             flash_attention: estimate.flash_attention,
             dtype,
             parallel: estimate.parallel,
+            private_contexts: estimate.private_contexts,
         }
     }
 
@@ -312,6 +322,13 @@ impl EstimateOptions {
                 1
             } else {
                 options.max_parallel.unwrap_or(1)
+            },
+            private_contexts: if options.embeddings {
+                0
+            } else if options.mtp {
+                2
+            } else {
+                u32::from(options.draft_model.is_some())
             },
         }
     }
@@ -559,6 +576,12 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
         // Some blocks and the output head run on the CPU.
         (cpu_resident, reserved)
     };
+    // Generations in private contexts: a compute buffer each, in every slot.
+    let buffers = match opts.private_contexts {
+        0 => 1,
+        n => u128::from(n) * u128::from(opts.parallel.max(1)),
+    };
+    let (host_compute, device_compute) = (host_compute * buffers, device_compute * buffers);
 
     let metadata_copy = u128::from(info.file_size)
         .saturating_sub(weights)
@@ -582,6 +605,7 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
         n_ubatch: n_ub as u32,
         flash_attention: opts.flash_attention,
         parallel: opts.parallel.max(1),
+        private_contexts: opts.private_contexts,
         weights_bytes: bytes("weight size", host_weights + device_weights)?,
         kv_cache_bytes: bytes("KV cache", kv)?,
         compute_bytes: bytes("compute buffer", host_compute + device_compute)?,

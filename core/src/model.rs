@@ -357,6 +357,7 @@ impl Model {
             n_ubatch: 0,
             flash_attention: false,
             parallel: plan.max_parallel,
+            private_contexts: 0,
             weights_bytes: 0,
             kv_cache_bytes: 0,
             compute_bytes: 0,

@@ -210,6 +210,9 @@ export interface Estimate {
   weightsBytes: number
   kvCacheBytes: number
   computeBytes: number
+  /** Contexts each generation has of its own (1 with `draftModel`, 2 with `mtp`; 0: they
+   * share the slots' context); `computeBytes` counts a buffer for each, in every slot. */
+  privateContexts: number
   overheadBytes: number
   /** The LoRA adapters loaded with the model (load option `lora`), merged copy included. */
   adaptersBytes: number

@@ -468,3 +468,45 @@ fn preflight_is_the_one_flow_every_host_reports() {
     let missing = preflight(&d.path().join("nope.gguf"), &options).unwrap_err();
     assert_eq!(missing.kind(), crate::ErrorKind::NotFound);
 }
+
+/// A load whose generations draft runs each in private contexts (one with a draft model, two
+/// with MTP heads), each with a compute buffer of its own: counted for every slot.
+#[test]
+fn drafting_loads_count_a_compute_buffer_per_private_context() {
+    let info = smollm2();
+    let shared = EstimateOptions {
+        parallel: 3,
+        ..ctx(2048)
+    };
+    let base = estimate(&info, &shared).unwrap();
+    for (private, buffers) in [(1, 3), (2, 6)] {
+        let e = estimate(
+            &info,
+            &EstimateOptions {
+                private_contexts: private,
+                ..shared
+            },
+        )
+        .unwrap();
+        assert_eq!(e.private_contexts, private);
+        assert_eq!(e.compute_bytes, base.compute_bytes * buffers);
+        assert_eq!(e.kv_cache_bytes, base.kv_cache_bytes);
+        assert_eq!(
+            e.host_bytes - base.host_bytes,
+            base.compute_bytes * (buffers - 1)
+        );
+        assert_eq!(EstimateOptions::of(&e, None).private_contexts, private);
+    }
+    let opts = |draft: bool, mtp: bool| {
+        EstimateOptions::from_load_options(&crate::LoadOptions {
+            draft_model: draft.then(|| "d.gguf".into()),
+            mtp,
+            ..Default::default()
+        })
+        .private_contexts
+    };
+    assert_eq!(
+        (opts(false, false), opts(true, false), opts(false, true)),
+        (0, 1, 2)
+    );
+}

@@ -132,6 +132,9 @@ class MemoryEstimate(Record):
     kv_cache_bytes: int
     compute_bytes: int
     compute_reserved_bytes: int
+    private_contexts: int
+    """Contexts each generation has of its own (1 with a ``draft_model``, 2 with ``mtp``; 0:
+    they share the slots' context); ``compute_bytes`` counts a buffer for each, in every slot."""
     overhead_bytes: int
     adapters_bytes: int
     """The LoRA adapters loaded with the model (load option ``lora``), merged copy included."""

@@ -63,6 +63,7 @@ pub(super) fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<Memor
         n_ubatch: chunk as u32,
         flash_attention: false,
         parallel: 1,
+        private_contexts: 0,
         weights_bytes: bytes("weight size", weights)?,
         kv_cache_bytes: bytes("KV cache", kv)?,
         compute_bytes: bytes("compute buffer", compute)?,

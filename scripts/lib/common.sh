@@ -9,4 +9,4 @@ field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.ar
 
 # What every package carries beside its own binary, from a folder scripts/build-portable made:
 # llama.cpp's libraries, the OpenMP runtime they need and the backend modules, one per line.
-portable_libs() { printf '%s\n' "$1"/lib{llama,ggml,ggml-base,gomp}.so.* "$1"/libggml-*.so; }
+portable_libs() { printf '%s\n' "$1"/lib{llama,llama-common,ggml,ggml-base,gomp}.so.* "$1"/libggml-*.so; }

@@ -218,8 +218,17 @@ pub fn tiny_llama_writer(seed: u64) -> Result<GgufWriter> {
         .add_metadata("llama.attention.layer_norm_rms_epsilon", TINY_RMS_EPS)
         .add_metadata("llama.rope.dimension_count", TINY_HEAD_DIM as u32)
         .add_metadata("llama.rope.freq_base", TINY_ROPE_BASE)
-        .add_metadata("llama.vocab_size", vocab.len() as u32)
-        .add_metadata("tokenizer.ggml.model", "llama")
+        .add_metadata("llama.vocab_size", vocab.len() as u32);
+    add_tiny_tokenizer(&mut w, &vocab);
+    for t in tiny_llama_tensors(seed) {
+        w.add_tensor_f32(&t.gguf_name, &t.dims, &t.data)?;
+    }
+    Ok(w)
+}
+
+/// The tiny vocabulary's tokenizer keys (SPM, BOS added) and the tiny chat template.
+fn add_tiny_tokenizer(w: &mut GgufWriter, vocab: &[TinyToken]) {
+    w.add_metadata("tokenizer.ggml.model", "llama")
         .add_metadata(
             "tokenizer.ggml.tokens",
             GgufValue::strings(vocab.iter().map(|t| t.text.clone())),
@@ -238,10 +247,6 @@ pub fn tiny_llama_writer(seed: u64) -> Result<GgufWriter> {
         .add_metadata("tokenizer.ggml.add_bos_token", true)
         .add_metadata("tokenizer.ggml.add_eos_token", false)
         .add_metadata("tokenizer.chat_template", TINY_CHAT_TEMPLATE);
-    for t in tiny_llama_tensors(seed) {
-        w.add_tensor_f32(&t.gguf_name, &t.dims, &t.data)?;
-    }
-    Ok(w)
 }
 
 /// Write the tiny llama as GGUF (f32 weights) to `path`, deterministic from `seed`.
@@ -296,26 +301,8 @@ pub fn write_tiny_qwen35_mtp_gguf(path: &Path, seed: u64, echo: bool) -> Result<
         .add_metadata(k("ssm.inner_size"), value_dim as u32)
         .add_metadata(k("ssm.state_size"), state as u32)
         .add_metadata(k("ssm.time_step_rank"), v_heads as u32)
-        .add_metadata(k("ssm.group_count"), groups as u32)
-        .add_metadata("tokenizer.ggml.model", "llama")
-        .add_metadata(
-            "tokenizer.ggml.tokens",
-            GgufValue::strings(vocab.iter().map(|t| t.text.clone())),
-        )
-        .add_metadata(
-            "tokenizer.ggml.scores",
-            GgufValue::f32s(vocab.iter().map(|t| t.score)),
-        )
-        .add_metadata(
-            "tokenizer.ggml.token_type",
-            GgufValue::i32s(vocab.iter().map(|t| t.token_type)),
-        )
-        .add_metadata("tokenizer.ggml.unknown_token_id", 0u32)
-        .add_metadata("tokenizer.ggml.bos_token_id", 1u32)
-        .add_metadata("tokenizer.ggml.eos_token_id", 2u32)
-        .add_metadata("tokenizer.ggml.add_bos_token", true)
-        .add_metadata("tokenizer.ggml.add_eos_token", false)
-        .add_metadata("tokenizer.chat_template", TINY_CHAT_TEMPLATE);
+        .add_metadata(k("ssm.group_count"), groups as u32);
+    add_tiny_tokenizer(&mut w, &vocab);
 
     let mut rng = Rng::new(seed);
     // GGUF dims, innermost first: [n_in, n_out] for a projection. A block's output

@@ -763,18 +763,8 @@ impl LlamaSession<'_> {
                 "llama.cpp could not drop the context's tokens after position {first}"
             )));
         }
-        self.batch.clear();
+        fill_batch(&mut self.batch, tokens, first_pos, all_logits)?;
         let last = tokens.len() - 1;
-        for (i, &t) in tokens.iter().enumerate() {
-            self.batch
-                .add(
-                    LlamaToken(t),
-                    (first_pos as usize + i) as i32,
-                    &[0],
-                    i == last || all_logits,
-                )
-                .map_err(|e| Error::internal(format!("decode: batch add failed: {e}")))?;
-        }
         let pooled = self
             .ctx
             .as_mut()
@@ -792,6 +782,29 @@ impl LlamaSession<'_> {
         self.last_index = last as i32;
         Ok(())
     }
+}
+
+/// Put `tokens` in `batch` for sequence 0 from position `first_pos`, with logits for the last
+/// one (`all_logits`: for every one).
+fn fill_batch(
+    batch: &mut LlamaBatch<'static>,
+    tokens: &[Token],
+    first_pos: u32,
+    all_logits: bool,
+) -> Result<()> {
+    batch.clear();
+    let last = tokens.len().saturating_sub(1);
+    for (i, &t) in tokens.iter().enumerate() {
+        batch
+            .add(
+                LlamaToken(t),
+                (first_pos as usize + i) as i32,
+                &[0],
+                i == last || all_logits,
+            )
+            .map_err(|e| Error::internal(format!("decode: batch add failed: {e}")))?;
+    }
+    Ok(())
 }
 
 /// A failed decode of a context of `n_ctx` tokens, as core's error.

@@ -10,7 +10,7 @@
 //! differ from a fresh pair's (the text never does), as in llama-server, which reuses its
 //! drafter the same way.
 
-use super::{decode_error, ContextKind, LlamaLoaded};
+use super::{decode_error, fill_batch, ContextKind, LlamaLoaded};
 use crate::backend::{DraftLimits, Session, Token};
 use crate::{Error, Result};
 use llama_cpp_2::context::params::LlamaContextType;
@@ -276,18 +276,8 @@ impl<'m> MtpSession<'m> {
         }
         self.settle(first_pos)?;
         self.forget_from(first_pos)?;
-        self.batch.clear();
+        fill_batch(&mut self.batch, tokens, first_pos, all_logits)?;
         let last = tokens.len() - 1;
-        for (i, &t) in tokens.iter().enumerate() {
-            self.batch
-                .add(
-                    LlamaToken(t),
-                    (first_pos as usize + i) as i32,
-                    &[0],
-                    i == last || all_logits,
-                )
-                .map_err(|e| Error::internal(format!("decode: batch add failed: {e}")))?;
-        }
         drafter_of(&mut self.pair)?
             .target_context_mut()
             .decode(&mut self.batch)

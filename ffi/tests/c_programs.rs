@@ -256,9 +256,15 @@ fn a_draft_model_from_c() {
     let exe = dir.join("test_draft");
     compile(&c_test("test_draft.c"), &exe, Link::Shared, false);
     let gemma = model_path("gemma-3-270m-q4_k_m.gguf");
+    let heads = dir.join("tiny-qwen35-mtp.gguf");
+    uml_test_support::write_tiny_qwen35_mtp_gguf(&heads, 7, true).expect("write the MTP model");
     run(
         &exe,
-        &[model_path(SMOLLM2).as_os_str(), gemma.as_os_str()],
+        &[
+            model_path(SMOLLM2).as_os_str(),
+            gemma.as_os_str(),
+            heads.as_os_str(),
+        ],
         None,
     );
 }

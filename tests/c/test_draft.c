@@ -1,9 +1,11 @@
 /* Speculative decoding from C: SmolLM2 with itself as the draft ("draft_model": the same
  * vocabulary, so every draft is kept) gives the greedy text it gives alone and reports the
  * drafted and accepted tokens in its usage; "draft_max": 0 drafts nothing; a draft of another
- * vocabulary (Gemma 3) is refused at load.
+ * vocabulary (Gemma 3) is refused at load. The "mtp" option drafts with a model's own
+ * prediction heads (a tiny Qwen3.5 written by the test harness): the same greedy text, and
+ * a model without heads is refused.
  *
- *   test_draft MODEL OTHER_VOCABULARY_MODEL
+ *   test_draft MODEL OTHER_VOCABULARY_MODEL MTP_MODEL
  */
 #include "check.h"
 
@@ -21,8 +23,8 @@ static char *text_of(const char *result) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s MODEL OTHER_VOCABULARY_MODEL\n", argv[0]);
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s MODEL OTHER_VOCABULARY_MODEL MTP_MODEL\n", argv[0]);
         return 2;
     }
     const char *path = argv[1];
@@ -60,6 +62,31 @@ int main(int argc, char **argv) {
     snprintf(options, sizeof options, "{\"draft_model\": \"%s\"}", argv[2]);
     uml_model *refused = NULL;
     CHECK_STATUS(uml_model_load(path, options, NULL, NULL, &refused), UML_ERR_INVALID_ARGUMENT, "vocabulary");
+    CHECK(refused == NULL);
+
+    /* The model's own heads. */
+    const char *heads = argv[3];
+    char *info = NULL;
+    CHECK_OK(uml_inspect(heads, &info));
+    CHECK(json_u64(info, "mtp_layers") == 1);
+    uml_string_free(info);
+    const char *tiny_params = "{\"temperature\": 0, \"max_tokens\": 40}";
+    CHECK_OK(uml_model_load(heads, "{\"n_ctx\": 256}", NULL, NULL, &alone));
+    CHECK_OK(uml_generate(alone, "once upon a time", tiny_params, NULL, NULL, NULL, &result));
+    expected = text_of(result);
+    uml_string_free(result);
+    uml_model_free(alone);
+    CHECK_OK(uml_model_load(heads, "{\"n_ctx\": 256, \"mtp\": true}", NULL, NULL, &model));
+    CHECK_OK(uml_generate(model, "once upon a time", tiny_params, NULL, NULL, NULL, &result));
+    text = text_of(result);
+    CHECK(strcmp(text, expected) == 0);
+    CHECK(json_u64(result, "drafted_tokens") > 0);
+    free(text);
+    free(expected);
+    uml_string_free(result);
+    uml_model_free(model);
+    CHECK_STATUS(uml_model_load(path, "{\"mtp\": true}", NULL, NULL, &refused), UML_ERR_INVALID_ARGUMENT,
+                 "no multi-token-prediction heads");
     CHECK(refused == NULL);
     printf("test_draft: %d checks passed\n", checks_run);
     return 0;

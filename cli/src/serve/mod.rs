@@ -206,12 +206,14 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
             },
         )?;
     }
-    for id in &args.mtp {
-        if !args
-            .models
+    // Whether a --model ID=PATH names `id` (what --mtp, --lora and --draft apply to).
+    let has_model = |id: &str| {
+        args.models
             .iter()
             .any(|m| m.split_once('=').is_some_and(|(m, _)| m == id))
-        {
+    };
+    for id in &args.mtp {
+        if !has_model(id) {
             return Err(Error::invalid_argument(format!(
                 "--mtp {id}: no --model {id}=PATH to apply it to"
             )));
@@ -224,11 +226,7 @@ async fn serve(args: ServeArgs) -> Result<(), Error> {
                     "--{flag} {spec}: expected ID=FILE"
                 )));
             };
-            if !args
-                .models
-                .iter()
-                .any(|m| m.split_once('=').is_some_and(|(m, _)| m == id))
-            {
+            if !has_model(id) {
                 return Err(Error::invalid_argument(format!(
                     "--{flag} {spec}: no --model {id}=PATH to apply it to"
                 )));

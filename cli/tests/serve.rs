@@ -308,6 +308,11 @@ fn a_client_that_disconnects_mid_stream_frees_its_slot() {
     let short = json!({"model": "smollm2", "prompt": "Hi", "max_tokens": 2});
     let (status, body) = server.call("POST", "/v1/completions", Some(&short.to_string()), None);
     assert_eq!(status, 429, "{body}");
+    // A streamed request refused before any text gets the status too, not a 200 stream.
+    let streamed = json!({"model": "smollm2", "prompt": "Hi", "max_tokens": 2, "stream": true});
+    let (status, body) = server.call("POST", "/v1/completions", Some(&streamed.to_string()), None);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("rate_limit_error"), "{body}");
     assert!(server
         .metrics()
         .contains("uml_running{model=\"smollm2\"} 1"));
@@ -326,7 +331,7 @@ fn a_client_that_disconnects_mid_stream_frees_its_slot() {
     assert_eq!(status, 200, "{body}");
     let metrics = server.metrics();
     for line in [
-        "uml_requests_total{route=\"/v1/completions\",status=\"429\"} 1",
+        "uml_requests_total{route=\"/v1/completions\",status=\"429\"} 2",
         "uml_requests_total{route=\"/v1/completions\",status=\"200\"}",
         "uml_completion_tokens_total{model=\"smollm2\"}",
         "uml_time_to_first_token_seconds_count{model=\"smollm2\"}",

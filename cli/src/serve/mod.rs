@@ -689,8 +689,10 @@ async fn generate(state: Arc<AppState>, common: api::Common, job: Job, prefix: &
     }
 
     // Streamed: pieces go through a channel; a closed channel (the client went away) stops
-    // the generation at its next piece, and the guard cancels it before one.
-    let (tx, rx) = mpsc::channel::<Value>(64);
+    // the generation at its next piece, and the guard cancels it before one. The response
+    // begins only with the first event, so a request refused before any text (busy,
+    // prompt too long) gets its own HTTP status, not a 200 with an error event inside.
+    let (tx, mut rx) = mpsc::channel::<Result<Value, ApiError>>(64);
     let include_usage = common.include_usage();
     let model_name = common.model.clone();
     let guard = CancelOnDrop::new(&state, &cancel);
@@ -713,35 +715,45 @@ async fn generate(state: Arc<AppState>, common: api::Common, job: Job, prefix: &
                 api::text_chunk(&id, &model_name, created, text, finish)
             }
         };
-        if chat {
-            let first = api::chat_chunk(
-                &id,
-                &model_name,
-                created,
-                json!({"role": "assistant", "content": ""}),
-                None,
-            );
-            if tx.blocking_send(first).is_err() {
-                return;
+        // A chat stream opens with the assistant's role, once the generation has begun.
+        let mut role_sent = !chat;
+        let mut send = |event: Value| {
+            if !std::mem::replace(&mut role_sent, true) {
+                let role = json!({"role": "assistant", "content": ""});
+                let first = api::chat_chunk(&id, &model_name, created, role, None);
+                if tx.blocking_send(Ok(first)).is_err() {
+                    return false;
+                }
             }
-        }
-        let sink = &mut |piece: &str| tx.blocking_send(chunk(piece, None)).is_ok();
-        match run.job(&job, &params, &cancel, sink) {
+            tx.blocking_send(Ok(event)).is_ok()
+        };
+        let done = run.job(&job, &params, &cancel, &mut |piece| {
+            send(chunk(piece, None))
+        });
+        match done {
             Ok(c) => {
-                let _ = tx.blocking_send(chunk("", Some(api::finish_reason(c.finish_reason))));
+                send(chunk("", Some(api::finish_reason(c.finish_reason))));
                 if include_usage {
                     let mut last = chunk("", None);
                     last["choices"] = json!([]);
                     last["usage"] = api::usage(&c.usage);
-                    let _ = tx.blocking_send(last);
+                    send(last);
                 }
             }
             Err(e) => {
-                let _ = tx.blocking_send(ApiError::from(e).body());
+                let _ = tx.blocking_send(Err(ApiError::from(e)));
             }
         }
     });
-    let events = futures_stream(rx, guard);
+    let first = match rx.recv().await {
+        Some(Ok(event)) => event,
+        Some(Err(e)) => return e.into_response(),
+        None => {
+            return ApiError::from(Error::internal("the generation ended without a response"))
+                .into_response()
+        }
+    };
+    let events = futures_stream(first, rx, guard);
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
@@ -787,14 +799,19 @@ impl Run<'_> {
     }
 }
 
-/// The SSE events of a streamed generation, then `[DONE]`; holds the cancel guard, so the
-/// generation stops when the response is dropped.
+/// The SSE events of a streamed generation (`first`, then the rest; an error after text is
+/// an error event), then `[DONE]`; holds the cancel guard, so the generation stops when the
+/// response is dropped.
 fn futures_stream(
-    rx: mpsc::Receiver<Value>,
+    first: Value,
+    rx: mpsc::Receiver<Result<Value, ApiError>>,
     guard: CancelOnDrop,
 ) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>> {
     use futures_util::StreamExt;
-    let chunks = tokio_stream::wrappers::ReceiverStream::new(rx)
+    let rest = tokio_stream::wrappers::ReceiverStream::new(rx)
+        .map(|item| item.unwrap_or_else(|e| e.body()));
+    let chunks = futures_util::stream::once(async move { first })
+        .chain(rest)
         .map(|v| Ok(Event::default().data(v.to_string())));
     let done = futures_util::stream::once(async move {
         drop(guard);

@@ -9,7 +9,10 @@ under target/bench/). Reports the median per-round ratios with 95% bootstrap int
 llama-speculative (target >= 1.0). llama-speculative comes from ../shared/tools/llama-reference
 (llama.cpp a few days older than the crate's: say so beside any ratio).
 
-Usage: bench/speculative.py [--rounds 7] [--draft-max 16] [--draft-p-min 0] [--n 256]
+uml also stops a draft at the draft's near-ties (`--draft-margin-min`, default 0.25 logits);
+llama-speculative has no such rule. `--draft-margin-min 0` measures uml without it.
+
+Usage: bench/speculative.py [--rounds 7] [--draft-max 16] [--draft-p-min 0] [--draft-margin-min M] [--n 256]
 """
 import argparse
 import json
@@ -30,6 +33,8 @@ def uml_run(args, target, draft):
            "--quiet", "-t", str(args.threads), "--ctx", "1024"]
     if draft:
         cmd += ["--draft-model", args.draft, "--draft-max", str(args.draft_max), "--draft-p-min", str(args.draft_p_min)]
+        if args.draft_margin_min is not None:
+            cmd += ["--draft-margin-min", str(args.draft_margin_min)]
     out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     u = out["usage"]
     return u["generation_tokens_per_second"], u["drafted_tokens"], u["accepted_tokens"], out["text"]
@@ -57,6 +62,8 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--draft-max", type=int, default=16)
     ap.add_argument("--draft-p-min", type=float, default=0.0)
+    ap.add_argument("--draft-margin-min", type=float, default=None,
+                    help="uml's near-tie stop (default: uml's own, 0.25; llama-speculative has none)")
     ap.add_argument("--uml", default=os.path.join(ROOT, "target", "release", "uml"))
     ap.add_argument("--llama-speculative")
     args = ap.parse_args()
@@ -84,7 +91,8 @@ def main():
     print(json.dumps({"uml_plain": plain, "uml_draft": drafted, "llama_speculative": ref, "counts": counts},
                      indent=1), file=sys.stderr)
     print(f"SmolLM2 F32 with the Q4_1 draft, {args.n} greedy tokens of {args.prompt!r}, draft max "
-          f"{args.draft_max}, p-min {args.draft_p_min}, {args.threads} threads, {args.rounds} alternated rounds\n")
+          f"{args.draft_max}, p-min {args.draft_p_min}, uml's margin-min "
+          f"{'0.25 (default)' if args.draft_margin_min is None else args.draft_margin_min}, {args.threads} threads, {args.rounds} alternated rounds\n")
     print("| measure | uml | reference | ratio [95% CI] | verdict |")
     print("| --- | ---: | ---: | ---: | --- |")
     ci = stats.ratio_ci(drafted, plain)

@@ -272,6 +272,10 @@ struct SamplingArgs {
     /// With --draft-model: drafting stops at a token the draft gives less probability.
     #[arg(long, default_value_t = 0.0)]
     draft_p_min: f32,
+    /// With --draft-model: drafting stops at a near-tie, a token leading the draft's
+    /// runner-up by fewer logits (0: draft through ties).
+    #[arg(long, default_value_t = uml_core::sampling::DEFAULT_DRAFT_MARGIN_MIN)]
+    draft_margin_min: f32,
 }
 
 fn main() -> ExitCode {
@@ -399,6 +403,7 @@ impl SamplingArgs {
             draft_max: self.draft_max,
             draft_min: self.draft_min,
             draft_p_min: self.draft_p_min,
+            draft_margin_min: self.draft_margin_min,
             ..GenerateParams::default()
         };
         params.validate()?;

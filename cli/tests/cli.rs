@@ -456,6 +456,50 @@ fn rust_log_shows_llama_cpps_log_and_nothing_is_printed_without_it() {
     assert_eq!(run(Some("off")), "");
 }
 
+/// `--draft-model` drafts for the model (here SmolLM2 for itself): the same greedy text,
+/// drafted tokens in the usage; `--draft-max 0` and a `--draft-margin-min` no token leads by
+/// draft nothing, and a negative margin is refused naming the flag's parameter.
+#[test]
+fn run_with_a_draft_model_drafts_and_honours_its_flags() {
+    let model = smollm2();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            &model,
+            "The capital of France is",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "24",
+            "--json",
+            "--quiet",
+            "--draft-model",
+            &model,
+        ];
+        args.extend_from_slice(extra);
+        uml_json(&args)
+    };
+    let drafted = run(&[]);
+    assert!(drafted["usage"]["drafted_tokens"].as_u64().unwrap() > 0);
+    for flags in [&["--draft-max", "0"][..], &["--draft-margin-min", "1000"]] {
+        let none = run(flags);
+        assert_eq!(none["usage"]["drafted_tokens"], 0, "{flags:?}");
+        assert_eq!(none["text"], drafted["text"], "{flags:?}");
+    }
+    let out = uml(&[
+        "run",
+        &model,
+        "hi",
+        "--draft-model",
+        &model,
+        "--draft-margin-min=-1",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("draft_margin_min"), "{err}");
+}
+
 /// `--mtp` drafts with the model's own prediction heads: the same greedy text as without,
 /// drafted and accepted tokens in the usage; `inspect` shows the heads, and a model without
 /// them is refused with the way out.

@@ -196,6 +196,11 @@ fn chat_and_completions_stream_and_not_give_llama_cpp_text() {
     let (status, reply) = server.post("/v1/completions", &body);
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["choices"][0]["text"], plain.text.as_str());
+    let details = &reply["usage"]["completion_tokens_details"];
+    assert!(
+        details["accepted_prediction_tokens"].as_u64().unwrap() > 0,
+        "{reply}"
+    );
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
     assert_eq!(server.stream("/v1/completions", &streamed).0, plain.text);
@@ -605,6 +610,11 @@ fn a_model_served_with_a_draft_gives_its_greedy_text() {
     let (status, reply) = server.post("/v1/completions", &body);
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["choices"][0]["text"], plain.text.as_str());
+    let details = &reply["usage"]["completion_tokens_details"];
+    assert!(
+        details["accepted_prediction_tokens"].as_u64().unwrap() > 0,
+        "{reply}"
+    );
     let mut streamed = body.clone();
     streamed["stream"] = json!(true);
     assert_eq!(server.stream("/v1/completions", &streamed).0, plain.text);
@@ -614,6 +624,22 @@ fn a_model_served_with_a_draft_gives_its_greedy_text() {
         "prompt": "Hi", "draft_p_min": 3}),
     );
     assert_eq!(status, 400, "{reply}");
+    // A request's draft_margin_min reaches the drafter: under a margin no token has, nothing
+    // is drafted.
+    let mut ties = body.clone();
+    ties["draft_margin_min"] = json!(1000);
+    let (status, reply) = server.post("/v1/completions", &ties);
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["choices"][0]["text"], plain.text.as_str());
+    let details = &reply["usage"]["completion_tokens_details"];
+    assert_eq!(details["accepted_prediction_tokens"], 0, "{reply}");
+    assert_eq!(details["rejected_prediction_tokens"], 0, "{reply}");
+    let (status, reply) = server.post(
+        "/v1/completions",
+        &json!({"model": "smollm2", "prompt": "Hi", "draft_margin_min": -1}),
+    );
+    assert_eq!(status, 400, "{reply}");
+    assert!(reply.to_string().contains("draft_margin_min"), "{reply}");
 }
 
 /// `--mtp ID` serves the model drafting with its own prediction heads: the same greedy text,

@@ -62,13 +62,7 @@ pub(crate) fn generate_tokens(
         own_draft,
     })?;
     let mut drafter = match draft {
-        Some(draft) => Some(Drafter::new(
-            draft,
-            SessionRequest::ALONE,
-            params.draft_max,
-            params.draft_min,
-            params.draft_p_min,
-        )?),
+        Some(draft) => Some(Drafter::new(draft, SessionRequest::ALONE, params)?),
         _ => None,
     };
     let n_ctx = session.n_ctx() as usize;

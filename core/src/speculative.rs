@@ -14,6 +14,7 @@ use crate::estimate::{EstimateOptions, MemoryEstimate};
 use crate::generate::decode_prompt;
 use crate::inspect::ModelInfo;
 use crate::options::LoadOptions;
+use crate::sampling::GenerateParams;
 use crate::{Error, ErrorKind, Result};
 use std::path::Path;
 
@@ -83,23 +84,25 @@ pub(crate) struct Drafter<'m> {
     max: usize,
     min: usize,
     p_min: f32,
+    margin_min: f32,
 }
 
 impl<'m> Drafter<'m> {
+    /// A drafter in a session of `model` made with `request`, drafting as `params` ask
+    /// (`draft_max`, `draft_min`, `draft_p_min`, `draft_margin_min`).
     pub fn new(
         model: &'m dyn LoadedModel,
         request: SessionRequest,
-        max: u32,
-        min: u32,
-        p_min: f32,
+        params: &GenerateParams,
     ) -> Result<Self> {
         Ok(Drafter {
             model,
             session: model.new_session(request)?,
             held: Vec::new(),
-            max: max as usize,
-            min: min as usize,
-            p_min,
+            max: params.draft_max as usize,
+            min: params.draft_min as usize,
+            p_min: params.draft_p_min,
+            margin_min: params.draft_margin_min,
         })
     }
 
@@ -120,8 +123,9 @@ impl<'m> Drafter<'m> {
     }
 
     /// Up to `limit` tokens (and `max`) to follow `history`, the generation's tokens so far
-    /// (its last one sampled but not yet evaluated). Greedy; stops at a token the draft gives
-    /// less than `p_min`, or after an end of generation. Fewer than `min`: none.
+    /// (its last one sampled but not yet evaluated). Greedy; stops before a near-tie (a token
+    /// leading the runner-up by less than `margin_min` logits) or a token the draft gives less
+    /// than `p_min`, and after an end of generation. Fewer than `min`: none.
     pub fn propose(&mut self, history: &[Token], limit: usize) -> Result<Vec<Token>> {
         let limit = limit.min(self.max);
         if limit == 0 || history.is_empty() {
@@ -148,16 +152,14 @@ impl<'m> Drafter<'m> {
         let mut drafts = Vec::new();
         while drafts.len() < limit && self.held.len() < n_ctx {
             let logits = self.session.logits()?;
+            let (token, top, runner_up) = top_two(logits)?;
+            if top - runner_up < self.margin_min {
+                break;
+            }
             // The probability costs a pass of exp over the vocabulary: only when it matters.
-            let token = if self.p_min > 0.0 {
-                let (token, p) = best_with_probability(logits)?;
-                if p < self.p_min {
-                    break;
-                }
-                token
-            } else {
-                best(logits)?
-            };
+            if self.p_min > 0.0 && probability_of_top(logits, top) < self.p_min {
+                break;
+            }
             drafts.push(token);
             if drafts.len() == limit || self.model.is_end_of_generation(token) {
                 break;
@@ -172,38 +174,28 @@ impl<'m> Drafter<'m> {
     }
 }
 
-/// The most likely token (the lowest id on a tie).
-fn best(logits: &[f32]) -> Result<Token> {
-    let (best, max) = argmax(logits);
-    if !max.is_finite() {
+/// The most likely token (the lowest id on a tie), its logit and the runner-up's (minus
+/// infinity for a vocabulary of one).
+fn top_two(logits: &[f32]) -> Result<(Token, f32, f32)> {
+    let (mut best, mut top, mut runner_up) = (0, f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for (i, &l) in logits.iter().enumerate() {
+        if l > top {
+            (best, top, runner_up) = (i, l, top);
+        } else if l > runner_up {
+            runner_up = l;
+        }
+    }
+    if !top.is_finite() {
         return Err(Error::internal("the draft model's logits are not finite"));
     }
-    Token::try_from(best).map_err(|_| Error::internal("token id overflow"))
-}
-
-fn argmax(logits: &[f32]) -> (usize, f32) {
-    logits
-        .iter()
-        .copied()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bl), (i, l)| {
-            if l > bl {
-                (i, l)
-            } else {
-                (bi, bl)
-            }
-        })
-}
-
-/// The most likely token and its probability (softmax of the raw logits).
-fn best_with_probability(logits: &[f32]) -> Result<(Token, f32)> {
-    let (best, max) = argmax(logits);
-    if !max.is_finite() {
-        return Err(Error::internal("the draft model's logits are not finite"));
-    }
-    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
     let token = Token::try_from(best).map_err(|_| Error::internal("token id overflow"))?;
-    Ok((token, 1.0 / sum))
+    Ok((token, top, runner_up))
+}
+
+/// The probability of the token whose logit is `top`, the largest (softmax of the raw logits).
+fn probability_of_top(logits: &[f32], top: f32) -> f32 {
+    let sum: f32 = logits.iter().map(|&l| (l - top).exp()).sum();
+    1.0 / sum
 }
 
 /// Check that `draft` can draft for `model`: the same vocabulary, token for token (the same
@@ -247,14 +239,18 @@ pub(crate) fn check_vocabularies(
 
 #[cfg(test)]
 mod tests {
-    use super::best_with_probability;
+    use super::{probability_of_top, top_two};
 
     #[test]
-    fn the_best_token_comes_with_its_softmax_probability() {
-        let (token, p) = best_with_probability(&[0.0, 2.0, 0.0]).unwrap();
-        assert_eq!(token, 1);
-        let expected = 2f32.exp() / (2.0 + 2f32.exp());
+    fn the_best_token_comes_with_the_runner_up_and_its_probability() {
+        let logits = [0.0, 2.0, 1.5, 0.0];
+        assert_eq!(top_two(&logits).unwrap(), (1, 2.0, 1.5));
+        let p = probability_of_top(&logits, 2.0);
+        let expected = 2f32.exp() / (2.0 + 2f32.exp() + 1.5f32.exp());
         assert!((p - expected).abs() < 1e-6, "{p}");
-        assert!(best_with_probability(&[f32::NEG_INFINITY; 3]).is_err());
+        // The lowest id wins a tie, and the margin is then 0.
+        assert_eq!(top_two(&[1.0, 3.0, 3.0]).unwrap(), (1, 3.0, 3.0));
+        assert_eq!(top_two(&[4.0]).unwrap(), (0, 4.0, f32::NEG_INFINITY));
+        assert!(top_two(&[f32::NEG_INFINITY; 3]).is_err());
     }
 }

@@ -141,6 +141,40 @@ fn greedy_text_with_the_draft_is_the_models_own() {
     assert_eq!(plain.text, run(alone, "Once upon a time", &greedy(32)).text);
 }
 
+/// `draft_margin_min` stops a draft at the draft's near-ties, where the model most often
+/// chooses otherwise: the same text, fewer rejected drafts than drafting through them.
+#[test]
+fn drafts_stop_at_near_ties() {
+    let (drafted, _) = models();
+    let with_margin = |margin: f32| {
+        let params = GenerateParams {
+            draft_margin_min: margin,
+            ..greedy(256)
+        };
+        run(drafted, "Once upon a time", &params)
+    };
+    let through = with_margin(0.0);
+    let stopping = with_margin(GenerateParams::default().draft_margin_min);
+    assert_eq!(stopping.text, through.text);
+    let rejected = |c: &Completion| c.usage.drafted_tokens - c.usage.accepted_tokens;
+    eprintln!(
+        "rejected drafted tokens: {} through near-ties, {} stopping at them",
+        rejected(&through),
+        rejected(&stopping)
+    );
+    assert!(rejected(&through) > 0);
+    assert!(
+        rejected(&stopping) < rejected(&through),
+        "{} vs {}",
+        rejected(&stopping),
+        rejected(&through)
+    );
+    // No token leads by 1000 logits: nothing is drafted, and the text stays.
+    let none = with_margin(1000.0);
+    assert_eq!(none.usage.drafted_tokens, 0);
+    assert_eq!(none.text, through.text);
+}
+
 #[test]
 fn a_fixed_seed_samples_the_same_text_run_to_run_with_the_draft() {
     let (drafted, alone) = models();

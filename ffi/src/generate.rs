@@ -91,7 +91,9 @@ pub(crate) unsafe fn run_generation(
 ///   listed are off; `[]` is the base model; omitted: the load scales; several may be on only
 ///   at the scales they were loaded with, else `UML_ERR_UNSUPPORTED`; an unknown name is `UML_ERR_INVALID_ARGUMENT`); omitted keys
 ///   take their defaults; with a draft model loaded, `draft_max` (default 16; 0: no drafting),
-///   `draft_min` (default 0) and `draft_p_min` (default 0) shape its drafts. Borrowed.
+///   `draft_min` (default 0), `draft_p_min` (default 0) and `draft_margin_min` (default 0.25:
+///   drafting stops at a token leading the draft's runner-up by fewer logits; 0: draft
+///   through near-ties) shape its drafts. Borrowed.
 /// - `on_token`, `user`: optional streaming callback (NULL for none) and its pointer.
 /// - `cancel`: optional token (NULL for none); cancelling it stops before the next token with
 ///   finish reason "cancelled" and `UML_OK`.

@@ -1,6 +1,7 @@
 /* Speculative decoding from C: SmolLM2 with itself as the draft ("draft_model": the same
  * vocabulary, so every draft is kept) gives the greedy text it gives alone and reports the
- * drafted and accepted tokens in its usage; "draft_max": 0 drafts nothing; a draft of another
+ * drafted and accepted tokens in its usage; "draft_max": 0 and a "draft_margin_min" no token
+ * leads by draft nothing; a draft of another
  * vocabulary (Gemma 3) is refused at load. The "mtp" option drafts with a model's own
  * prediction heads (a tiny Qwen3.5 written by the test harness): the same greedy text, and
  * a model without heads is refused.
@@ -56,6 +57,17 @@ int main(int argc, char **argv) {
                           NULL, &result));
     CHECK(json_u64(result, "drafted_tokens") == 0);
     uml_string_free(result);
+    /* A near-tie margin no token leads by: nothing drafted, the same text; a negative one is
+     * refused naming the key. */
+    CHECK_OK(uml_generate(model, prompt, "{\"temperature\": 0, \"max_tokens\": 32, \"draft_margin_min\": 1000}",
+                          NULL, NULL, NULL, &result));
+    CHECK(json_u64(result, "drafted_tokens") == 0);
+    text = text_of(result);
+    CHECK(strcmp(text, expected) == 0);
+    free(text);
+    uml_string_free(result);
+    CHECK_STATUS(uml_generate(model, prompt, "{\"draft_margin_min\": -1}", NULL, NULL, NULL, &result),
+                 UML_ERR_INVALID_ARGUMENT, "draft_margin_min");
     uml_model_free(model);
     free(expected);
 

@@ -109,6 +109,10 @@ export interface GenerateOptions extends Abortable {
     /** With a draft model: drafting stops at a token the draft gives less probability
      * (default 0). */
     draftPMin?: number;
+    /** With a draft model: drafting stops at a near-tie, a token whose logit leads the draft's
+     * runner-up by less than this (default 0.25; 0: draft through ties). The model breaks such
+     * ties its own way more often than not, and the drafts after a rejected one are wasted. */
+    draftMarginMin?: number;
 }
 /** Options of a chat session's turn: generation options, plus the role of the message sent. */
 export interface SendOptions extends GenerateOptions {

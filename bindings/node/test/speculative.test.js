@@ -1,6 +1,6 @@
 // Speculative decoding from Node: SmolLM2 drafting for itself (the same vocabulary, so every
 // draft is kept) gives the greedy text it gives alone, reports drafted and accepted tokens,
-// honours draftMax: 0, and a draft of another vocabulary (Gemma 3) is refused at load. The
+// honours draftMax: 0 and draftMarginMin, and a draft of another vocabulary (Gemma 3) is refused at load. The
 // `mtp` option drafts with a model's own prediction heads, on a tiny Qwen3.5 written by core's
 // tiny_mtp_model example (as core's tests write it).
 'use strict'
@@ -35,6 +35,18 @@ test('a draft gives the same greedy text and counts its tokens', async () => {
     assert.equal(streamed, expected.text)
     const off = await model.generate(PROMPT, { maxTokens: 8, temperature: 0, draftMax: 0 })
     assert.equal(off.usage.draftedTokens, 0)
+    // Every token is a "near-tie" under a margin of 1000 logits: nothing is drafted.
+    const ties = await model.generate(PROMPT, { ...GREEDY, draftMarginMin: 1000 })
+    assert.equal(ties.usage.draftedTokens, 0)
+    assert.equal(ties.text, expected.text)
+    const through = await model.generate(PROMPT, { ...GREEDY, draftMarginMin: 0 })
+    assert.ok(through.usage.draftedTokens >= out.usage.draftedTokens)
+    assert.equal(through.text, expected.text)
+    await assert.rejects(model.generate('Hi', { draftMarginMin: -1 }), (e) => {
+      assert.ok(e instanceof uml.InvalidArgumentError)
+      assert.match(e.message, /draftMarginMin/)
+      return true
+    })
   } finally {
     await model.close()
   }

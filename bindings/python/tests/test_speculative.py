@@ -1,6 +1,6 @@
 """Speculative decoding from Python: SmolLM2 drafting for itself (the same vocabulary, so every
 draft is kept) gives the greedy text it gives alone, reports drafted and accepted tokens, honours
-draft_max=0, and a draft of another vocabulary (Gemma 3) is refused at load."""
+draft_max=0 and draft_margin_min, and a draft of another vocabulary (Gemma 3) is refused at load."""
 
 from __future__ import annotations
 
@@ -26,6 +26,13 @@ def test_a_draft_gives_the_same_greedy_text_and_counts_its_tokens() -> None:
         assert streamed == expected.text
         off = m.generate(prompt, max_tokens=8, temperature=0, draft_max=0)
         assert off.usage.drafted_tokens == 0
+        # Every token is a "near-tie" under a margin of 1000 logits: nothing is drafted.
+        ties = m.generate(prompt, max_tokens=32, temperature=0, draft_margin_min=1000.0)
+        assert ties.usage.drafted_tokens == 0
+        assert ties.text == expected.text
+        through = m.generate(prompt, max_tokens=32, temperature=0, draft_margin_min=0.0)
+        assert through.usage.drafted_tokens >= out.usage.drafted_tokens
+        assert through.text == expected.text
     assert expected.usage.drafted_tokens == 0
 
 
@@ -35,6 +42,8 @@ def test_a_draft_of_another_vocabulary_is_refused() -> None:
     with pytest.raises(uml.InvalidArgumentError, match="draft_p_min"):
         with uml.Loader(model_path(), n_ctx=256, draft_model=str(model_path())) as m:
             m.generate("Hi", draft_p_min=2.0)
+        with pytest.raises(uml.InvalidArgumentError, match="draft_margin_min"):
+            m.generate("Hi", draft_margin_min=-1.0)
 
 
 def test_mtp_drafts_with_the_models_own_heads(tmp_path: Path) -> None:

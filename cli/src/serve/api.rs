@@ -99,6 +99,7 @@ pub struct Common {
     draft_max: Option<u32>,
     draft_min: Option<u32>,
     draft_p_min: Option<f32>,
+    draft_margin_min: Option<f32>,
 }
 
 impl Common {
@@ -137,6 +138,7 @@ impl Common {
         p.draft_max = self.draft_max.unwrap_or(p.draft_max);
         p.draft_min = self.draft_min.unwrap_or(p.draft_min);
         p.draft_p_min = self.draft_p_min.unwrap_or(p.draft_p_min);
+        p.draft_margin_min = self.draft_margin_min.unwrap_or(p.draft_margin_min);
         p.stop = match &self.stop {
             None => Vec::new(),
             Some(Stop::One(s)) => vec![s.clone()],
@@ -270,12 +272,18 @@ pub fn finish_reason(reason: FinishReason) -> &'static str {
     }
 }
 
+/// A completion's usage; speculative decoding's drafted tokens in OpenAI's fields for
+/// predicted outputs (kept: accepted, the rest: rejected).
 pub fn usage(u: &Usage) -> Value {
     json!({
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.prompt_tokens + u.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": u.cached_prompt_tokens},
+        "completion_tokens_details": {
+            "accepted_prediction_tokens": u.accepted_tokens,
+            "rejected_prediction_tokens": u.drafted_tokens.saturating_sub(u.accepted_tokens),
+        },
     })
 }
 

@@ -55,7 +55,7 @@ pub struct ServeArgs {
     pub model_dirs: Vec<PathBuf>,
     /// A draft model for the --model ID (speculative decoding: the same vocabulary, faster
     /// generation, the same greedy text), as ID=FILE; requests may set `draft_max`,
-    /// `draft_min` and `draft_p_min`.
+    /// `draft_min`, `draft_p_min` and `draft_margin_min`.
     #[arg(long = "draft", value_name = "ID=FILE")]
     pub drafts: Vec<String>,
     /// Draft for the --model ID with its own multi-token-prediction heads (Qwen3.5, GLM-4.5

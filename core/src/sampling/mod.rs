@@ -10,6 +10,6 @@ mod rng;
 mod sampler;
 
 pub use constraint::{Constraint, ConstraintFactory};
-pub use params::{GenerateParams, LoraScale};
+pub use params::{GenerateParams, LoraScale, DEFAULT_DRAFT_MARGIN_MIN};
 pub use rng::Rng;
 pub use sampler::Sampler;

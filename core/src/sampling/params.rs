@@ -72,7 +72,17 @@ pub struct GenerateParams {
     /// The draft stops drafting at a token it gives less than this probability. Default 0
     /// (llama.cpp's current default: draft `draft_max` tokens).
     pub draft_p_min: f32,
+    /// A draft model stops drafting at a near-tie: a token whose logit leads the draft's
+    /// runner-up by less than this. The model breaks such ties its own way more often than
+    /// not, and every token drafted after a rejected one is wasted. Default 0.25 (with
+    /// SmolLM2 F32 and its Q4_1 draft it stopped before 19 of 21 rejected tokens, and at 5%
+    /// of kept ones); 0 drafts through ties. The model's own prediction heads (`mtp`) stop
+    /// by `draft_p_min` only.
+    pub draft_margin_min: f32,
 }
+
+/// `GenerateParams::draft_margin_min` by default, in logits.
+pub const DEFAULT_DRAFT_MARGIN_MIN: f32 = 0.25;
 
 /// The most tokens a draft model may propose per step.
 pub const MAX_DRAFT: u32 = 64;
@@ -114,6 +124,7 @@ impl Default for GenerateParams {
             draft_max: 16,
             draft_min: 0,
             draft_p_min: 0.0,
+            draft_margin_min: DEFAULT_DRAFT_MARGIN_MIN,
         }
     }
 }
@@ -141,6 +152,7 @@ impl GenerateParams {
         "draft_max",
         "draft_min",
         "draft_p_min",
+        "draft_margin_min",
     ];
 
     /// The defaults with temperature 0: deterministic output, handy for tests.
@@ -240,6 +252,14 @@ impl GenerateParams {
                 "draft_p_min",
                 self.draft_p_min,
                 "it must be in [0, 1] (default 0)",
+            ));
+        }
+        if !(self.draft_margin_min >= 0.0 && self.draft_margin_min.is_finite()) {
+            return Err(bad(
+                "draft_margin_min",
+                self.draft_margin_min,
+                "it must be a finite number >= 0, in logits (0 = draft through near-ties; \
+                 default 0.25)",
             ));
         }
         if self.draft_max > MAX_DRAFT {
@@ -386,7 +406,7 @@ mod tests {
             "unknown generate parameter 'temprature'; known: max_tokens, temperature, top_k, \
              top_p, min_p, repeat_penalty, repeat_last_n, frequency_penalty, presence_penalty, \
              seed, stop, logit_bias, grammar, json_schema, deterministic, context_shift, lora, \
-             draft_max, draft_min, draft_p_min"
+             draft_max, draft_min, draft_p_min, draft_margin_min"
         );
     }
 

@@ -134,6 +134,10 @@ class GenerateOptions(TypedDict, total=False):
     """With a draft model: drafts shorter than this are not verified (default 0)."""
     draft_p_min: float
     """With a draft model: drafting stops at a token the draft gives less probability (default 0)."""
+    draft_margin_min: float
+    """With a draft model: drafting stops at a near-tie, a token whose logit leads the draft's
+    runner-up by less than this (default 0.25; 0: draft through ties). The model breaks such
+    ties its own way more often than not, and the drafts after a rejected one are wasted."""
     lora: Optional[List[LoraScale]]
     """The LoRA adapters this generation runs with, by name, each with its scale; those not
     listed are off (``[]``: the base model). None (default): the scales the model was loaded

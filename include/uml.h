@@ -226,8 +226,9 @@ void uml_string_free(char *s);
 /**
  * Inspect a model file or folder without loading weights (reads headers only; milliseconds
  * even for huge files). JSON: format, architecture, parameter count, quantization, tensor
- * types, context length, layers, heads, embedding size, vocabulary size, chat template,
- * special tokens, file size.
+ * types, context length, layers (`mtp_layers` of them prediction heads; `recurrent`: which
+ * keep a recurrent state in place of a KV cache, and its size, or null for a transformer),
+ * heads, embedding size, vocabulary size, chat template, special tokens, file size.
  *
  * - `path`: NUL-terminated UTF-8, borrowed.
  * - `out_json`: on success a new string the caller frees with `uml_string_free`.

@@ -575,6 +575,14 @@ fn run(command: Command) -> Result<(), Error> {
                     info.mtp_layers
                 );
             }
+            if let Some(r) = &info.recurrent {
+                // A state per sequence in place of a KV cache (Mamba, RWKV, hybrids).
+                println!(
+                    "recurrent      {} of the layers ({} KiB of state per sequence each)",
+                    r.recurrent_blocks(),
+                    r.state_elements * 4 / 1024
+                );
+            }
             println!("embedding      {}", num(info.embedding_length));
             println!(
                 "heads (kv)     {} ({})",

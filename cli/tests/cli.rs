@@ -511,6 +511,13 @@ fn run_mtp_drafts_with_the_models_own_heads() {
     let path = path.to_string_lossy().into_owned();
     let info = uml_json(&["inspect", &path, "--json"]);
     assert_eq!(info["mtp_layers"], 1);
+    assert_eq!(
+        info["recurrent"]["recurrent"],
+        serde_json::json!([true, false, false])
+    );
+    let text = uml(&["inspect", &path]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("recurrent      1 of the layers"), "{text}");
     let run = |extra: &[&str]| {
         let mut args = vec![
             "run",
@@ -541,4 +548,71 @@ fn run_mtp_drafts_with_the_models_own_heads() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no multi-token-prediction heads"), "{err}");
+}
+
+/// The KV cache and recurrent state `uml estimate` counts for a hybrid model (a tiny Qwen3.5:
+/// one linear-attention block, one attention block, one prediction head) equal what
+/// llama.cpp allocates, as its log reports them (`KV buffer size`, `RS buffer size`, in MiB
+/// to 2 decimals): alone, in 4 slots, with its heads (`--mtp`: their context and 3 state
+/// snapshots), and beside a draft model (16 snapshots; the draft's cache counted as its own).
+#[test]
+fn estimate_counts_the_memory_llama_cpp_gives_a_hybrid_models_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let hybrid = dir.path().join("tiny-qwen35.gguf");
+    uml_test_support::write_tiny_qwen35_mtp_gguf(&hybrid, 7, true).unwrap();
+    let draft = dir.path().join("tiny-llama.gguf");
+    uml_test_support::write_tiny_llama_gguf(&draft, 0).unwrap();
+    let (hybrid, draft) = (hybrid.to_string_lossy(), draft.to_string_lossy());
+    let mib = |bytes: u64| bytes as f64 / (1u64 << 20) as f64;
+    for flags in [
+        &["--parallel", "1"][..],
+        &["--parallel", "4"],
+        &["--mtp"],
+        &["--draft-model", &draft],
+    ] {
+        let mut estimate_args = vec!["estimate", &hybrid, "--ctx", "1024", "--json"];
+        estimate_args.extend_from_slice(flags);
+        let estimate = uml_json(&estimate_args);
+        let draft_kv = estimate["draft"]["kv_cache_bytes"].as_u64().unwrap_or(0);
+        let estimated = mib(estimate["kv_cache_bytes"].as_u64().unwrap() + draft_kv);
+
+        let mut run_args = vec![
+            "run",
+            &hybrid,
+            "once upon",
+            "--max-tokens",
+            "4",
+            "--ctx",
+            "1024",
+            "--quiet",
+        ];
+        run_args.extend_from_slice(flags);
+        let out = Command::new(env!("CARGO_BIN_EXE_uml"))
+            .args(&run_args)
+            .env("RUST_LOG", "llama_cpp_2=info")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = String::from_utf8_lossy(&out.stderr);
+        let buffers: Vec<f64> = log
+            .lines()
+            .filter(|l| l.contains("KV buffer size") || l.contains("RS buffer size"))
+            .map(|l| {
+                let mib = l.rsplit('=').next().unwrap().trim().trim_end_matches("MiB");
+                mib.trim().parse::<f64>().unwrap()
+            })
+            .collect();
+        let allocated: f64 = buffers.iter().sum();
+        // Each logged size is rounded to 0.01 MiB.
+        let rounding = 0.005 * buffers.len() as f64 + 1e-9;
+        eprintln!("{flags:?}: estimated {estimated:.4} MiB, llama.cpp {buffers:?}");
+        assert!(
+            (allocated - estimated).abs() <= rounding,
+            "{flags:?}: estimated {estimated:.4} MiB, llama.cpp allocated {buffers:?} MiB"
+        );
+    }
 }

@@ -8,7 +8,10 @@
 //! - **KV cache**: `n_ctx × n_layer × n_head_kv × (key_length + value_length)` elements of
 //!   the cache type (f16 = 2 bytes; q8_0 = 34 bytes and q4_0 = 18 bytes per 32 elements).
 //!   llama.cpp clears it at creation, so all of it is resident at once. Encoder-only models
-//!   (BERT family) have none.
+//!   (BERT family) have none. Recurrent blocks (Mamba, RWKV, the linear-attention blocks of
+//!   Qwen3.5 or LFM2; `ModelInfo::recurrent`) have none either, but a state of
+//!   `state_elements` f32 per slot, and a copy of it per snapshot that a drafting context
+//!   keeps (`speculative::rollback_snapshots`): counted in `kv_cache_bytes` too.
 //! - **compute**: llama.cpp reserves a compute buffer for its worst-case graph, logged as
 //!   "compute buffer size" and reported here as `compute_reserved_bytes`:
 //!   logits for a whole micro-batch (`n_ub × n_vocab × 4`), the live activations of one block
@@ -107,6 +110,8 @@ pub struct MemoryEstimate {
     #[serde(default)]
     pub private_contexts: u32,
     pub weights_bytes: u64,
+    /// The attention blocks' KV cache, and the recurrent blocks' state with its rollback
+    /// snapshots (see the module's notes).
     pub kv_cache_bytes: u64,
     /// Compute memory counted in the totals (resident on the host, committed on a GPU).
     pub compute_bytes: u64,
@@ -507,15 +512,39 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
     // The cells of every slot: one unified cache, which attention and its mask span whole.
     let ctx = u128::from(n_ctx) * u128::from(opts.parallel.max(1));
 
-    // KV cache, per layer.
-    let kv_layer = if s.has_kv {
+    // KV cache of an attention block.
+    let kv_block = if s.has_kv {
         // Both products are below 2^36 (checked bounds), so the u64 row sizes are exact.
         let row = |width: u128| u128::from(opts.cache_type.row_bytes(width as u64));
         ctx * (row(s.n_head_kv * s.k_len) + row(s.n_head_kv * s.v_len))
     } else {
         0
     };
-    let kv = kv_layer * s.n_layer;
+    // A recurrent block's state: f32, one per slot, and the snapshots a drafting context
+    // keeps to roll a rejected draft back to.
+    let snapshots = crate::speculative::rollback_snapshots(opts.private_contexts, n_ub as u32);
+    let state_block = info.recurrent.as_ref().map_or(0, |r| {
+        u128::from(r.state_elements)
+            * 4
+            * u128::from(opts.parallel.max(1))
+            * (1 + u128::from(snapshots))
+    });
+    // What each block keeps: a transformer's every block attends. The heads' own context
+    // (`mtp`) holds the KV cache of the prediction-head blocks it runs.
+    let n_blocks = s.n_layer as usize;
+    let block_memory = |i: usize| -> u128 {
+        match &info.recurrent {
+            Some(r) => {
+                let has = |flags: &[bool]| flags.get(i).copied().unwrap_or(false);
+                let head = opts.private_contexts >= 2
+                    && (i as u128) + u128::from(r.head_blocks) >= s.n_layer;
+                u128::from(has(&r.attention) || head) * kv_block
+                    + u128::from(has(&r.recurrent)) * state_block
+            }
+            None => kv_block,
+        }
+    };
+    let kv: u128 = (0..n_blocks).map(block_memory).sum();
 
     // Compute buffer.
     let logits = n_ub * s.n_vocab * 4;
@@ -565,7 +594,9 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
         } else {
             0
         };
-    let device_kv = kv_layer * offloaded_blocks as u128;
+    let device_kv: u128 = (n_layer_us - offloaded_blocks..n_layer_us)
+        .map(block_memory)
+        .sum();
     let host_kv = kv - device_kv;
 
     let (host_compute, device_compute) = if gpu_layers == 0 {

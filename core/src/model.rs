@@ -981,7 +981,7 @@ pub(crate) fn plan_load(
         lora: options.lora.clone(),
         mtp: options.mtp,
         draft_window: if options.draft_model.is_some() {
-            crate::speculative::RECURRENT_DRAFT_WINDOW.min(rollback_room)
+            crate::speculative::rollback_snapshots(1, n_ubatch)
         } else {
             0
         },

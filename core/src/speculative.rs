@@ -23,6 +23,25 @@ use std::path::Path;
 /// window costs a snapshot of it in every drafting context. The default `draft_max`.
 pub const RECURRENT_DRAFT_WINDOW: u32 = 16;
 
+/// Most tokens a model's own prediction heads draft per step, whatever `draft_max` asks: a
+/// head trained to look one token ahead guesses worse at each further step (llama.cpp's MTP
+/// default is 3), and every drafted position costs the model's context a recurrent-state
+/// snapshot to roll back.
+pub const MTP_MAX_DRAFT: u32 = 3;
+
+/// Snapshots of a recurrent state that each drafting context keeps to roll a rejected draft
+/// back to (llama.cpp's `n_rs_seq`), at most: for a load with `private_contexts` (1: a draft
+/// model, 2: the model's own heads; 0: no drafting) and micro-batches of `n_ubatch` tokens,
+/// which must hold those positions and one more token.
+pub(crate) fn rollback_snapshots(private_contexts: u32, n_ubatch: u32) -> u32 {
+    let room = n_ubatch.saturating_sub(2);
+    match private_contexts {
+        0 => 0,
+        1 => RECURRENT_DRAFT_WINDOW.min(room),
+        _ => MTP_MAX_DRAFT.min(room).max(1),
+    }
+}
+
 /// A draft model file (load option `draft_model`), inspected before its model loads: a
 /// missing or broken draft fails before the model's weights are read, and the memory planned
 /// for the model leaves room for the draft's.

@@ -81,6 +81,8 @@ int main(int argc, char **argv) {
     char *info = NULL;
     CHECK_OK(uml_inspect(heads, &info));
     CHECK(json_u64(info, "mtp_layers") == 1);
+    /* Its first block keeps a recurrent state (a gated delta net), the second attends. */
+    CHECK(strstr(info, "\"recurrent\":[true,false,false]") != NULL);
     uml_string_free(info);
     const char *tiny_params = "{\"temperature\": 0, \"max_tokens\": 40}";
     CHECK_OK(uml_model_load(heads, "{\"n_ctx\": 256}", NULL, NULL, &alone));

@@ -145,6 +145,13 @@ export interface ChatMessage {
     [key: string]: unknown;
 }
 /** What a model file or folder is (headers only). */
+/** Which blocks of a model keep a recurrent state (`ModelInfo.recurrent`). */
+export interface RecurrentLayout {
+    recurrent: boolean[];
+    attention: boolean[];
+    stateElements: number;
+    headBlocks: number;
+}
 export interface ModelInfo {
     path: string;
     format: string;
@@ -159,6 +166,12 @@ export interface ModelInfo {
     embeddingLength: number | null;
     /** Multi-token-prediction blocks the model carries (0: none); what the `mtp` load option drafts with. */
     mtpLayers: number;
+    /** For a model with a recurrent state (Mamba, RWKV, hybrids such as Qwen3.5 and LFM2; null
+     * for a transformer): per block whether it keeps a state (`recurrent`) and whether it has a
+     * KV cache (`attention`), the f32 elements of one block's state per sequence
+     * (`stateElements`), and the prediction-head blocks whose cache only the `mtp` heads'
+     * context holds (`headBlocks`). The memory estimate counts these. */
+    recurrent: RecurrentLayout | null;
     headCount: number | null;
     headCountKv: number | null;
     vocabSize: number | null;

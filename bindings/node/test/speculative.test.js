@@ -69,7 +69,11 @@ test('mtp drafts with the model\'s own heads and gives its greedy text', async (
   try {
     const file = path.join(dir, 'tiny-qwen35-mtp.gguf')
     execFileSync(tool, [file, '7', 'echo'])
-    assert.equal((await uml.inspect(file)).mtpLayers, 1)
+    const info = await uml.inspect(file)
+    assert.equal(info.mtpLayers, 1)
+    assert.deepEqual(info.recurrent.recurrent, [true, false, false])
+    assert.ok(info.recurrent.stateElements > 0)
+    assert.equal((await uml.inspect(modelPath())).recurrent, null)
     const prompt = 'once upon a time'
     const greedy = { maxTokens: 48, temperature: 0 }
     const plain = await uml.Loader.load(file, { nCtx: 256 })

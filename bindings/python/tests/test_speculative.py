@@ -52,7 +52,12 @@ def test_mtp_drafts_with_the_models_own_heads(tmp_path: Path) -> None:
     without it, drafted and accepted tokens in the usage."""
     path = tmp_path / "tiny-qwen35-mtp.gguf"
     _uml._write_tiny_qwen35_mtp_gguf(path, 7, True)
-    assert uml.inspect(path).mtp_layers == 1
+    info = uml.inspect(path)
+    assert info.mtp_layers == 1
+    assert info.recurrent is not None
+    assert info.recurrent["recurrent"] == [True, False, False]
+    assert info.recurrent["state_elements"] > 0
+    assert uml.inspect(model_path()).recurrent is None
     prompt = "once upon a time"
     with uml.Loader(path, n_ctx=256) as plain:
         expected = plain.generate(prompt, max_tokens=48, temperature=0)

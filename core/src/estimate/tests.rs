@@ -510,3 +510,57 @@ fn drafting_loads_count_a_compute_buffer_per_private_context() {
         (0, 1, 2)
     );
 }
+
+/// A hybrid model (Qwen3.5-like, 4 blocks: 3 linear-attention blocks with a recurrent state,
+/// then 1 attention block, and a prediction head after them): a KV cache for the attention
+/// block only, a state per slot for the recurrent ones, a copy of it per snapshot a drafting
+/// context keeps, and the head's cache in the heads' own context.
+#[test]
+fn recurrent_blocks_count_their_state_and_snapshots_not_a_kv_cache() {
+    let mut info = smollm2();
+    info.block_count = Some(5);
+    info.layer_bytes = vec![2_500_000; 5];
+    info.recurrent = Some(crate::inspect::RecurrentLayout {
+        recurrent: vec![true, true, true, false, false],
+        attention: vec![false, false, false, true, false],
+        state_elements: 100_000,
+        head_blocks: 1,
+    });
+    let kv_block = 2048 * 2 * 3 * 64 * 2;
+    let state = 100_000 * 4;
+    let opts = |parallel: u32, private_contexts: u32| EstimateOptions {
+        parallel,
+        private_contexts,
+        ..ctx(2048)
+    };
+    let kv = |o: EstimateOptions| estimate(&info, &o).unwrap().kv_cache_bytes;
+    assert_eq!(kv(opts(1, 0)), kv_block + 3 * state);
+    assert_eq!(kv(opts(2, 0)), 2 * (kv_block + 3 * state));
+    // A draft model: 16 snapshots (micro-batches of 512 hold them).
+    assert_eq!(kv(opts(1, 1)), kv_block + 3 * state * 17);
+    // The model's own heads: 3 snapshots, and the head block's cache in their context.
+    assert_eq!(kv(opts(1, 2)), 2 * kv_block + 3 * state * 4);
+    // Micro-batches of 8 tokens hold 6 positions to roll back to, and one more token.
+    let small = EstimateOptions {
+        n_batch: 8,
+        n_ubatch: 8,
+        ..opts(1, 1)
+    };
+    assert_eq!(kv(small), kv_block + 3 * state * 7);
+    // On a GPU, each offloaded block takes what it keeps: blocks count from the last, so 3
+    // layers hold the head (nothing without mtp), the attention block and one recurrent one.
+    let device = |gpu_layers: u32, state_elements: u64| {
+        let mut info = info.clone();
+        if let Some(r) = info.recurrent.as_mut() {
+            r.state_elements = state_elements;
+        }
+        let o = EstimateOptions {
+            gpu_layers,
+            ..opts(1, 0)
+        };
+        estimate(&info, &o).unwrap().device_bytes
+    };
+    assert_eq!(device(3, 100_000) - device(3, 0), state);
+    assert_eq!(device(4, 100_000) - device(4, 0), 2 * state);
+    assert_eq!(device(2, 0) - device(1, 0), 2_500_000 + kv_block);
+}

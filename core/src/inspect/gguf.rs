@@ -1,6 +1,6 @@
 //! `ModelInfo` from a GGUF header.
 
-use super::{ModelInfo, TensorStats};
+use super::{recurrent, ModelInfo, TensorStats};
 use crate::error::Result;
 use crate::format::Format;
 use crate::gguf::{self, GgufHeader, GgufValue};
@@ -68,6 +68,9 @@ pub(super) fn from_header(path: &Path, h: &GgufHeader) -> ModelInfo {
     };
     info.bos_token = token_text(info.bos_token_id);
     info.eos_token = token_text(info.eos_token_id);
+    info.recurrent = arch
+        .as_deref()
+        .and_then(|a| recurrent::layout(h, a, info.block_count?, info.mtp_layers));
     info.architecture = arch;
 
     for (k, v) in &h.metadata {

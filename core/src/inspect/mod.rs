@@ -3,6 +3,7 @@
 
 mod gguf;
 mod hf;
+mod recurrent;
 pub(crate) mod safetensors;
 
 #[cfg(test)]
@@ -12,6 +13,7 @@ pub use crate::format::MAX_SAFETENSORS_HEADER;
 
 use crate::error::Result;
 use crate::format::{self, Format};
+pub use recurrent::RecurrentLayout;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,9 @@ pub struct ModelInfo {
     /// DeepSeek-V3): what the `mtp` load option drafts with. 0 when it has none.
     #[serde(default)]
     pub mtp_layers: u64,
+    /// The blocks that keep a recurrent state (Mamba, RWKV, the linear-attention blocks of
+    /// hybrids such as Qwen3.5 and LFM2) and its size; `None` for a transformer.
+    pub recurrent: Option<RecurrentLayout>,
     pub head_count: Option<u64>,
     /// KV heads (grouped-query attention); equals `head_count` when the model does not say.
     pub head_count_kv: Option<u64>,
@@ -112,6 +117,7 @@ impl ModelInfo {
             embedding_length: None,
             feed_forward_length: None,
             mtp_layers: 0,
+            recurrent: None,
             head_count: None,
             head_count_kv: None,
             key_length: None,

@@ -433,3 +433,96 @@ fn real_smollm2() {
         eprintln!("{}", serde_json::to_string(&e).unwrap());
     }
 }
+
+/// The recurrent layout of a GGUF header with `metadata` (keys under `arch.`) and 4 blocks.
+fn layout_of(arch: &str, metadata: Vec<(&str, GgufValue)>) -> Option<RecurrentLayout> {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("m.gguf");
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", arch)
+        .add_metadata(format!("{arch}.block_count"), 4u32);
+    for (key, value) in metadata {
+        w.add_metadata(format!("{arch}.{key}"), value);
+    }
+    w.write(&p).unwrap();
+    inspect(&p).unwrap().recurrent
+}
+
+/// Which blocks keep a recurrent state, and its size, as llama.cpp's models/*.cpp and
+/// `n_embd_r`/`n_embd_s` have them.
+#[test]
+fn recurrent_blocks_and_their_state_follow_llama_cpp() {
+    let flags = |bits: [u8; 4]| bits.iter().map(|&b| b == 1).collect::<Vec<_>>();
+    // LFM2: blocks without KV heads are short convolutions keeping l_cache - 1 inputs.
+    let lfm2 = layout_of(
+        "lfm2",
+        vec![
+            ("embedding_length", GgufValue::U32(1024)),
+            ("attention.head_count_kv", GgufValue::i32s([0, 0, 8, 0])),
+            ("shortconv.l_cache", GgufValue::U32(3)),
+        ],
+    )
+    .unwrap();
+    assert_eq!(lfm2.recurrent, flags([1, 1, 0, 1]));
+    assert_eq!(lfm2.attention, flags([0, 0, 1, 0]));
+    assert_eq!(lfm2.state_elements, 1024 * 2);
+    // Nemotron-H: blocks with a feed-forward network have neither; the Mamba-2 state is
+    // (d_conv - 1) x (d_inner + 2 n_group d_state) + d_state x d_inner.
+    let nemotron = layout_of(
+        "nemotron_h",
+        vec![
+            ("attention.head_count_kv", GgufValue::i32s([0, 0, 8, 0])),
+            ("feed_forward_length", GgufValue::i32s([0, 4096, 0, 0])),
+            ("ssm.conv_kernel", GgufValue::U32(4)),
+            ("ssm.inner_size", GgufValue::U32(128)),
+            ("ssm.state_size", GgufValue::U32(16)),
+            ("ssm.group_count", GgufValue::U32(8)),
+        ],
+    )
+    .unwrap();
+    assert_eq!(nemotron.recurrent, flags([1, 0, 0, 1]));
+    assert_eq!(nemotron.attention, flags([0, 0, 1, 0]));
+    assert_eq!(nemotron.state_elements, 3 * (128 + 2 * 8 * 16) + 16 * 128);
+    // Qwen3.5: every full_attention_interval-th block attends; the last is a prediction head
+    // whose cache only the heads' context holds. A recurrent_layers list wins over the interval.
+    let qwen = |extra: Vec<(&'static str, GgufValue)>| {
+        let mut metadata = vec![
+            ("nextn_predict_layers", GgufValue::U32(1)),
+            ("full_attention_interval", GgufValue::U32(3)),
+        ];
+        metadata.extend(extra);
+        layout_of("qwen35", metadata).unwrap()
+    };
+    let interval = qwen(vec![]);
+    assert_eq!(interval.recurrent, flags([1, 1, 0, 0]));
+    assert_eq!(interval.attention, flags([0, 0, 1, 0]));
+    assert_eq!(interval.head_blocks, 1);
+    let listed = qwen(vec![(
+        "attention.recurrent_layers",
+        GgufValue::Array(crate::gguf::GgufArray::new(
+            crate::gguf::GgufValueType::Bool,
+            [true, false, true, false].map(GgufValue::Bool).to_vec(),
+        )),
+    )]);
+    assert_eq!(listed.recurrent, flags([1, 0, 1, 0]));
+    // RWKV-7: every block, token-shift rows and a head_size-wide state per channel.
+    let rwkv = layout_of(
+        "rwkv7",
+        vec![
+            ("embedding_length", GgufValue::U32(256)),
+            ("wkv.head_size", GgufValue::U32(64)),
+        ],
+    )
+    .unwrap();
+    assert_eq!(rwkv.recurrent, flags([1, 1, 1, 1]));
+    assert_eq!(rwkv.attention, flags([0, 0, 0, 0]));
+    assert_eq!(rwkv.state_elements, 2 * 256 + 256 * 64);
+    // A transformer has none, even with per-block KV heads.
+    assert_eq!(
+        layout_of(
+            "llama",
+            vec![("attention.head_count_kv", GgufValue::i32s([0, 2, 2, 2]))]
+        ),
+        None
+    );
+}

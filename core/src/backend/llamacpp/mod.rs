@@ -222,7 +222,7 @@ impl Backend for LlamaCppBackend {
         // the pair made to find out serves generations with the default limits.
         if plan.mtp {
             let limits = super::DraftLimits {
-                max: mtp::MTP_MAX_DRAFT,
+                max: crate::speculative::MTP_MAX_DRAFT,
                 min: 0,
                 p_min: 0.0,
             };

@@ -12,6 +12,7 @@
 
 use super::{decode_error, fill_batch, ContextKind, LlamaLoaded};
 use crate::backend::{DraftLimits, Session, Token};
+use crate::speculative::MTP_MAX_DRAFT;
 use crate::{Error, Result};
 use llama_cpp_2::context::params::LlamaContextType;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -19,11 +20,6 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::speculative::{MtpSpeculative, MtpSpeculativeParams};
 use llama_cpp_2::token::LlamaToken;
 use std::sync::Arc;
-
-/// Most tokens the heads draft per step, whatever `draft_max` asks: a head trained to look
-/// one token ahead guesses worse at each further step (llama.cpp's MTP default is 3), and
-/// every drafted position costs the model's context a recurrent-state snapshot to roll back.
-pub(super) const MTP_MAX_DRAFT: u32 = 3;
 
 /// The most tokens a pair drafts for a generation asking `max`: at most `MTP_MAX_DRAFT`, and
 /// fewer than `n_ubatch - 1`, since the positions a recurrent state may roll back to share

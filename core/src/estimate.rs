@@ -217,10 +217,16 @@ pub(crate) fn shape(info: &ModelInfo) -> Result<Shape> {
         .embedding_length
         .filter(|&n| n > 0)
         .ok_or_else(|| missing("embedding length"))?;
-    let n_head = info
-        .head_count
-        .filter(|&n| n > 0)
-        .ok_or_else(|| missing("attention head count"))?;
+    // Mamba and RWKV have no attention heads (their GGUFs say 0): nothing to size by them.
+    let attends = info
+        .recurrent
+        .as_ref()
+        .is_none_or(|r| r.attention.contains(&true) || r.head_blocks > 0);
+    let n_head = match info.head_count.filter(|&n| n > 0) {
+        Some(n) => n,
+        None if !attends => 1,
+        None => return Err(missing("attention head count")),
+    };
     let n_head_kv = info.head_count_kv.unwrap_or(n_head);
     let k_len = info.key_length.unwrap_or(n_embd / n_head);
     let v_len = info.value_length.unwrap_or(n_embd / n_head);
@@ -522,7 +528,12 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
     };
     // A recurrent block's state: f32, one per slot, and the snapshots a drafting context
     // keeps to roll a rejected draft back to.
-    let snapshots = crate::speculative::rollback_snapshots(opts.private_contexts, n_ub as u32);
+    let snapshots = match &info.recurrent {
+        Some(r) if r.rolls_back => {
+            crate::speculative::rollback_snapshots(opts.private_contexts, n_ub as u32)
+        }
+        _ => 0,
+    };
     let state_block = info.recurrent.as_ref().map_or(0, |r| {
         u128::from(r.state_elements)
             * 4
@@ -530,7 +541,7 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
             * (1 + u128::from(snapshots))
     });
     // What each block keeps: a transformer's every block attends. The heads' own context
-    // (`mtp`) holds the KV cache of the prediction-head blocks it runs.
+    // (`mtp`) holds a KV cache for the prediction-head blocks it runs.
     let n_blocks = s.n_layer as usize;
     let block_memory = |i: usize| -> u128 {
         match &info.recurrent {
@@ -538,7 +549,7 @@ pub fn estimate(info: &ModelInfo, opts: &EstimateOptions) -> Result<MemoryEstima
                 let has = |flags: &[bool]| flags.get(i).copied().unwrap_or(false);
                 let head = opts.private_contexts >= 2
                     && (i as u128) + u128::from(r.head_blocks) >= s.n_layer;
-                u128::from(has(&r.attention) || head) * kv_block
+                (u128::from(has(&r.attention)) + u128::from(head)) * kv_block
                     + u128::from(has(&r.recurrent)) * state_block
             }
             None => kv_block,

@@ -151,6 +151,8 @@ export interface RecurrentLayout {
     attention: boolean[];
     stateElements: number;
     headBlocks: number;
+    /** Whether llama.cpp keeps state snapshots to roll a rejected draft back to. */
+    rollsBack: boolean;
 }
 export interface ModelInfo {
     path: string;
@@ -169,8 +171,9 @@ export interface ModelInfo {
     /** For a model with a recurrent state (Mamba, RWKV, hybrids such as Qwen3.5 and LFM2; null
      * for a transformer): per block whether it keeps a state (`recurrent`) and whether it has a
      * KV cache (`attention`), the f32 elements of one block's state per sequence
-     * (`stateElements`), and the prediction-head blocks whose cache only the `mtp` heads'
-     * context holds (`headBlocks`). The memory estimate counts these. */
+     * (`stateElements`), the prediction-head blocks whose cache the `mtp` heads' context holds
+     * (`headBlocks`), and whether llama.cpp can roll the state back for drafting (`rollsBack`).
+     * The memory estimate counts these. */
     recurrent: RecurrentLayout | null;
     headCount: number | null;
     headCountKv: number | null;

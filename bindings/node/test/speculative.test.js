@@ -73,6 +73,7 @@ test('mtp drafts with the model\'s own heads and gives its greedy text', async (
     assert.equal(info.mtpLayers, 1)
     assert.deepEqual(info.recurrent.recurrent, [true, false, false])
     assert.ok(info.recurrent.stateElements > 0)
+    assert.equal(info.recurrent.rollsBack, true)
     assert.equal((await uml.inspect(modelPath())).recurrent, null)
     const prompt = 'once upon a time'
     const greedy = { maxTokens: 48, temperature: 0 }

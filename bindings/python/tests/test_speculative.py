@@ -57,6 +57,7 @@ def test_mtp_drafts_with_the_models_own_heads(tmp_path: Path) -> None:
     assert info.recurrent is not None
     assert info.recurrent["recurrent"] == [True, False, False]
     assert info.recurrent["state_elements"] > 0
+    assert info.recurrent["rolls_back"] is True
     assert uml.inspect(model_path()).recurrent is None
     prompt = "once upon a time"
     with uml.Loader(path, n_ctx=256) as plain:

@@ -525,6 +525,7 @@ fn recurrent_blocks_count_their_state_and_snapshots_not_a_kv_cache() {
         attention: vec![false, false, false, true, false],
         state_elements: 100_000,
         head_blocks: 1,
+        rolls_back: true,
     });
     let kv_block = 2048 * 2 * 3 * 64 * 2;
     let state = 100_000 * 4;
@@ -563,4 +564,41 @@ fn recurrent_blocks_count_their_state_and_snapshots_not_a_kv_cache() {
     assert_eq!(device(3, 100_000) - device(3, 0), state);
     assert_eq!(device(4, 100_000) - device(4, 0), 2 * state);
     assert_eq!(device(2, 0) - device(1, 0), 2_500_000 + kv_block);
+}
+
+/// A model llama.cpp cannot roll back keeps no snapshots; a Mamba-like one (no attention
+/// heads: its GGUF says 0) is estimated by its state alone.
+#[test]
+fn state_without_rollback_or_attention() {
+    let mut info = smollm2();
+    info.block_count = Some(4);
+    info.layer_bytes = vec![2_500_000; 4];
+    info.head_count = Some(0);
+    info.head_count_kv = Some(0);
+    info.recurrent = Some(crate::inspect::RecurrentLayout {
+        recurrent: vec![true; 4],
+        attention: vec![false; 4],
+        state_elements: 50_000,
+        head_blocks: 0,
+        rolls_back: false,
+    });
+    for private_contexts in [0, 1] {
+        let e = estimate(
+            &info,
+            &EstimateOptions {
+                private_contexts,
+                parallel: 2,
+                ..ctx(2048)
+            },
+        )
+        .unwrap();
+        assert_eq!(e.kv_cache_bytes, 4 * 50_000 * 4 * 2);
+    }
+    // A transformer without heads is still an unreadable header.
+    let mut headless = smollm2();
+    headless.head_count = Some(0);
+    assert_eq!(
+        estimate(&headless, &ctx(2048)).unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
 }

@@ -505,6 +505,31 @@ fn recurrent_blocks_and_their_state_follow_llama_cpp() {
         )),
     )]);
     assert_eq!(listed.recurrent, flags([1, 0, 1, 0]));
+    assert!(listed.rolls_back);
+    // MiniMax-01 attends every 8th block by default, with a key_length² state per head.
+    let minimax = layout_of(
+        "minimax-01",
+        vec![
+            ("embedding_length", GgufValue::U32(256)),
+            ("attention.head_count", GgufValue::U32(4)),
+        ],
+    )
+    .unwrap();
+    assert_eq!(minimax.recurrent, flags([1, 1, 1, 1]));
+    assert_eq!(minimax.state_elements, 64 * 64 * 4);
+    assert!(!minimax.rolls_back);
+    // A hostile header saturates rather than wraps.
+    let huge = layout_of(
+        "mamba",
+        vec![
+            ("ssm.conv_kernel", GgufValue::U64(u64::MAX)),
+            ("ssm.inner_size", GgufValue::U64(u64::MAX)),
+            ("ssm.state_size", GgufValue::U64(u64::MAX)),
+            ("ssm.group_count", GgufValue::U64(u64::MAX)),
+        ],
+    )
+    .unwrap();
+    assert_eq!(huge.state_elements, u64::MAX);
     // RWKV-7: every block, token-shift rows and a head_size-wide state per channel.
     let rwkv = layout_of(
         "rwkv7",

@@ -101,8 +101,9 @@ class ModelInfo(Record):
     """For a model with a recurrent state (Mamba, RWKV, hybrids such as Qwen3.5 and LFM2;
     None for a transformer): per block whether it keeps a state (``recurrent``) and whether it
     has a KV cache (``attention``), the f32 elements of one block's state per sequence
-    (``state_elements``), and the prediction-head blocks whose cache only the ``mtp`` heads'
-    context holds (``head_blocks``). The memory estimate counts these."""
+    (``state_elements``), the prediction-head blocks whose cache the ``mtp`` heads' context
+    holds (``head_blocks``), and whether llama.cpp can roll the state back for drafting
+    (``rolls_back``). The memory estimate counts these."""
     head_count: Optional[int]
     head_count_kv: Optional[int]
     vocab_size: Optional[int]

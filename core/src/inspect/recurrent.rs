@@ -94,7 +94,6 @@ pub(super) fn layout(
     let n = usize::try_from(n_blocks).ok()?.min(super::MAX_LAYERS);
     let key = |k: &str| format!("{arch}.{k}");
     let main = n.saturating_sub(usize::try_from(mtp_layers).unwrap_or(n));
-    let kv_heads = per_block(h, &key("attention.head_count_kv"), n);
     let interval = INTERVAL_HYBRIDS.iter().find(|(a, _)| *a == arch);
     let (mut recurrent, mut attention): (Vec<bool>, Vec<bool>) = if RECURRENT.contains(&arch) {
         (vec![true; n], vec![false; n])
@@ -115,7 +114,7 @@ pub(super) fn layout(
         let attention = recurrent.iter().map(|r| !r).collect();
         (recurrent, attention)
     } else if HEADLESS_HYBRIDS.contains(&arch) {
-        let heads = kv_heads.as_ref()?;
+        let heads = per_block(h, &key("attention.head_count_kv"), n)?;
         // Nemotron-H's blocks with a feed-forward network have neither.
         let ff = per_block(h, &key("feed_forward_length"), n);
         let mlp_only =
@@ -148,8 +147,8 @@ pub(super) fn layout(
     })
 }
 
-/// `key` as one value per block: a per-block array as it is (`None` when its length is not
-/// `n`), a scalar repeated.
+/// `key` as one value per block: the first `n` items of a per-block array (`None` when it has
+/// fewer), a scalar repeated.
 fn per_block(h: &GgufHeader, key: &str, n: usize) -> Option<Vec<u64>> {
     let as_number = |v: &GgufValue| v.as_u64().or_else(|| v.as_bool().map(u64::from));
     match h.get(key)? {

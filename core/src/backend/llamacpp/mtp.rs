@@ -12,7 +12,7 @@
 
 use super::{decode_error, fill_batch, ContextKind, LlamaLoaded};
 use crate::backend::{DraftLimits, Session, Token};
-use crate::speculative::MTP_MAX_DRAFT;
+use crate::speculative::rollback_snapshots;
 use crate::{Error, Result};
 use llama_cpp_2::context::params::LlamaContextType;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -21,13 +21,11 @@ use llama_cpp_2::speculative::{MtpSpeculative, MtpSpeculativeParams};
 use llama_cpp_2::token::LlamaToken;
 use std::sync::Arc;
 
-/// The most tokens a pair drafts for a generation asking `max`: at most `MTP_MAX_DRAFT`, and
-/// fewer than `n_ubatch - 1`, since the positions a recurrent state may roll back to share
-/// a micro-batch with one more token (plan_load refuses mtp when that leaves none).
+/// The most tokens a pair drafts for a generation asking `max`: no more than the snapshots
+/// the estimate counts for mtp (`rollback_snapshots`: at most `MTP_MAX_DRAFT`, and fewer than
+/// `n_ubatch - 1`; plan_load refuses mtp when that leaves none).
 fn window(max: u32, n_ubatch: u32) -> u32 {
-    max.min(MTP_MAX_DRAFT)
-        .min(n_ubatch.saturating_sub(2))
-        .max(1)
+    rollback_snapshots(2, n_ubatch).min(max).max(1)
 }
 
 /// A draft handed out by `draft_own` and not yet settled with the drafter.
